@@ -1,0 +1,51 @@
+"""Credits (q_j * w_ij) and the value of every training image, with the invariant as a gate."""
+
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ..valuation.api import DEFAULT_TEMPERATURE
+from ..valuation.credit import compute_credits, training_values as value_training_images
+from .metadata import table_metadata
+
+SUM_TOLERANCE = 1e-6  # relative
+
+
+class CreditConfig(dg.Config):
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, gt=0, description="tau of the softmax over distances")
+
+
+@dg.asset(group_name="credit", code_version="1")
+def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame) -> pl.DataFrame:
+    """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k."""
+    df = compute_credits(matches, quality_scores, config.temperature)
+    top1 = df.filter(pl.col("rank") == 1)["weight"]
+    context.add_output_metadata(
+        table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0))
+    )
+    return df
+
+
+@dg.asset(group_name="credit", code_version="1")
+def training_values(context, credits: pl.DataFrame, training_images: pl.DataFrame) -> pl.DataFrame:
+    """Value of every training image: the sum of its credits (train_id, value, n_generated, rank)."""
+    df = value_training_images(credits, training_images["id"])
+    context.add_output_metadata(
+        table_metadata(
+            df, total_value=float(df["value"].sum()), share_with_value=float((df["value"] > 0).mean()),
+            n_generated=int(credits["gen_id"].n_unique()),
+        )
+    )
+    return df
+
+
+@dg.asset_check(asset=training_values, additional_ins={"quality_scores": dg.AssetIn()}, blocking=True)
+def values_sum_to_quality(training_values: pl.DataFrame, quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    """Sum of values equals sum of q (every generated image hands out exactly its quality)."""
+    total_value, total_q = float(training_values["value"].sum()), float(quality_scores["q"].sum())
+    gap = abs(total_value - total_q) / max(abs(total_q), 1.0)
+    return dg.AssetCheckResult(
+        passed=gap <= SUM_TOLERANCE,
+        metadata={"sum_value": total_value, "sum_q": total_q, "relative_gap": gap, "tolerance": SUM_TOLERANCE},
+    )

@@ -1,0 +1,73 @@
+"""Metadata every table asset carries: row count, column schema, a preview, timings."""
+
+
+import time
+from contextlib import contextmanager
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+# Under the dagster-k8s executor these ask for one GPU for the op's pod (see README, Devices).
+GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+
+
+def table_metadata(df: pl.DataFrame, preview_rows: int = 10, **extra) -> dict:
+    columns = [dg.TableColumn(name, str(dtype)) for name, dtype in df.schema.items()]
+    shown = df.head(preview_rows).select([c for c, t in df.schema.items() if not isinstance(t, (pl.Array, pl.List))])
+    return {
+        "dagster/row_count": df.height,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "preview": dg.MetadataValue.md(_markdown(shown)),
+        **extra,
+    }
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    if df.width == 0:
+        return "(no scalar columns)"
+    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * df.width]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join(lines)
+
+
+class Progress:
+    """Logs counts and rates for long loops, at most every `every` seconds."""
+
+    def __init__(self, log, what: str, total: int, every: float = 5.0):
+        self.log, self.what, self.total, self.every = log, what, total, every
+        self.done, self.start, self.last = 0, time.perf_counter(), 0.0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            self.log.info(f"{self.what}: {self.done}/{self.total} ({rate:,.0f}/s)")
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+@contextmanager
+def timed(into: dict, key: str):
+    start = time.perf_counter()
+    yield
+    into[key] = round(time.perf_counter() - start, 3)
+
+
+def embedding_frame(ids: pl.Series, emb: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"id": ids}).with_columns(
+        embedding=pl.Series(emb.astype(np.float32)).cast(pl.Array(pl.Float32, emb.shape[1]))
+    )
+
+
+def embedding_matrix(df: pl.DataFrame) -> np.ndarray:
+    """The (n, d) float32 matrix of an embeddings table, in row order."""
+    col = df["embedding"]
+    if isinstance(col.dtype, pl.List):
+        col = col.list.to_array(len(col[0]))
+    return col.to_numpy().astype(np.float32, copy=False).reshape(df.height, -1)

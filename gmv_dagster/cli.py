@@ -1,0 +1,126 @@
+"""`gmv`: run the valuation and read its answers from the command line.
+
+    gmv run                   materialise every asset (the demo unless GMV_*_SOURCE say otherwise)
+    gmv top [-n 10]           the top-valued training images
+    gmv contributors GEN_ID   the training images one generated image came from
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import yaml
+
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def _home(args) -> Path:
+    return Path(args.home or os.environ.get("GMV_HOME", "gmv_home")).expanduser().resolve()
+
+
+def _instance(home: Path):
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        dagster_home = home / "dagster"
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        if not (dagster_home / "dagster.yaml").exists():
+            (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dg.DagsterInstance.get()
+
+
+def _query(home: Path, sql: str, params: list | None = None):
+    database = home / "gmv.duckdb"
+    if not database.is_file():
+        sys.exit(f"no results yet: {database} does not exist; run `gmv run` first")
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(sql, params or []).pl()
+
+
+def top(home: Path, n: int):
+    return _query(
+        home,
+        "SELECT v.rank, v.train_id, i.label, round(v.value, 4) AS value, v.n_generated "
+        "FROM training_values v JOIN training_images i ON i.id = v.train_id ORDER BY v.rank LIMIT ?",
+        [n],
+    )
+
+
+def cmd_run(args) -> int:
+    from .definitions import build_definitions
+
+    home = _home(args)
+    run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    run_config.setdefault("loggers", {"console": {"config": {"log_level": args.log_level}}})
+    instance = _instance(home)
+    defs = build_definitions(home)
+    start = time.perf_counter()
+    result = defs.resolve_job_def("valuation").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
+    elapsed = time.perf_counter() - start
+    if not result.success:
+        print(f"valuation failed after {elapsed:.0f} s; see the error above (run id {result.run_id})", file=sys.stderr)
+        return 1
+    import polars as pl
+
+    with pl.Config(tbl_rows=args.n, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print(f"\nvaluation finished in {elapsed:.0f} s (run {result.run_id})")
+        print(f"results: {home / 'gmv.duckdb'}  (tables training_values, credits, matches, quality_scores, ...)")
+        print(f"top {args.n} training images by value:\n{top(home, args.n)}")
+    return 0
+
+
+def cmd_top(args) -> int:
+    import polars as pl
+
+    with pl.Config(tbl_rows=args.n, tbl_hide_dataframe_shape=True):
+        print(top(_home(args), args.n))
+    return 0
+
+
+def cmd_contributors(args) -> int:
+    import polars as pl
+
+    df = _query(
+        _home(args),
+        "SELECT c.rank, c.train_id, i.label, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
+        "round(c.credit, 4) AS credit FROM credits c JOIN training_images i ON i.id = c.train_id "
+        "WHERE c.gen_id = ? ORDER BY c.rank",
+        [args.gen_id],
+    )
+    if df.is_empty():
+        print(f"no credits for generated image {args.gen_id!r}", file=sys.stderr)
+        return 1
+    with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True):
+        print(df)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gmv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", help="GMV_HOME (default: $GMV_HOME or ./gmv_home)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialise every asset")
+    run.add_argument("--config", help="Dagster run config (YAML) for the assets")
+    run.add_argument("-n", type=int, default=10, help="top-valued images to print")
+    run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
+    run.set_defaults(func=cmd_run)
+    t = sub.add_parser("top", help="print the top-valued training images")
+    t.add_argument("-n", type=int, default=10)
+    t.set_defaults(func=cmd_top)
+    c = sub.add_parser("contributors", help="a generated image's contributors and weights")
+    c.add_argument("gen_id")
+    c.set_defaults(func=cmd_contributors)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The no-reference quality scorer behind q_j (pyiqa stays behind this interface)."""
+
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..valuation.quality import METRICS, QualityModel, fit_quality_model
+
+
+class QualityScorerResource(dg.ConfigurableResource):
+    """niqe_refit (default, offline), maniqa / topiq_nr / musiq (local weights), piqe, none (q = 1)."""
+
+    metric: str = Field(default="niqe_refit", description=f"one of {', '.join(METRICS)}")
+    weights_path: str | None = Field(default=None, description="weights file for maniqa / topiq_nr / musiq")
+    input_size: int = Field(default=224, gt=0, description="px fed to learned metrics")
+
+    def fit(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path) -> QualityModel:
+        return fit_quality_model(self.metric, reference, device, seed, work_dir, self.weights_path, self.input_size)

@@ -1,0 +1,75 @@
+"""Where things live (GMV_HOME) and where the images come from; the resource set builder."""
+
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import dagster as dg
+from dagster_duckdb_polars import DuckDBPolarsIOManager
+from pydantic import Field
+
+from .device import DeviceResource
+from .embedder import EmbedderResource
+from .quality import QualityScorerResource
+
+DEMO = "demo"
+
+
+class GmvHome(dg.ConfigurableResource):
+    """The project's folder: the DuckDB file, usearch indexes, checkpoints, generated images."""
+
+    path: str = Field(description="GMV_HOME; default ./gmv_home")
+
+    def root(self) -> Path:
+        root = Path(self.path).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def subdir(self, name: str) -> Path:
+        path = self.root() / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def database(self) -> Path:
+        return self.root() / "gmv.duckdb"
+
+
+class ImageSources(dg.ConfigurableResource):
+    """A folder of images or a .npz for each side; `demo` is Fashion-MNIST and the demo generator."""
+
+    train: str = Field(default=DEMO, description="GMV_TRAIN_SOURCE: demo, a folder of images or a .npz")
+    generated: str = Field(default=DEMO, description="GMV_GENERATED_SOURCE: demo, a folder of images or a .npz")
+    fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
+
+    @property
+    def generated_is_demo(self) -> bool:
+        return self.generated == DEMO
+
+
+def build_resources(home: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides) -> dict:
+    """The resource set for one environment; environments differ only in these arguments.
+
+    Read when Definitions are built (a code location load or a test), never at import.
+    """
+    env = os.environ if env is None else env
+    home = Path(home or env.get("GMV_HOME", "gmv_home")).expanduser().resolve()
+    resources = {
+        "io_manager": DuckDBPolarsIOManager(database=str(home / "gmv.duckdb"), schema="main"),
+        "gmv_home": GmvHome(path=str(home)),
+        "image_sources": ImageSources(
+            train=env.get("GMV_TRAIN_SOURCE", DEMO),
+            generated=env.get("GMV_GENERATED_SOURCE", DEMO),
+            fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
+        ),
+        "embedder": EmbedderResource(),
+        "quality_scorer": QualityScorerResource(),
+        # One device resource per torch-running asset group, each overridable in run config.
+        "embedding_device": DeviceResource(device=env.get("GMV_EMBEDDING_DEVICE", "auto")),
+        "matching_device": DeviceResource(device=env.get("GMV_MATCHING_DEVICE", "auto")),
+        "quality_device": DeviceResource(device=env.get("GMV_QUALITY_DEVICE", "auto")),
+        "generator_device": DeviceResource(device=env.get("GMV_GENERATOR_DEVICE", "auto")),
+    }
+    resources.update(overrides)
+    return resources

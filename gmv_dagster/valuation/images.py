@@ -1,0 +1,264 @@
+"""Image sources: manifests (one row per image) and the pixels behind their uris.
+
+A uri is a file path, or `container#row` for an image stored in an array container
+(`.npz` with `images`, or an IDX file as Fashion-MNIST ships). Ids are stable: the path
+relative to the folder, or `<container stem>:<row>`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from .sampling import seeded_rows
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MANIFEST_SCHEMA = {
+    "id": pl.String,
+    "uri": pl.String,
+    "content_hash": pl.String,
+    "label": pl.String,
+    "attributes": pl.String,  # JSON object, "{}" when none
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class SourceError(ValueError):
+    """A source of images that cannot be read, with what to do about it."""
+
+
+def array_hash(image: np.ndarray) -> str:
+    h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def to_uint8_image(img: Image.Image) -> np.ndarray:
+    """HxW (grey) or HxWx3 (colour) uint8, whatever the file's mode or bit depth."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        return np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode in ("L", "LA", "1"):
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_uint8_image(img)
+    except Exception as exc:  # PIL raises many types for bad files
+        raise SourceError(f"cannot read image {path}: {exc}. Remove or replace the file.") from exc
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def locate_fashion_mnist(explicit_dir: str | None, download_root: Path) -> Path:
+    """The folder holding the Fashion-MNIST IDX files, trying the three documented ways in turn."""
+    tried = []
+    candidates = []
+    if explicit_dir:
+        candidates.append(("GMV_FASHION_MNIST_DIR", Path(explicit_dir)))
+    candidates.append(("Debian's dataset-fashion-mnist", DEBIAN_FASHION_MNIST))
+    for how, directory in candidates:
+        if all(_find_idx(directory, s) for pair in FASHION_MNIST_FILES.values() for s in pair):
+            return directory
+        tried.append(f"{how}: no Fashion-MNIST IDX files in {directory}")
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(download_root), train=True, download=True)
+        FashionMNIST(str(download_root), train=False, download=True)
+        return download_root / "FashionMNIST" / "raw"
+    except Exception as exc:  # no internet is the usual cause
+        tried.append(f"torchvision download into {download_root}: {exc}")
+    raise SourceError(
+        "Fashion-MNIST (the demo data) was not found. Tried:\n  - "
+        + "\n  - ".join(tried)
+        + "\nFix one of: set GMV_FASHION_MNIST_DIR to a folder with the four IDX files; "
+        "`apt-get install dataset-fashion-mnist`; or run where the internet is reachable."
+    )
+
+
+def fashion_mnist_manifest(directory: Path, split: str, n: int | None, seed: int) -> pl.DataFrame:
+    """A seeded subset of n images of one split (all of them when n is None), in index order."""
+    image_stem, label_stem = FASHION_MNIST_FILES[split]
+    image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
+    images, labels = read_idx(image_path), read_idx(label_path)
+    rows = seeded_rows(len(images), n, seed)
+    return pl.DataFrame(
+        {
+            "id": [f"fashion-mnist-{split}:{i:05d}" for i in rows],
+            "uri": [f"{image_path}#{i}" for i in rows],
+            "content_hash": [array_hash(images[i]) for i in rows],
+            "label": [FASHION_MNIST_CLASSES[labels[i]] for i in rows],
+            "attributes": ["{}"] * len(rows),
+        },
+        schema=MANIFEST_SCHEMA,
+    )
+
+
+def _read_attributes(folder: Path, ids: list[str]) -> dict[str, str]:
+    path = folder / "attributes.csv"
+    if not path.is_file():
+        return {}
+    by_id: dict[str, str] = {}
+    basenames = {Path(i).name: i for i in ids}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or len(reader.fieldnames) < 2:
+            raise SourceError(f"{path}: needs a header with a file-name column and at least one attribute")
+        key = reader.fieldnames[0]
+        for line, row in enumerate(reader, start=2):
+            name = (row.get(key) or "").strip()
+            if None in row or any(v is None for v in row.values()):
+                raise SourceError(f"{path}, line {line}: wrong number of fields; each row needs {len(reader.fieldnames)}")
+            image_id = name if name in ids else basenames.get(name)
+            if image_id is None:
+                raise SourceError(f"{path}, line {line}: {name!r} is not an image in {folder}")
+            by_id[image_id] = json.dumps({k: v for k, v in row.items() if k != key}, sort_keys=True)
+    return by_id
+
+
+def folder_manifest(folder: Path) -> pl.DataFrame:
+    """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SourceError(f"no PNG or JPEG images under {folder}: point the source at a folder of images")
+    ids = [p.relative_to(folder).as_posix() for p in files]
+    attributes = _read_attributes(folder, ids)
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "uri": [str(p.resolve()) for p in files],
+            "content_hash": [file_hash(p) for p in files],
+            "label": [i.split("/")[0] if "/" in i else None for i in ids],
+            "attributes": [attributes.get(i, "{}") for i in ids],
+        },
+        schema=MANIFEST_SCHEMA,
+    )
+
+
+def npz_manifest(path: Path) -> pl.DataFrame:
+    images, labels = _load_npz(str(path.resolve()))
+    return arrays_manifest(images, labels, prefix=path.stem, uri_base=str(path.resolve()))
+
+
+def arrays_manifest(
+    images: np.ndarray, labels: np.ndarray | None, prefix: str, uri_base: str | None = None
+) -> pl.DataFrame:
+    """Manifest for in-memory images (N, H, W[, C]); uris point into `uri_base` when given."""
+    if len(images) == 0:
+        raise SourceError(f"{uri_base or prefix}: holds no images")
+    return pl.DataFrame(
+        {
+            "id": [f"{prefix}:{i:06d}" for i in range(len(images))],
+            "uri": [f"{uri_base}#{i}" if uri_base else None for i in range(len(images))],
+            "content_hash": [array_hash(img) for img in images],
+            "label": [str(x) for x in labels] if labels is not None else [None] * len(images),
+            "attributes": ["{}"] * len(images),
+        },
+        schema=MANIFEST_SCHEMA,
+    )
+
+
+def manifest_from_path(source: str) -> pl.DataFrame:
+    """A manifest for a folder of images or a `.npz` file."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return folder_manifest(path)
+    if path.is_file() and path.suffix == ".npz":
+        return npz_manifest(path)
+    raise SourceError(
+        f"image source {source!r} is neither a folder of images nor a .npz file "
+        "(with `images` of shape (N,H,W[,C]) and optional `labels`)"
+    )
+
+
+@lru_cache(maxsize=8)
+def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data:
+                raise SourceError(f"{path}: no array named `images` (found {sorted(data.files)})")
+            images = data["images"]
+            labels = data["labels"] if "labels" in data else None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"cannot read {path}: {exc}") from exc
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
+        raise SourceError(f"{path}: `images` must be (N,H,W) or (N,H,W,C) with C in 1/3/4, got {images.shape}")
+    if labels is not None and len(labels) != len(images):
+        raise SourceError(f"{path}: {len(labels)} labels for {len(images)} images")
+    return images, labels
+
+
+@lru_cache(maxsize=4)
+def _load_container(path: str) -> np.ndarray:
+    if path.endswith(".npz"):
+        return _load_npz(path)[0]
+    return read_idx(Path(path))
+
+
+def normalise_array_image(image: np.ndarray) -> np.ndarray:
+    """Array images to the same uint8 HxW / HxWx3 form as files."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        scale = 255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 1.0
+        img = np.clip(img.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
+    return img
+
+
+def load_image(uri: str) -> np.ndarray:
+    container, sep, row = uri.rpartition("#")
+    if sep and (container.endswith(".npz") or "idx" in Path(container).name):
+        return normalise_array_image(_load_container(container)[int(row)])
+    return read_image_file(Path(uri))
+
+
+def load_images(uris: list[str]) -> list[np.ndarray]:
+    return [load_image(u) for u in uris]

@@ -1,0 +1,74 @@
+"""From embeddings to matches P_j: recall K' candidates, re-rank, keep the top k."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .credit import MATCH_SCHEMA
+from .sampling import seeded_rows
+from .search import exact_topk, hnsw_search, recall_at_k, rescore
+
+INDEX_MODES = ("auto", "exact", "hnsw")
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    k: int = 10
+    candidates: int = 50  # K': recalled before re-ranking; >= k
+    metric: str = "cos"
+    index_mode: str = "auto"  # auto: exact below `exact_below` training images, HNSW above
+    exact_below: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.candidates < self.k:
+            raise ValueError(f"candidates (K'={self.candidates}) must be >= k ({self.k})")
+        if self.index_mode not in INDEX_MODES:
+            raise ValueError(f"index_mode must be one of {INDEX_MODES}, got {self.index_mode!r}")
+
+    def uses_exact(self, n_train: int) -> bool:
+        return self.index_mode == "exact" or (self.index_mode == "auto" and n_train < self.exact_below)
+
+
+def recall_candidates(
+    train: np.ndarray, queries: np.ndarray, params: MatchParams, index=None, device="cpu", threads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """K' nearest training rows per query with exact float64 distances, sorted.
+
+    With an index, HNSW proposes the candidates and their distances are recomputed exactly,
+    so the weights never depend on the index's quantisation, only its recall.
+    """
+    if index is None:
+        return exact_topk(train, queries, params.candidates, params.metric, device)
+    return rescore(train, queries, hnsw_search(index, queries, params.candidates, threads), params.metric)
+
+
+def sample_recall(train: np.ndarray, queries: np.ndarray, index, k: int, metric: str, sample: int, seed: int,
+                  device="cpu") -> float:
+    """recall@k of the index against exact search on a seeded sample of the queries."""
+    rows = seeded_rows(len(queries), sample, seed)
+    exact, _ = exact_topk(train, queries[rows], k, metric, device)
+    return recall_at_k(hnsw_search(index, queries[rows], k), exact)
+
+
+def matches_table(
+    gen_ids: list[str] | pl.Series, train_ids: list[str] | pl.Series, idx: np.ndarray, dist: np.ndarray, k: int
+) -> pl.DataFrame:
+    """The top k of each sorted candidate row as (gen_id, train_id, rank, distance)."""
+    idx, dist = idx[:, :k], dist[:, :k]
+    m, kk = idx.shape
+    valid = (idx >= 0).reshape(-1)
+    train_arr = np.asarray(list(train_ids), dtype=object)
+    return pl.DataFrame(
+        {
+            "gen_id": np.repeat(np.asarray(list(gen_ids), dtype=object), kk)[valid],
+            "train_id": train_arr[np.where(idx < 0, 0, idx).reshape(-1)][valid],
+            "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), m)[valid],
+            "distance": dist.reshape(-1)[valid],
+        },
+        schema=MATCH_SCHEMA,
+    )

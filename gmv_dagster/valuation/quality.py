@@ -1,0 +1,210 @@
+"""No-reference quality q_j in [0, 1] (DESIGN.md step 3).
+
+A scorer gives a raw score per image; a mapping anchored on the data turns it into q:
+q = 1 at the median raw score of held-out training images (what "clean" looks like here),
+q = 0 at the median raw score of uniform-noise images of the same size, linear between,
+clipped to [0, 1]. The same formula serves lower-better and higher-better metrics.
+
+Backends: `niqe_refit` (default; NIQE whose pristine model is refit on the training images,
+through pyiqa), pyiqa's `maniqa`, `topiq_nr`, `musiq` (local weights file), `piqe` (offline,
+but it inverts on small images: see README), and `none` (q = 1, the ablation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .embedders import WeightsNotFoundError, batches, sha256_file, to_tensor_batch
+
+# Metrics that need a weights file, and where their authors publish it.
+WEIGHTED_METRICS = {
+    "maniqa": "MANIQA checkpoint (e.g. ckpt_koniq10k.pt from the MANIQA or pyiqa release)",
+    "topiq_nr": "TOPIQ-NR checkpoint (cfanet_nr_koniq_res50-*.pth from the pyiqa release)",
+    "musiq": "MUSIQ checkpoint (musiq_koniq_ckpt-*.pth from the pyiqa release)",
+}
+METRICS = ("niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
+NIQE_SIZE = 192  # NIQE uses 96-px blocks; 192 px gives 4 blocks per image at the first scale.
+
+
+@dataclass(frozen=True)
+class AnchoredMapping:
+    """q = clip((bad - s) / (bad - good), 0, 1)."""
+
+    good: float
+    bad: float
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        span = self.bad - self.good
+        if span == 0 or not np.isfinite(span):
+            raise ValueError(f"quality anchors do not separate clean from noise (good={self.good}, bad={self.bad})")
+        return np.clip((self.bad - np.asarray(raw, dtype=np.float64)) / span, 0.0, 1.0)
+
+
+@dataclass
+class QualityModel:
+    """A fitted scorer: raw scores, and q in [0, 1] through an anchored mapping."""
+
+    metric: str
+    raw_score: Callable[[list[np.ndarray]], np.ndarray]
+    mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation)
+    params_file: str | None = None
+    params_sha256: str | None = None
+
+    def score(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.raw_score(images)
+        if not np.isfinite(raw).all():
+            bad = int(np.flatnonzero(~np.isfinite(raw))[0])
+            raise ValueError(f"quality metric {self.metric} gave a non-finite score for image #{bad}")
+        q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
+        return raw, q
+
+    def describe(self) -> dict:
+        out = {"metric": self.metric, "params_file": self.params_file, "params_sha256": self.params_sha256}
+        if self.mapping is not None:
+            out.update(anchor_clean=self.mapping.good, anchor_noise=self.mapping.bad)
+        return out
+
+
+def noise_like(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=img.shape, dtype=np.uint8) for img in images]
+
+
+def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_size: int) -> np.ndarray:
+    out = []
+    with torch.inference_mode():
+        for chunk in batches(images, batch_size):
+            x = to_tensor_batch(chunk, size, 3).to(device)
+            out.append(metric(x).reshape(-1).double().cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def niqe_features(images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """NIQE's 36-d block features at two scales, exactly as pyiqa computes them for scoring."""
+    from pyiqa.archs.niqe_arch import blockproc, compute_feature, normalize_img_with_gauss
+    from pyiqa.matlab_utils import imresize
+    from pyiqa.utils.color_util import to_y_channel
+
+    feats = []
+    for chunk in batches(images, batch_size):
+        img = to_y_channel(to_tensor_batch(chunk, NIQE_SIZE, 3).double(), 255, "yiq")
+        per_scale = []
+        for scale in (1, 2):
+            normalised = normalize_img_with_gauss(img, padding="replicate")
+            per_scale.append(blockproc(normalised, [96 // scale, 96 // scale], fun=compute_feature))
+            if scale == 1:
+                img = imresize(img / 255.0, scale=0.5, antialiasing=True) * 255.0
+        feats.append(torch.cat(per_scale, -1).reshape(-1, 36).numpy())
+    return np.concatenate(feats)
+
+
+def fit_niqe_params(images: list[np.ndarray], path: Path) -> Path:
+    """Refit NIQE's pristine multivariate Gaussian on `images` and save it as pyiqa reads it."""
+    import scipy.io
+
+    f = niqe_features(images)
+    f = f[np.isfinite(f).all(1)]
+    if len(f) < 2 * f.shape[1]:
+        raise ValueError(f"NIQE refit needs more reference images: {len(f)} usable blocks for {f.shape[1]} features")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.mat")
+    scipy.io.savemat(tmp, {"mu_prisparam": f.mean(0)[None], "cov_prisparam": np.cov(f.T)})
+    os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def _offline_backbones():
+    """pyiqa builds some backbones with timm pretrained=True (a hub download); the full
+    checkpoint we load afterwards overwrites those weights, so build them empty."""
+    import timm
+
+    original = timm.create_model
+
+    def create_model(*args, **kwargs):
+        kwargs["pretrained"] = False
+        return original(*args, **kwargs)
+
+    timm.create_model = create_model
+    try:
+        yield
+    finally:
+        timm.create_model = original
+
+
+def _create_pyiqa(metric: str, device, weights_path: str | None):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # else a hub lookup retries for about 50 s
+    import pyiqa
+
+    if metric in WEIGHTED_METRICS:
+        if not weights_path or not Path(weights_path).is_file():
+            raise WeightsNotFoundError(
+                f"quality metric {metric} needs its weights file (quality weights_path={weights_path!r} "
+                f"does not exist). Provide the {WEIGHTED_METRICS[metric]} as a local file; nothing is "
+                "downloaded at run time. The offline default is metric=niqe_refit."
+            )
+        kwargs = {"pretrained_model_path": weights_path}
+        if metric == "topiq_nr":
+            kwargs["backbone_pretrain"] = False
+        with _offline_backbones():
+            return pyiqa.create_metric(metric, device=device, **kwargs)
+    return pyiqa.create_metric(metric, device=device)
+
+
+def fit_quality_model(
+    metric: str,
+    reference: list[np.ndarray],
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    work_dir: Path | None = None,
+    weights_path: str | None = None,
+    input_size: int = 224,
+    batch_size: int = 64,
+) -> QualityModel:
+    """Build the scorer and anchor its mapping on `reference` (training) images.
+
+    For niqe_refit, 80% of `reference` fits the pristine model and 20% anchors q = 1.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
+    if metric == "none":
+        return QualityModel("none", lambda images: np.ones(len(images)), None)
+    if len(reference) < 10:
+        raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
+    params_file = None
+    if metric == "niqe_refit":
+        split = int(len(reference) * 0.8)
+        fit_set, anchor_set = reference[:split], reference[split:]
+        params_file = fit_niqe_params(fit_set, (work_dir or Path(".")) / f"niqe_refit_seed{seed}.mat")
+        net = _create_pyiqa_niqe(params_file, device)
+        size = NIQE_SIZE
+    else:
+        anchor_set = reference
+        net = _create_pyiqa(metric, device, weights_path)
+        size = input_size
+
+    def raw_score(images: list[np.ndarray]) -> np.ndarray:
+        return _pyiqa_scores(net, images, size, device, batch_size)
+
+    mapping = AnchoredMapping(
+        good=float(np.median(raw_score(anchor_set))),
+        bad=float(np.median(raw_score(noise_like(anchor_set, seed)))),
+    )
+    checked = params_file or weights_path
+    return QualityModel(
+        metric, raw_score, mapping, str(checked) if checked else None, sha256_file(Path(checked)) if checked else None
+    )
+
+
+def _create_pyiqa_niqe(params_file: Path, device):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pyiqa
+
+    return pyiqa.create_metric("niqe", pretrained_model_path=str(params_file), device=device)

@@ -1,0 +1,164 @@
+"""Nearest-neighbour search: exact (blocked matmul + top-k) and usearch HNSW (DESIGN.md step 2)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+METRICS = ("cos", "l2sq")
+DTYPES = ("f32", "f16", "i8")
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def pairwise_distances(queries: torch.Tensor, train: torch.Tensor, metric: str) -> torch.Tensor:
+    """Distances between rows of two float tensors: 1 - cosine, or squared L2."""
+    _check_metric(metric)
+    if metric == "cos":
+        q = torch.nn.functional.normalize(queries, dim=1)
+        t = torch.nn.functional.normalize(train, dim=1)
+        return (1.0 - q @ t.T).clamp_min_(0.0)
+    sq = (queries * queries).sum(1, keepdim=True) + (train * train).sum(1)[None, :]
+    return (sq - 2.0 * queries @ train.T).clamp_min_(0.0)
+
+
+def exact_topk(
+    train: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: str = "cos",
+    device: str | torch.device = "cpu",
+    query_block: int = 1024,
+    train_block: int = 16384,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest training rows for each query, in (query_block x train_block) tiles.
+
+    Memory is bounded by the block sizes, never n x m. Returns (indices, distances), each
+    (m, k), sorted by (distance, index) so that ties are deterministic.
+    """
+    n = len(train)
+    if n == 0:
+        raise ValueError("the training set is empty: nothing to match against")
+    k = min(k, n)
+    t_all = torch.as_tensor(np.ascontiguousarray(train, dtype=np.float32), device=device)
+    out_idx = np.empty((len(queries), k), dtype=np.int64)
+    out_dist = np.empty((len(queries), k), dtype=np.float64)
+    for qs in range(0, len(queries), query_block):
+        q = torch.as_tensor(np.ascontiguousarray(queries[qs : qs + query_block], dtype=np.float32), device=device)
+        best_d = torch.full((len(q), 0), float("inf"), device=device)
+        best_i = torch.empty((len(q), 0), dtype=torch.int64, device=device)
+        for ts in range(0, n, train_block):
+            d = pairwise_distances(q, t_all[ts : ts + train_block], metric)
+            idx = torch.arange(ts, ts + d.shape[1], device=device).expand(len(q), -1)
+            cat_d, cat_i = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
+            top = torch.topk(cat_d, k=min(k, cat_d.shape[1]), dim=1, largest=False)
+            best_d, best_i = top.values, torch.gather(cat_i, 1, top.indices)
+        out_idx[qs : qs + len(q)] = best_i.cpu().numpy()
+        out_dist[qs : qs + len(q)] = best_d.double().cpu().numpy()
+    return sort_neighbours(out_idx, out_dist)
+
+
+def sort_neighbours(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row by (distance, index); padding (-1) goes last."""
+    d = np.where(indices < 0, np.inf, distances)
+    order = np.lexsort((indices, d), axis=-1)
+    return np.take_along_axis(indices, order, 1), np.take_along_axis(distances, order, 1)
+
+
+def rescore(
+    train: np.ndarray, queries: np.ndarray, candidates: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact float64 distances of each query to its candidate rows, then sorted.
+
+    Weights then depend only on the embeddings, not on the index's quantisation.
+    """
+    _check_metric(metric)
+    safe = np.where(candidates < 0, 0, candidates)
+    cand = train[safe].astype(np.float64)  # (m, K', d)
+    q = queries.astype(np.float64)[:, None, :]
+    if metric == "cos":
+        cand = cand / np.maximum(np.linalg.norm(cand, axis=2, keepdims=True), 1e-12)
+        q = q / np.maximum(np.linalg.norm(q, axis=2, keepdims=True), 1e-12)
+        d = np.clip(1.0 - (cand * q).sum(2), 0.0, None)
+    else:
+        d = ((cand - q) ** 2).sum(2)
+    d = np.where(candidates < 0, np.inf, d)
+    return sort_neighbours(candidates, d)
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    metric: str = "cos"
+    dtype: str = "f16"
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 128
+
+    def __post_init__(self) -> None:
+        _check_metric(self.metric)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"index dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name in ("connectivity", "expansion_add", "expansion_search"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_hnsw(vectors: np.ndarray, params: HnswParams, threads: int = 0):
+    """A usearch HNSW index over `vectors`, keyed by row position."""
+    from usearch.index import Index
+
+    index = Index(
+        ndim=vectors.shape[1],
+        metric=params.metric,
+        dtype=params.dtype,
+        connectivity=params.connectivity,
+        expansion_add=params.expansion_add,
+        expansion_search=params.expansion_search,
+    )
+    index.add(np.arange(len(vectors), dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32), threads=threads)
+    return index
+
+
+def save_index(index, path: Path) -> None:
+    """Write atomically: a killed run never leaves a half-written index at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    index.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def load_index(path: Path, params: HnswParams):
+    from usearch.index import Index
+
+    if not path.is_file():
+        raise FileNotFoundError(f"usearch index {path} does not exist: rematerialise train_index")
+    index = Index.restore(str(path), view=False)
+    index.expansion_search = params.expansion_search
+    return index
+
+
+def hnsw_search(index, queries: np.ndarray, k: int, threads: int = 0) -> np.ndarray:
+    """Candidate row indices (m, k), -1 where the index returned fewer than k."""
+    k = min(k, len(index))
+    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, threads=threads)
+    keys = np.asarray(found.keys, dtype=np.int64).reshape(len(queries), -1)
+    counts = np.asarray(found.counts).reshape(-1)
+    mask = np.arange(keys.shape[1])[None, :] >= counts[:, None]
+    return np.where(mask, -1, keys)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k found in its approximate top-k."""
+    k = exact.shape[1]
+    hits = [len(set(a[a >= 0].tolist()) & set(e.tolist())) for a, e in zip(approx[:, :k], exact)]
+    return float(np.mean(hits) / k) if hits else 1.0

@@ -55,6 +55,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
     """
     env = os.environ if env is None else env
     home = Path(home or env.get("GMV_HOME", "gmv_home")).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
     resources = {
         "io_manager": DuckDBPolarsIOManager(database=str(home / "gmv.duckdb"), schema="main"),
         "gmv_home": GmvHome(path=str(home)),

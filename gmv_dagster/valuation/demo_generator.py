@@ -61,8 +61,9 @@ def train_cvae(
     """Train on grey 28x28 versions of `images`; returns the model and its class names."""
     if any(label is None for label in labels):
         raise ValueError("the demo generator is class-conditional: every training image needs a label")
-    classes = sorted(set(labels))
-    y_all = torch.tensor([classes.index(label) for label in labels], dtype=torch.int64)
+    classes = sorted({str(label) for label in labels})  # plain str: checkpoints load with weights_only
+    position = {c: i for i, c in enumerate(classes)}
+    y_all = torch.tensor([position[str(label)] for label in labels], dtype=torch.int64)
     x_all = to_tensor_batch(images, IMAGE_SIZE, 1).flatten(1)
     gen = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)

@@ -32,11 +32,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def to_tensor_batch(images: list[np.ndarray], size: int, channels: int) -> torch.Tensor:
+def to_tensor_batch(
+    images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR
+) -> torch.Tensor:
     """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
     mode = "L" if channels == 1 else "RGB"
     arrays = [
-        np.asarray(Image.fromarray(img).convert(mode).resize((size, size), Image.BILINEAR), dtype=np.float32)
+        np.asarray(Image.fromarray(img).convert(mode).resize((size, size), resample), dtype=np.float32)
         for img in images
     ]
     batch = torch.from_numpy(np.stack(arrays)) / 255.0

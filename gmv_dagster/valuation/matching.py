@@ -37,14 +37,17 @@ class MatchParams:
 def recall_candidates(
     train: np.ndarray, queries: np.ndarray, params: MatchParams, index=None, device="cpu", threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """K' nearest training rows per query with exact float64 distances, sorted.
+    """K' nearest training rows per query with float64 distances, sorted.
 
-    With an index, HNSW proposes the candidates and their distances are recomputed exactly,
-    so the weights never depend on the index's quantisation, only its recall.
+    Exact search or HNSW proposes the candidates; their distances are then recomputed in
+    float64, so the weights depend on neither the search method nor the index's
+    quantisation, only on which candidates were found.
     """
     if index is None:
-        return exact_topk(train, queries, params.candidates, params.metric, device)
-    return rescore(train, queries, hnsw_search(index, queries, params.candidates, threads), params.metric)
+        found, _ = exact_topk(train, queries, params.candidates, params.metric, device)
+    else:
+        found = hnsw_search(index, queries, params.candidates, threads)
+    return rescore(train, queries, found, params.metric)
 
 
 def sample_recall(train: np.ndarray, queries: np.ndarray, index, k: int, metric: str, sample: int, seed: int,

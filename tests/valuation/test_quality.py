@@ -1,0 +1,52 @@
+"""q in [0, 1]; the default scorer ranks noise and blur below clean images on Fashion-MNIST."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from gmv_dagster.valuation.embedders import WeightsNotFoundError
+from gmv_dagster.valuation.images import read_idx
+from gmv_dagster.valuation.quality import AnchoredMapping, fit_quality_model
+
+
+def test_anchored_mapping_clean_is_one_noise_is_zero_and_clipped():
+    lower_better = AnchoredMapping(good=5.0, bad=40.0)
+    np.testing.assert_allclose(lower_better(np.array([5.0, 22.5, 40.0, 0.0, 99.0])), [1, 0.5, 0, 1, 0])
+    higher_better = AnchoredMapping(good=0.8, bad=0.2)
+    np.testing.assert_allclose(higher_better(np.array([0.8, 0.5, 0.2])), [1, 0.5, 0])
+    with pytest.raises(ValueError, match="do not separate"):
+        AnchoredMapping(1.0, 1.0)(np.array([1.0]))
+
+
+def test_none_gives_q_one():
+    raw, q = fit_quality_model("none", []).score([np.zeros((8, 8), np.uint8)] * 3)
+    assert q.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_default_scores_noise_and_blur_below_clean(fashion_mnist_dir, tmp_path):
+    train = read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:200]
+    test = read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:40]
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, test.shape, dtype=np.uint8)
+    blur = TF.gaussian_blur(torch.from_numpy(test)[:, None], kernel_size=9, sigma=3.0)[:, 0].numpy()
+    model = fit_quality_model("niqe_refit", list(train), seed=0, work_dir=tmp_path)
+    q = {name: model.score(list(images))[1] for name, images in [("clean", test), ("noise", noise), ("blur", blur)]}
+    assert np.all((q["clean"] >= 0) & (q["clean"] <= 1))
+    assert np.median(q["clean"]) > 0.7
+    assert np.median(q["noise"]) < 0.1 and np.median(q["blur"]) < 0.3
+    # per image, not just on average
+    assert np.mean(q["clean"][:, None] > q["noise"][None, :]) > 0.99
+    assert np.mean(q["clean"][:, None] > q["blur"][None, :]) > 0.95
+
+
+@pytest.mark.parametrize("metric", ["maniqa", "topiq_nr", "musiq"])
+def test_metric_without_its_weights_file_says_which_file(metric, tmp_path):
+    images = [np.zeros((8, 8), np.uint8)] * 10
+    with pytest.raises(WeightsNotFoundError, match=f"{metric} needs its weights file"):
+        fit_quality_model(metric, images, weights_path=str(tmp_path / "missing.pth"))
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError, match="must be one of"):
+        fit_quality_model("brisk", [])

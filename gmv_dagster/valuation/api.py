@@ -23,7 +23,7 @@ from .sampling import seeded_rows
 from .search import HnswParams, build_hnsw
 
 ImageSet = Union[str, Path, np.ndarray]
-DEFAULT_TEMPERATURE = 0.01  # measured on the demo, see README "Choosing tau"
+DEFAULT_TEMPERATURE = 0.003  # measured on the demo: see README, "Temperature"
 
 
 @dataclass(frozen=True)

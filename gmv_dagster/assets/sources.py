@@ -1,6 +1,8 @@
 """Manifests of the training and generated images, and the demo generator."""
 
 
+import hashlib
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -22,7 +24,7 @@ class TrainingImagesConfig(dg.Config):
 @dg.asset(group_name="sources", code_version="1")
 def training_images(context, config: TrainingImagesConfig, image_sources: ImageSources, gmv_home: GmvHome) -> pl.DataFrame:
     """One row per training image: stable id, uri, content hash, class label, attributes."""
-    if image_sources.train == "demo":
+    if image_sources.train_is_demo:
         directory = locate_fashion_mnist(image_sources.fashion_mnist_dir, gmv_home.subdir("datasets"))
         df = fashion_mnist_manifest(directory, "train", config.demo_size, config.seed)
     else:
@@ -85,8 +87,6 @@ def _require_unique(df: pl.DataFrame, source: str) -> None:
 
 
 def _content_key(manifest: pl.DataFrame) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for value in manifest.select("content_hash", "label").iter_rows():
         h.update(repr(value).encode())
@@ -94,6 +94,4 @@ def _content_key(manifest: pl.DataFrame) -> str:
 
 
 def params_key(params) -> str:
-    import hashlib
-
     return hashlib.sha256(repr(params).encode()).hexdigest()[:8]

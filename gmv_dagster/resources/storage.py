@@ -44,6 +44,10 @@ class ImageSources(dg.ConfigurableResource):
     fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
 
     @property
+    def train_is_demo(self) -> bool:
+        return self.train == DEMO
+
+    @property
     def generated_is_demo(self) -> bool:
         return self.generated == DEMO
 

@@ -5,7 +5,7 @@ The Dagster assets run the same functions step by step, so they store the same n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -59,9 +59,6 @@ class ValuationResult:
     def attribution(self, gen_id: str) -> pl.DataFrame:
         """The training images that generated image `gen_id` came from, with weights and credit."""
         return self.credits.filter(pl.col("gen_id") == gen_id).sort("rank")
-
-    def as_dict(self) -> dict:
-        return asdict(self.config)
 
 
 def _resolve(images: ImageSet, labels, prefix: str) -> tuple[pl.DataFrame, list[np.ndarray]]:

@@ -159,6 +159,8 @@ def _create_pyiqa(metric: str, device, weights_path: str | None):
             kwargs["backbone_pretrain"] = False
         with _offline_backbones():
             return pyiqa.create_metric(metric, device=device, **kwargs)
+    if weights_path:  # niqe with refit parameters
+        return pyiqa.create_metric(metric, device=device, pretrained_model_path=weights_path)
     return pyiqa.create_metric(metric, device=device)
 
 
@@ -187,10 +189,11 @@ def fit_quality_model(
         split = int(len(reference) * 0.8)
         fit_set, anchor_set = reference[:split], reference[split:]
         params_file = fit_niqe_params(fit_set, (work_dir or Path(".")) / f"niqe_refit_seed{seed}.mat")
-        net = _create_pyiqa_niqe(params_file, device)
+        net = _create_pyiqa("niqe", device, str(params_file))
         size = NIQE_SIZE
     else:
         anchor_set = reference
+        weights_path = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
         net = _create_pyiqa(metric, device, weights_path)
         size = input_size
 
@@ -205,10 +208,3 @@ def fit_quality_model(
     return QualityModel(
         metric, raw_score, mapping, str(checked) if checked else None, sha256_file(Path(checked)) if checked else None
     )
-
-
-def _create_pyiqa_niqe(params_file: Path, device):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import pyiqa
-
-    return pyiqa.create_metric("niqe", pretrained_model_path=str(params_file), device=device)

@@ -12,14 +12,14 @@ from .metadata import GPU_TAGS, Progress, embedding_frame, table_metadata
 
 def embed_manifest(context, manifest: pl.DataFrame, embedder: EmbedderResource, device: DeviceResource) -> pl.DataFrame:
     model = embedder.load()
-    dev = device.torch_device()
-    model.to(dev, device.torch_dtype())
+    dev, dtype = device.torch_device(), device.torch_dtype()
+    model.to(dev, dtype)
     progress = Progress(context.log, f"embedding with {model.name}", manifest.height)
     uris = manifest["uri"].to_list()
     # Load and embed in chunks so that memory stays bounded by the chunk, not the data set.
     chunk = max(device.batch_size * 16, 4096)
     parts = [
-        model.embed(load_images(uris[s : s + chunk]), dev, device.batch_size, device.torch_dtype(), progress)
+        model.embed(load_images(uris[s : s + chunk]), dev, device.batch_size, dtype, progress)
         for s in range(0, len(uris), chunk)
     ]
     emb = np.concatenate(parts) if parts else np.empty((0, model.dim), dtype=np.float32)

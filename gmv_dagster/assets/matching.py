@@ -77,7 +77,8 @@ def matches(
     training_images: pl.DataFrame, generated_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Each generated image's k nearest training images (gen_id, train_id, rank, distance)."""
-    spec = json.loads((gmv_home.subdir("index") / INDEX_SPEC).read_text())
+    folder = gmv_home.subdir("index")
+    spec = json.loads((folder / INDEX_SPEC).read_text())
     train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
     if spec["n"] != len(train) or spec["dim"] != train.shape[1]:
         raise ValueError(
@@ -87,7 +88,7 @@ def matches(
     params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=spec["params"]["metric"],
                          index_mode=spec["mode"])
     hnsw = HnswParams(**spec["params"])
-    index = load_index(gmv_home.root() / "index" / INDEX_FILE, hnsw) if spec["mode"] == "hnsw" else None
+    index = load_index(folder / INDEX_FILE, hnsw) if spec["mode"] == "hnsw" else None
     device = matching_device.torch_device()
     timings: dict = {}
     with timed(timings, "search_seconds"):

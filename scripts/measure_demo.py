@@ -17,6 +17,7 @@ from gmv_dagster.valuation.credit import softmax_weights
 from gmv_dagster.valuation.embedders import make_embedder
 from gmv_dagster.valuation.images import load_images
 from gmv_dagster.valuation.quality import fit_quality_model
+from gmv_dagster.valuation.pollution import near_copy
 from gmv_dagster.valuation.sampling import seeded_rows
 from gmv_dagster.valuation.search import exact_topk
 
@@ -37,8 +38,7 @@ def main():
     rng = np.random.default_rng(0)
     src = seeded_rows(len(train_img), 500, 1)
     # near-copies: shifted one pixel, mild noise and contrast change
-    copies = [np.clip(np.roll(train_img[i], 1, axis=1) * 0.9 + rng.normal(0, 8, (28, 28)) + 10, 0, 255).astype(np.uint8)
-              for i in src]
+    copies = [near_copy(train_img[i], rng) for i in src]
     print(f"n_train={len(train_img)} n_generated={len(gen_img)}\n")
     print("| embedder | C1@1 | C1@10 | source top-1 | source in top-10 | ms / image (embed) |")
     print("|---|---|---|---|---|---|")

@@ -61,7 +61,7 @@ def image_folders(tmp_path, known_answer):
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fashion_mnist_dir():
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (.ci/run does this)")

@@ -15,7 +15,9 @@ import pytest
 
 BIN = Path(sys.executable).parent
 ASSETS = {"training_images", "demo_generator", "generated_images", "train_embeddings", "generated_embeddings",
-          "train_index", "matches", "quality_scores", "credits", "training_values"}
+          "train_index", "matches", "quality_scores", "credits", "training_values", "method_values",
+          "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness", "criterion_diversity", "criterion_efficiency",
+          "criterion_ood", "criterion_fidelity", "criterion_consistency", "criterion_report"}
 
 
 def _env(tmp_path, image_folders):
@@ -76,7 +78,7 @@ def test_dagster_dev_serves_every_asset_over_graphql(tmp_path, image_folders):
                 time.sleep(2)
         assert nodes, (tmp_path / "dev.log").read_text()[-3000:]
         assert {"/".join(n["assetKey"]["path"]) for n in nodes} == ASSETS
-        assert {n["groupName"] for n in nodes} == {"sources", "embeddings", "matching", "quality", "credit"}
+        assert {n["groupName"] for n in nodes} == {"sources", "embeddings", "matching", "quality", "credit", "reports"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..valuation.api import DEFAULT_TEMPERATURE
 from ..valuation.credit import compute_credits, training_values as value_training_images
-from .metadata import table_metadata
+from .metadata import table_metadata, timed
 
 SUM_TOLERANCE = 1e-6  # relative
 
@@ -19,10 +19,12 @@ class CreditConfig(dg.Config):
 @dg.asset(group_name="credit", code_version="1")
 def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame) -> pl.DataFrame:
     """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k."""
-    df = compute_credits(matches, quality_scores, config.temperature)
+    timings: dict = {}
+    with timed(timings, "seconds"):
+        df = compute_credits(matches, quality_scores, config.temperature)
     top1 = df.filter(pl.col("rank") == 1)["weight"]
     context.add_output_metadata(
-        table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0))
+        table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings)
     )
     return df
 

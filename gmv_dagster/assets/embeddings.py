@@ -33,6 +33,7 @@ def embed_manifest(context, manifest: pl.DataFrame, embedder: EmbedderResource, 
             weights_file=model.weights_file or "none (no learned weights)",
             weights_sha256=model.weights_sha256 or "none",
             images_per_second=round(manifest.height / max(progress.seconds, 1e-9), 1),
+            seconds=round(progress.seconds, 3),
             **{f"device/{k}": str(v) for k, v in device.describe().items()},
         )
     )

@@ -71,3 +71,15 @@ def embedding_matrix(df: pl.DataFrame) -> np.ndarray:
     if isinstance(col.dtype, pl.List):
         col = col.list.to_array(len(col[0]))
     return col.to_numpy().astype(np.float32, copy=False).reshape(df.height, -1)
+
+
+def latest_metadata(context, asset: str) -> dict:
+    """Plain values of the latest materialisation's metadata of `asset` ({} if never materialised).
+
+    Reports read the pipeline's settings (k, temperature, generator spec, timings) from here, so they
+    describe the run that produced the tables they read.
+    """
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}

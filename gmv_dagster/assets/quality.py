@@ -34,6 +34,6 @@ def quality_scores(
     df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q})
     context.add_output_metadata(
         table_metadata(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()),
-                       device=str(device), **timings)
+                       device=str(device), reference_size=config.reference_size, seed=config.seed, **timings)
     )
     return df

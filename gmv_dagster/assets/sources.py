@@ -1,19 +1,18 @@
 """Manifests of the training and generated images, and the demo generator."""
 
 
-import hashlib
-
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
 from ..resources import DeviceResource, GmvHome, ImageSources
-from ..valuation.demo_generator import TrainParams, load_checkpoint, sample_cvae, save_checkpoint, train_cvae
+from ..valuation.demo_diffusion import DiffusionParams
+from ..valuation.demo_generator import GeneratorSpec, TrainParams, cached_generator, data_key
 from ..valuation.images import fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path
-from .metadata import GPU_TAGS, table_metadata
+from .metadata import GPU_TAGS, latest_metadata, table_metadata
 
-DEMO_SAMPLES = "demo_cvae.npz"
+DEMO_SAMPLES = "demo_{family}.npz"
 
 
 class TrainingImagesConfig(dg.Config):
@@ -35,45 +34,57 @@ def training_images(context, config: TrainingImagesConfig, image_sources: ImageS
 
 
 class DemoGeneratorConfig(dg.Config):
-    epochs: int = Field(default=15, gt=0)
-    latent: int = Field(default=16, gt=0)
+    family: str = Field(default="vae", description="vae (class-conditional VAE) | diffusion (class-conditional DDPM, DDIM sampling)")
+    epochs: int = Field(default=15, gt=0, description="VAE epochs")
+    latent: int = Field(default=16, gt=0, description="VAE latent dimension")
+    diffusion_steps: int = Field(default=2000, gt=0, description="DDPM optimiser steps (batches of 64)")
+    diffusion_channels: int = Field(default=16, gt=0, description="DDPM U-Net width")
+    sample_steps: int = Field(default=25, gt=0, description="DDIM sampling steps")
     n_samples: int = Field(default=1000, gt=0, description="generated images to sample")
     seed: int = Field(default=0, description="seed of training and of the sampling noise")
 
+    def spec(self) -> GeneratorSpec:
+        return GeneratorSpec(
+            self.family, TrainParams(epochs=self.epochs, latent=self.latent, seed=self.seed),
+            DiffusionParams(steps=self.diffusion_steps, channels=self.diffusion_channels,
+                            sample_steps=self.sample_steps, seed=self.seed),
+        )
 
-@dg.asset(group_name="sources", code_version="1", op_tags=GPU_TAGS)
+
+def train_demo_generator(context, spec: GeneratorSpec, manifest: pl.DataFrame, images, gmv_home: GmvHome,
+                         device: DeviceResource):
+    """The generator trained on `manifest` (checkpoint reused when data and spec are unchanged)."""
+    key = data_key(manifest["content_hash"].to_list(), manifest["label"].to_list())
+    return cached_generator(spec, images() if callable(images) else images, manifest["label"].to_list(), key,
+                            gmv_home.subdir("checkpoints"), device.torch_device(), context.log.info)
+
+
+@dg.asset(group_name="sources", code_version="2", op_tags=GPU_TAGS)
 def demo_generator(
     context, config: DemoGeneratorConfig, training_images: pl.DataFrame, image_sources: ImageSources,
     gmv_home: GmvHome, generator_device: DeviceResource,
 ) -> dg.MaterializeResult:
-    """The demo's class-conditional VAE, trained on the training images and sampled to a .npz."""
+    """The demo's class-conditional generator (VAE or diffusion), trained on the training images and sampled to a .npz."""
     if not image_sources.generated_is_demo:
         return dg.MaterializeResult(metadata={"skipped": f"generated images come from {image_sources.generated}"})
-    device = generator_device.torch_device()
-    params = TrainParams(epochs=config.epochs, latent=config.latent, seed=config.seed)
-    checkpoint = gmv_home.subdir("checkpoints") / f"cvae-{_content_key(training_images)}-{params_key(params)}.pt"
-    if checkpoint.is_file():
-        model, classes = load_checkpoint(checkpoint)
-        context.log.info(f"reusing checkpoint {checkpoint} (same training images and parameters)")
-    else:
-        images = load_images(training_images["uri"].to_list())
-        log = lambda e, loss, s: context.log.info(f"epoch {e}/{params.epochs}: loss {loss:.1f} ({s:.1f} s)")  # noqa: E731
-        model, classes = train_cvae(images, training_images["label"].to_list(), params, device, log)
-        save_checkpoint(model.cpu(), classes, checkpoint)
-    samples, labels = sample_cvae(model.to(device), classes, config.n_samples, config.seed, device)
-    out = gmv_home.subdir("generated") / DEMO_SAMPLES
+    spec = config.spec()
+    generator, checkpoint = train_demo_generator(
+        context, spec, training_images, lambda: load_images(training_images["uri"].to_list()), gmv_home, generator_device)
+    samples, labels = generator.sample(config.n_samples, config.seed, generator_device.torch_device())
+    out = gmv_home.subdir("generated") / DEMO_SAMPLES.format(family=spec.family)
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, images=samples, labels=np.asarray(labels))
     tmp.replace(out)
     return dg.MaterializeResult(
-        metadata={"checkpoint": str(checkpoint), "samples": str(out), "n_samples": len(samples), "classes": len(classes)}
+        metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()), "checkpoint": str(checkpoint), "samples": str(out),
+                  "n_samples": len(samples), "classes": len(generator.classes)}
     )
 
 
 @dg.asset(group_name="sources", code_version="1", deps=[demo_generator])
 def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) -> pl.DataFrame:
     """One row per generated image: stable id, uri, content hash, label (demo: the conditioning class), batch."""
-    source = str(gmv_home.root() / "generated" / DEMO_SAMPLES) if image_sources.generated_is_demo else image_sources.generated
+    source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
     df = manifest_from_path(source).with_columns(batch=pl.lit("default"))
     _require_unique(df, source)
     context.add_output_metadata(table_metadata(df, source=source))
@@ -86,12 +97,8 @@ def _require_unique(df: pl.DataFrame, source: str) -> None:
         raise ValueError(f"{source}: duplicate image id {dup['id'][0]!r}; ids must be unique")
 
 
-def _content_key(manifest: pl.DataFrame) -> str:
-    h = hashlib.sha256()
-    for value in manifest.select("content_hash", "label").iter_rows():
-        h.update(repr(value).encode())
-    return h.hexdigest()[:16]
+def demo_samples_path(context, gmv_home: GmvHome):
+    """The .npz that the latest demo_generator materialisation wrote (its family is in its metadata)."""
+    family = latest_metadata(context, "demo_generator").get("family", "vae")
+    return gmv_home.root() / "generated" / DEMO_SAMPLES.format(family=family)
 
-
-def params_key(params) -> str:
-    return hashlib.sha256(repr(params).encode()).hexdigest()[:8]

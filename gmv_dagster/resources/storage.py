@@ -12,6 +12,7 @@ from pydantic import Field
 from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
+from .reports import ReportSettings
 
 DEMO = "demo"
 
@@ -70,6 +71,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
         ),
         "embedder": EmbedderResource(),
         "quality_scorer": QualityScorerResource(),
+        "report_settings": ReportSettings(),
         # One device resource per torch-running asset group, each overridable in run config.
         "embedding_device": DeviceResource(device=env.get("GMV_EMBEDDING_DEVICE", "auto")),
         "matching_device": DeviceResource(device=env.get("GMV_MATCHING_DEVICE", "auto")),

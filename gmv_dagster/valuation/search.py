@@ -18,6 +18,12 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
+def _writable_f32(a: np.ndarray) -> np.ndarray:
+    """Contiguous float32; arrays read from Arrow are read-only, and torch wants writable memory."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return a if a.flags.writeable else a.copy()
+
+
 def pairwise_distances(queries: torch.Tensor, train: torch.Tensor, metric: str) -> torch.Tensor:
     """Distances between rows of two float tensors: 1 - cosine, or squared L2."""
     _check_metric(metric)
@@ -47,11 +53,11 @@ def exact_topk(
     if n == 0:
         raise ValueError("the training set is empty: nothing to match against")
     k = min(k, n)
-    t_all = torch.as_tensor(np.ascontiguousarray(train, dtype=np.float32), device=device)
+    t_all = torch.as_tensor(_writable_f32(train), device=device)
     out_idx = np.empty((len(queries), k), dtype=np.int64)
     out_dist = np.empty((len(queries), k), dtype=np.float64)
     for qs in range(0, len(queries), query_block):
-        q = torch.as_tensor(np.ascontiguousarray(queries[qs : qs + query_block], dtype=np.float32), device=device)
+        q = torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device)
         best_d = torch.full((len(q), 0), float("inf"), device=device)
         best_i = torch.empty((len(q), 0), dtype=torch.int64, device=device)
         for ts in range(0, n, train_block):

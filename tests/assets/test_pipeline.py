@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 import dagster as dg
 
-from gmv_dagster.assets import ALL_ASSETS, ALL_CHECKS
+from gmv_dagster.assets import ALL_CHECKS, PIPELINE_ASSETS
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.resources import build_resources
 from gmv_dagster.valuation import ValuationConfig, value_training_set
@@ -17,7 +17,7 @@ FAST = {"ops": {"quality_scores": {"config": {"reference_size": 36}}}}
 def materialise(home, env, run_config=FAST):
     instance = dg.DagsterInstance.ephemeral()
     return dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS], resources=build_resources(home, env=env), run_config=run_config, instance=instance
+        [*PIPELINE_ASSETS, *ALL_CHECKS], resources=build_resources(home, env=env), run_config=run_config, instance=instance
     )
 
 
@@ -30,8 +30,13 @@ def test_definitions_load():
     defs = build_definitions("/tmp/unused-gmv-home")
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {"training_images", "demo_generator", "generated_images", "train_embeddings",
-                    "generated_embeddings", "train_index", "matches", "quality_scores", "credits", "training_values"}
-    assert defs.resolve_job_def("valuation")
+                    "generated_embeddings", "train_index", "matches", "quality_scores", "credits", "training_values",
+                    "method_values", "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
+                    "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
+                    "criterion_consistency", "criterion_report"}
+    valuation = defs.resolve_job_def("valuation").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in valuation} == {k for k in keys if not k.startswith(("method_", "criterion_"))}
+    assert defs.resolve_job_def("criteria")
 
 
 def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folders, known_answer):
@@ -75,7 +80,7 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir):
     gen = read(home, "generated_images")
     assert gen.height == 20 and set(gen["label"]) <= set(read(home, "training_images")["label"])
     assert (home / "index" / "train_index.usearch").is_file()
-    assert list((home / "checkpoints").glob("cvae-*.pt"))
+    assert list((home / "checkpoints").glob("vae-*.pt"))
     index_meta = result.asset_materializations_for_node("train_index")[0].metadata
     assert index_meta["mode"].value == "hnsw" and index_meta["recall@10"].value >= 0.9
     assert read(home, "training_values")["value"].sum() == pytest.approx(read(home, "quality_scores")["q"].sum())

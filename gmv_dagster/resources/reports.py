@@ -1,0 +1,30 @@
+"""Settings every criterion report shares: which baselines run and how deep rankings go."""
+
+
+import dagster as dg
+from pydantic import Field
+
+from ..valuation.experiments import Suite
+from ..valuation.methods import SimilaritySetup
+from ..valuation.rerank import make_pair_distance
+from ..valuation.tracin import TracInParams
+
+
+class ReportSettings(dg.ConfigurableResource):
+    """Baselines and their settings, one set for every criterion so that rows compare like with like."""
+
+    depth: int = Field(default=50, gt=0, description="contributors ranked per generated image (C1 up to this k)")
+    rerank: list[str] = Field(default=["l2", "lpips"], description="re-rank baselines to try (l2, lpips)")
+    lpips_weights_path: str | None = Field(
+        default=None, description="AlexNet state dict for the lpips re-rank baseline; without it lpips is reported as not run")
+    tracin_factor: int = Field(default=24, gt=0, description="TracIn projection: factor^2 dimensions per layer")
+    seed: int = Field(default=0, description="seed of the random baselines and the random removal set")
+
+    def suite(self, setup: SimilaritySetup, device) -> Suite:
+        reranks = {}
+        for name in self.rerank:
+            if name == "lpips" and self.lpips_weights_path is None:
+                continue  # reported as "not run" with the reason, never replaced by another distance
+            reranks[name] = make_pair_distance(name, self.lpips_weights_path, device)
+        return Suite(SimilaritySetup(**{**setup.__dict__, "depth": self.depth}), reranks,
+                     TracInParams(factor=self.tracin_factor, seed=self.seed), self.seed, device)

@@ -1,0 +1,81 @@
+"""The criteria job on a small demo: every criterion for every method, in one DuckDB table with plots."""
+
+import duckdb
+import polars as pl
+import pytest
+import dagster as dg
+
+from gmv_dagster.assets.report_tables import results_markdown
+from gmv_dagster.definitions import build_definitions
+
+SMALL = {"ops": {
+    "training_images": {"config": {"demo_size": 600}},
+    "demo_generator": {"config": {"epochs": 2, "n_samples": 60, "diffusion_steps": 20, "sample_steps": 4}},
+    "quality_scores": {"config": {"reference_size": 40}},
+    "train_index": {"config": {"index_mode": "hnsw"}},
+    "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
+}}
+
+
+@pytest.fixture(scope="module")
+def criteria_run(tmp_path_factory, fashion_mnist_dir):
+    home = tmp_path_factory.mktemp("reports") / "home"
+    defs = build_definitions(home, env={"GMV_FASHION_MNIST_DIR": str(fashion_mnist_dir)})
+    result = defs.resolve_job_def("criteria").execute_in_process(run_config=SMALL, instance=dg.DagsterInstance.ephemeral())
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
+        report = con.execute("SELECT * FROM criterion_report").pl()
+        values = con.execute("SELECT * FROM training_values").pl()
+        method_values = con.execute("SELECT * FROM method_values").pl()
+    return result, report, values, method_values
+
+
+def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
+    result, report, values, method_values = criteria_run
+    assert result.success
+    criteria = set(report["criterion"])
+    assert criteria == {"C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "C4 efficiency",
+                        "fidelity", "diversity", "consistency", "reasonableness"}
+    ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform", "tracin"}
+    for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "diversity",
+                      "reasonableness"):
+        assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion
+    # lpips has no weights here: reported as not run, with the reason, never silently replaced
+    lpips = report.filter(pl.col("method") == "gmv_rerank_lpips")
+    assert lpips.height and lpips["value"].is_null().all() and lpips["note"].str.contains("AlexNet").all()
+    # the method's values in the report are the pipeline's values
+    gmv = method_values.filter(pl.col("method") == "gmv").join(values, on="train_id", suffix="_pipeline")
+    assert gmv.height == values.height and (gmv["value"] - gmv["value_pipeline"]).abs().max() < 1e-12
+
+
+def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
+    _, report, _, _ = criteria_run
+    shares = report.filter(pl.col("criterion").is_in(["C1 identical class", "C2 identical attributes"]))
+    assert shares["value"].is_between(0, 1).all() and shares["n"].min() == 60
+    bracketed = report.filter(pl.col("ci_low").is_not_null())
+    assert (bracketed["ci_low"] <= bracketed["value"] + 1e-12).all() and (bracketed["value"] <= bracketed["ci_high"] + 1e-12).all()
+    auc = report.filter((pl.col("metric") == "AUC (OOD valued lower)") & (pl.col("method") == "uniform"))
+    assert auc["value"].to_list() == [0.5] * auc.height  # all values tie
+    c3 = report.filter((pl.col("criterion") == "C3 out-of-distribution") & (pl.col("setting") == "all kinds"))
+    assert c3.filter(pl.col("metric") == "precision at bottom-k")["n"].unique().to_list() == [32]  # 5% of 632
+    copies = report.filter((pl.col("criterion") == "reasonableness") & (pl.col("metric") == "source in top-10"))
+    top10 = dict(copies.select("method", "value").iter_rows())
+    assert top10["gmv"] > 0.5 > top10["random"] and copies["n"].unique().to_list() == [200]
+    fidelity = report.filter(pl.col("criterion") == "fidelity")
+    assert set(fidelity["setting"]) >= {"top 10%", "random 10%", "bottom 10%"}
+    consistency = report.filter((pl.col("criterion") == "consistency") & (pl.col("metric") == "spearman"))
+    assert {"ANN (HNSW f16) vs exact", "HNSW f16 vs f32", "generation seed", "generator family (vae vs diffusion)"} <= set(consistency["setting"])
+    ann = consistency.filter((pl.col("setting") == "ANN (HNSW f16) vs exact"))["value"][0]
+    assert 0.9 < ann <= 1.0
+    tracin_family = consistency.filter((pl.col("method") == "tracin") & pl.col("setting").str.starts_with("generator family"))
+    assert tracin_family["value"].is_null().all() and "needs the demo VAE" in tracin_family["note"][0]
+
+
+def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criteria_run):
+    result, report, _, _ = criteria_run
+    for asset in ("criterion_classes", "criterion_reasonableness", "criterion_ood", "criterion_fidelity", "criterion_consistency",
+                  "criterion_diversity", "criterion_efficiency", "criterion_report"):
+        metadata = result.asset_materializations_for_node(asset)[0].metadata
+        assert metadata["plot"].value.startswith("![plot](data:image/png;base64,"), asset
+        assert "| method |" in metadata["summary"].value, asset
+    page = results_markdown(report, "# header\n")
+    assert "## Headline" in page and "| gmv |" in page and "| tracin |" in page and "C3 AUC" in page

@@ -24,10 +24,12 @@ from .report_tables import Rows, bar_plot, pivot_markdown, report_metadata
 NEEDS_GENERATOR = "needs the demo generator (retrains it); the generated images came from elsewhere"
 
 
-def _kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-         generator_device, matching_device) -> ReportKit:
-    return report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                      generator_device, matching_device)
+def _not_run_without_generator(context, rows: Rows, metric: str, setting: str) -> pl.DataFrame:
+    """The criterion's only row when the generated images did not come from the demo generator."""
+    rows.not_run(metric, "all", setting, NEEDS_GENERATOR)
+    df = rows.frame()
+    context.add_output_metadata(report_metadata(df, NEEDS_GENERATOR, ""))
+    return df
 
 
 def _sample(kit: ReportKit, generator, seed: int, tag: str) -> Generations:
@@ -48,8 +50,8 @@ def criterion_reasonableness(
     generator_device: DeviceResource, matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Reasonableness: generated near-copies of known training images must name their source as top contributor."""
-    kit = _kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-               generator_device, matching_device)
+    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
+                     generator_device, matching_device)
     rows = Rows("reasonableness")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
     images = load_images(training_images["uri"].to_list())
@@ -91,14 +93,11 @@ def criterion_ood(
     quality_device: DeviceResource, generator_device: DeviceResource, matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """C3: pollute the training set with OOD images, retrain the generator, value; AUC that OOD images get lower value."""
-    kit = _kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-               generator_device, matching_device)
+    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
+                     generator_device, matching_device)
     rows = Rows("C3 out-of-distribution")
     if kit.generator_spec is None:
-        rows.not_run("AUC (OOD valued lower)", "all", "all kinds", NEEDS_GENERATOR)
-        df = rows.frame()
-        context.add_output_metadata(report_metadata(df, NEEDS_GENERATOR, ""))
-        return df
+        return _not_run_without_generator(context, rows, "AUC (OOD valued lower)", "all kinds")
     clean = load_images(training_images["uri"].to_list())
     labels = training_images["label"].to_list()
     n_ood = pollution_count(len(clean), config.share)
@@ -147,14 +146,11 @@ def criterion_fidelity(
     quality_device: DeviceResource, generator_device: DeviceResource, matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Remove the top / a random / the bottom p% by value, retrain, regenerate from the same noise: how far do generations move?"""
-    kit = _kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-               generator_device, matching_device)
+    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
+                     generator_device, matching_device)
     rows = Rows("fidelity")
     if kit.generator_spec is None:
-        rows.not_run("distance_to_removed_gain", "all", "all", NEEDS_GENERATOR)
-        df = rows.frame()
-        context.add_output_metadata(report_metadata(df, NEEDS_GENERATOR, ""))
-        return df
+        return _not_run_without_generator(context, rows, "distance_to_removed_gain", "all")
     ids = training_images["id"].to_list()
     position = {i: r for r, i in enumerate(ids)}
     images = load_images(training_images["uri"].to_list())
@@ -206,8 +202,8 @@ def criterion_consistency(
     generator_device: DeviceResource, matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Rank correlation of values across generation seeds, generator families, ANN vs exact and f32 vs f16 index."""
-    kit = _kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-               generator_device, matching_device)
+    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
+                     generator_device, matching_device)
     rows = Rows("consistency")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
     train_emb = embedding_matrix(train_embeddings)

@@ -27,7 +27,7 @@ class TrainIndexConfig(dg.Config):
     connectivity: int = Field(default=16, gt=0)
     expansion_add: int = Field(default=128, gt=0)
     expansion_search: int = Field(default=128, gt=0)
-    threads: int = Field(default=0, ge=0, description="build threads; 0 = all cores")
+    threads: int = Field(default=1, ge=0, description="build threads; 1 = identical index on every run, 0 = all cores (faster, not reproducible)")
     recall_k: int = Field(default=10, gt=0)
     recall_sample: int = Field(default=200, gt=0, description="queries for recall@k against exact")
     seed: int = 0

@@ -90,8 +90,9 @@ def bar_plot(df: pl.DataFrame, group: str, title: str, ylabel: str) -> str:
             xs.append(methods.index(row["method"]) + gi * width)
             ys.append(row["value"])
             lo, hi = row.get("ci_low"), row.get("ci_high")
-            errs[0].append(row["value"] - lo if lo is not None else 0.0)
-            errs[1].append(hi - row["value"] if hi is not None else 0.0)
+            # max(0, .): an interval can miss its point estimate by a rounding error at 0 or 1
+            errs[0].append(max(0.0, row["value"] - lo) if lo is not None else 0.0)
+            errs[1].append(max(0.0, hi - row["value"]) if hi is not None else 0.0)
         ax.bar(xs, ys, width, yerr=errs, label=str(g), capsize=2)
     ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
     ax.set_title(title)

@@ -43,7 +43,7 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     denom = 1 + Z95**2 / n
     centre = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return (centre - half, centre + half)
+    return (min(centre - half, p), max(centre + half, p))  # exact arithmetic contains p; floats may not
 
 
 # --- C1 / C2: do the contributors share the generated image's class / attributes? -------------

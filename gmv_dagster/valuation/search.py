@@ -119,8 +119,13 @@ class HnswParams:
         return asdict(self)
 
 
-def build_hnsw(vectors: np.ndarray, params: HnswParams, threads: int = 0):
-    """A usearch HNSW index over `vectors`, keyed by row position."""
+def build_hnsw(vectors: np.ndarray, params: HnswParams, threads: int = 1):
+    """A usearch HNSW index over `vectors`, keyed by row position.
+
+    threads=1 (default) builds the same graph every time, so reruns give identical values; more
+    threads build faster (20k x 1024-d: 1.7 s instead of 3.7 s on 2 cores) but insert in a racy
+    order, so the graph, and candidates where recall is incomplete, can differ between runs.
+    """
     from usearch.index import Index
 
     index = Index(

@@ -9,7 +9,7 @@ import pytest
 from gmv_dagster.valuation.credit import compute_credits, training_values
 from gmv_dagster.valuation.criteria import (
     agreement_at_k, attribute_keys, auc_lower_value, coverage, cosine_rows, frechet_distance, gini, mean_interval,
-    nearest_distance, normalised_entropy, precision_at_bottom, rank_correlations, value_share_by_key,
+    nearest_distance, normalised_entropy, precision_at_bottom, rank_correlations, value_share_by_key, wilson_interval,
 )
 from gmv_dagster.valuation.experiments import fidelity_measures, removal_sets
 
@@ -123,6 +123,12 @@ def test_fidelity_measures_are_zero_when_nothing_moves():
     # generations moved onto the removed images: negative gain (closer), positive displacement
     moved = fidelity_measures(gen[:10], train[:10], train[:10], train)
     assert moved["distance_to_removed_gain"] < 0 and moved["displacement"] > 0
+
+
+def test_wilson_interval_contains_the_proportion_even_at_the_ends():
+    for hits, n in [(0, 200), (200, 200), (37, 200)]:
+        lo, hi = wilson_interval(hits, n)
+        assert 0 <= lo <= hits / n <= hi <= 1
 
 
 def test_mean_interval_covers_the_mean():

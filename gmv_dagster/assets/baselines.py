@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from ..resources import DeviceResource, EmbedderResource, GmvHome, ImageSources, QualityScorerResource, ReportSettings
-from ..valuation.demo_generator import DemoGenerator, GeneratorSpec, cached_generator, data_key
+from ..valuation.demo_generator import DemoGenerator, GeneratorSpec
 from ..valuation.experiments import Generations, Suite, run_methods
 from ..valuation.images import load_images
 from ..valuation.methods import EmbeddedSets, MethodOutput, SimilaritySetup, method_contributors_table, method_values_table
@@ -18,6 +18,7 @@ from ..valuation.sampling import seeded_rows
 from ..valuation.search import HnswParams, load_index
 from .matching import INDEX_FILE, INDEX_SPEC
 from .metadata import GPU_TAGS, embedding_matrix, latest_metadata, table_metadata
+from .sources import train_demo_generator
 
 
 # Reports read the pipeline's settings from these assets' latest materialisations, so they run after them.
@@ -58,9 +59,7 @@ class ReportKit:
                                        self.quality_seed, self.gmv_home.subdir(f"reports/{tag}"))
 
     def generator(self, spec: GeneratorSpec, images: list[np.ndarray], hashes: list[str], labels: list[str]) -> DemoGenerator:
-        generator, _ = cached_generator(spec, images, labels, data_key(hashes, labels),
-                                        self.gmv_home.subdir("checkpoints"), self.generator_device.torch_device(), self.log)
-        return generator
+        return train_demo_generator(self.log, spec, images, hashes, labels, self.gmv_home, self.generator_device)[0]
 
     def value(self, train_ids: list[str], train_images: list[np.ndarray], train_labels: list[str],
               generations: Generations, generator: DemoGenerator | None, quality: QualityModel,

@@ -51,12 +51,11 @@ class DemoGeneratorConfig(dg.Config):
         )
 
 
-def train_demo_generator(context, spec: GeneratorSpec, manifest: pl.DataFrame, images, gmv_home: GmvHome,
-                         device: DeviceResource):
-    """The generator trained on `manifest` (checkpoint reused when data and spec are unchanged)."""
-    key = data_key(manifest["content_hash"].to_list(), manifest["label"].to_list())
-    return cached_generator(spec, images() if callable(images) else images, manifest["label"].to_list(), key,
-                            gmv_home.subdir("checkpoints"), device.torch_device(), context.log.info)
+def train_demo_generator(log, spec: GeneratorSpec, images: list, hashes: list[str], labels: list[str],
+                         gmv_home: GmvHome, device: DeviceResource):
+    """The demo generator trained on these images (its checkpoint reused when data and spec are unchanged)."""
+    return cached_generator(spec, images, labels, data_key(hashes, labels), gmv_home.subdir("checkpoints"),
+                            device.torch_device(), log)
 
 
 @dg.asset(group_name="sources", code_version="2", op_tags=GPU_TAGS)
@@ -69,14 +68,16 @@ def demo_generator(
         return dg.MaterializeResult(metadata={"skipped": f"generated images come from {image_sources.generated}"})
     spec = config.spec()
     generator, checkpoint = train_demo_generator(
-        context, spec, training_images, lambda: load_images(training_images["uri"].to_list()), gmv_home, generator_device)
+        context.log.info, spec, load_images(training_images["uri"].to_list()), training_images["content_hash"].to_list(),
+        training_images["label"].to_list(), gmv_home, generator_device)
     samples, labels = generator.sample(config.n_samples, config.seed, generator_device.torch_device())
     out = gmv_home.subdir("generated") / DEMO_SAMPLES.format(family=spec.family)
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, images=samples, labels=np.asarray(labels))
     tmp.replace(out)
     return dg.MaterializeResult(
-        metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()), "checkpoint": str(checkpoint), "samples": str(out),
+        metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()),
+                  "checkpoint": str(checkpoint), "samples": str(out),
                   "n_samples": len(samples), "classes": len(generator.classes)}
     )
 

@@ -135,6 +135,19 @@ def cmd_contributors(args) -> int:
         return 1
     with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True):
         print(df)
+    if args.png:
+        import base64
+
+        from .assets.galleries import contributors_gallery
+
+        home = _home(args)
+        credits = _query(home, "SELECT * FROM credits WHERE gen_id = ?", [args.gen_id])
+        train = _query(home, "SELECT id, uri FROM training_images WHERE id IN (SELECT train_id FROM credits WHERE gen_id = ?)",
+                       [args.gen_id])
+        gen = _query(home, "SELECT id, uri FROM generated_images WHERE id = ?", [args.gen_id])
+        markdown = contributors_gallery(credits, train, gen, [args.gen_id], partners=credits.height)
+        Path(args.png).write_bytes(base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")")))
+        print(f"picture of {args.gen_id} beside its contributors: {args.png}")
     return 0
 
 
@@ -157,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(func=cmd_top)
     c = sub.add_parser("contributors", help="a generated image's contributors and weights")
     c.add_argument("gen_id")
+    c.add_argument("--png", help="also draw the generated image beside its contributors into this PNG file")
     c.set_defaults(func=cmd_contributors)
     args = parser.parse_args(argv)
     return args.func(args)

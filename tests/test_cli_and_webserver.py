@@ -40,13 +40,22 @@ def test_headless_materialize_and_gmv_cli(tmp_path, image_folders):
     with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
         n, total = con.execute("SELECT count(*), sum(value) FROM training_values").fetchone()
         total_q = con.execute("SELECT sum(q) FROM quality_scores").fetchone()[0]
+        not_run = con.execute("SELECT note FROM criterion_report WHERE criterion = 'C3 out-of-distribution'").fetchall()
     assert n == 36 and total == pytest.approx(total_q)
+    # user data: the reports run too, and the criteria that retrain the demo generator say why they did not
+    assert not_run and all("needs the demo generator" in note for (note,) in not_run)
 
     top = subprocess.run([str(BIN / "gmv"), "top", "-n", "3"], env=env, capture_output=True, text=True, timeout=120)
     assert top.returncode == 0 and top.stdout.count("train_id") == 1 and "t0" in top.stdout
     gen_id = "bar/g000.png"
-    who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id], env=env, capture_output=True, text=True, timeout=120)
+    picture = tmp_path / "contributors.png"
+    who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,
+                         text=True, timeout=120)
     assert who.returncode == 0 and "bar/t000.png" in who.stdout.splitlines()[5], who.stdout
+    from PIL import Image
+
+    with Image.open(picture) as img:  # the generated image and its 10 contributors in one row
+        assert img.width > 10 * 56 and img.height < 2 * 56 + 30
 
 
 def _free_port() -> int:

@@ -1,6 +1,6 @@
 """Thin Dagster assets, one module per group; each calls gmv_dagster.valuation."""
 
-from . import baselines, counterfactuals, credit, criteria, embeddings, matching, quality, sources
+from . import baselines, checks, counterfactuals, credit, criteria, embeddings, matching, quality, sources
 
 PIPELINE_ASSETS = [
     sources.training_images, sources.demo_generator, sources.generated_images,
@@ -16,4 +16,4 @@ REPORT_ASSETS = [
     criteria.criterion_report,
 ]
 ALL_ASSETS = PIPELINE_ASSETS + REPORT_ASSETS
-ALL_CHECKS = [credit.values_sum_to_quality]
+ALL_CHECKS = checks.ALL_CHECKS

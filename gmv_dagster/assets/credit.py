@@ -7,6 +7,7 @@ from pydantic import Field
 
 from ..valuation.api import DEFAULT_TEMPERATURE
 from ..valuation.credit import compute_credits, training_values as value_training_images
+from .galleries import contributors_gallery, histogram, values_gallery
 from .metadata import table_metadata, timed
 
 SUM_TOLERANCE = 1e-6  # relative
@@ -14,29 +15,36 @@ SUM_TOLERANCE = 1e-6  # relative
 
 class CreditConfig(dg.Config):
     temperature: float = Field(default=DEFAULT_TEMPERATURE, gt=0, description="tau of the softmax over distances")
+    gallery_size: int = Field(default=8, ge=0, description="generated images shown beside their contributors")
 
 
 @dg.asset(group_name="credit", code_version="1")
-def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame) -> pl.DataFrame:
+def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame,
+            training_images: pl.DataFrame, generated_images: pl.DataFrame) -> pl.DataFrame:
     """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k."""
     timings: dict = {}
     with timed(timings, "seconds"):
         df = compute_credits(matches, quality_scores, config.temperature)
     top1 = df.filter(pl.col("rank") == 1)["weight"]
+    shown = generated_images["id"].head(config.gallery_size).to_list()
     context.add_output_metadata(
-        table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings)
+        table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings,
+                       contributors=dg.MetadataValue.md(contributors_gallery(df, training_images, generated_images, shown)))
     )
     return df
 
 
 @dg.asset(group_name="credit", code_version="1")
-def training_values(context, credits: pl.DataFrame, training_images: pl.DataFrame) -> pl.DataFrame:
+def training_values(context, credits: pl.DataFrame, training_images: pl.DataFrame,
+                    generated_images: pl.DataFrame) -> pl.DataFrame:
     """Value of every training image: the sum of its credits (train_id, value, n_generated, rank)."""
     df = value_training_images(credits, training_images["id"])
     context.add_output_metadata(
         table_metadata(
             df, total_value=float(df["value"].sum()), share_with_value=float((df["value"] > 0).mean()),
             n_generated=int(credits["gen_id"].n_unique()),
+            histogram=dg.MetadataValue.md(histogram(df["value"].to_numpy(), "values")),
+            gallery=dg.MetadataValue.md(values_gallery(df, credits, training_images, generated_images)),
         )
     )
     return df

@@ -45,8 +45,14 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
     home = tmp_path / "home"
     result = materialise(home, env)
     assert result.success
-    checks = result.get_asset_check_evaluations()
-    assert [c.passed for c in checks] == [True]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {name: True for name in ("train_embeddings_finite", "generated_embeddings_finite", "index_recall",
+                                             "quality_in_unit_interval", "credits_name_known_images",
+                                             "values_sum_to_quality")}
+    values_meta = result.asset_materializations_for_node("training_values")[0].metadata
+    for key in ("histogram", "gallery"):
+        assert values_meta[key].value.startswith("![") and "base64," in values_meta[key].value
+    assert "base64," in result.asset_materializations_for_node("credits")[0].metadata["contributors"].value
 
     values, credits, q = read(home, "training_values"), read(home, "credits"), read(home, "quality_scores")
     assert values.height == 36 and credits.height == 6 * 10

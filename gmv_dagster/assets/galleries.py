@@ -1,0 +1,93 @@
+"""Pictures for asset metadata: the value histogram and galleries of training images beside the
+generated images they were credited by (and the reverse), as base64 PNG inside markdown."""
+
+
+import base64
+import io
+
+import numpy as np
+import polars as pl
+from PIL import Image, ImageDraw
+
+from ..valuation.images import load_images
+
+TILE = 56  # px per image in a gallery
+GAP = 6
+
+
+def _png_markdown(image: Image.Image, alt: str) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+
+
+def _tile(image: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.asarray(image)).convert("RGB").resize((TILE, TILE), Image.NEAREST)
+
+
+def gallery(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]], alt: str) -> str:
+    """One line per row: a labelled image, a bar, then the labelled images that go with it."""
+    width = max(1, max((len(r[2]) for r in rows), default=0)) + 1
+    line_h = TILE + 14
+    canvas = Image.new("RGB", (width * (TILE + GAP) + GAP * 2, max(1, len(rows)) * line_h + GAP), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, image, partners) in enumerate(rows):
+        y = GAP + r * line_h
+        canvas.paste(_tile(image), (GAP, y))
+        draw.text((GAP, y + TILE), label[:11], fill="black")
+        draw.line([(TILE + GAP * 2 - 2, y), (TILE + GAP * 2 - 2, y + TILE)], fill="red", width=2)
+        if not partners:
+            draw.text((TILE + GAP * 3, y + TILE // 2 - 5), "no generated image credits it", fill="gray")
+        for c, (text, partner) in enumerate(partners):
+            x = GAP * 2 + (c + 1) * (TILE + GAP)
+            canvas.paste(_tile(partner), (x, y))
+            draw.text((x, y + TILE), text[:11], fill="black")
+    return _png_markdown(canvas, alt)
+
+
+def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images: pl.DataFrame,
+                   generated_images: pl.DataFrame, n: int = 5, partners: int = 6) -> str:
+    """The n top- and n bottom-valued training images, each beside the generated images that credit it most."""
+    uri_train = dict(training_images.select("id", "uri").iter_rows())
+    uri_gen = dict(generated_images.select("id", "uri").iter_rows())
+    picked = pl.concat([values.head(n), values.tail(n)])
+    rows = []
+    for train_id, value, rank in picked.select("train_id", "value", "rank").iter_rows():
+        top = credits.filter(pl.col("train_id") == train_id).sort("credit", descending=True).head(partners)
+        gens = load_images([uri_gen[g] for g in top["gen_id"]])
+        rows.append((f"#{rank} {value:.3g}", load_images([uri_train[train_id]])[0],
+                     [(f"c={c:.2f}", img) for c, img in zip(top["credit"], gens)]))
+    return gallery(rows, "top and bottom training images by value, beside the generated images that credit them")
+
+
+def contributors_gallery(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
+                         gen_ids: list[str], partners: int = 6) -> str:
+    """Each generated image beside its top contributors, labelled with their weights."""
+    uri_train = dict(training_images.select("id", "uri").iter_rows())
+    uri_gen = dict(generated_images.select("id", "uri").iter_rows())
+    rows = []
+    for gen_id in gen_ids:
+        top = credits.filter(pl.col("gen_id") == gen_id).sort("rank").head(partners)
+        images = load_images([uri_train[t] for t in top["train_id"]])
+        rows.append((gen_id.split(":")[-1].split("/")[-1], load_images([uri_gen[gen_id]])[0],
+                     [(f"w={w:.2f}", img) for w, img in zip(top["weight"], images)]))
+    return gallery(rows, "generated images beside their top contributors")
+
+
+def histogram(values: np.ndarray, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    v = np.asarray(values, dtype=np.float64)
+    positive = v[v > 0]
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.hist(positive, bins=50, log=True) if positive.size else None
+    ax.set_title(f"{title}: {positive.size:,} of {v.size:,} images have value > 0")
+    ax.set_xlabel("value")
+    ax.set_ylabel("images (log)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f"![histogram](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"

@@ -4,6 +4,8 @@
     gmv top [-n 10]           the top-valued training images
     gmv contributors GEN_ID   the training images one generated image came from
     gmv report [--markdown F] the valuation, then every criterion for the method and its baselines
+    gmv audit train ID        which generated images credited a training image, from which runs and config
+    gmv audit generated ID    a generated image's contributors and weights, from which runs and config
 """
 
 from __future__ import annotations
@@ -112,6 +114,66 @@ def cmd_report(args) -> int:
     return 0
 
 
+LINEAGE = ["training_images", "generated_images", "train_embeddings", "generated_embeddings", "train_index", "matches",
+           "quality_scores", "credits", "training_values"]
+AUDIT_KEYS = ("config", "backbone", "weights_sha256", "metric", "params_sha256", "manifest_version", "temperature")
+
+
+def provenance(instance, assets: list[str]):
+    """The latest materialisation of each asset: run, time, code and data version, and what produced it."""
+    import json
+
+    import dagster as dg
+    import polars as pl
+
+    rows = []
+    for name in assets:
+        event = instance.get_latest_materialization_event(dg.AssetKey(name))
+        if event is None or event.asset_materialization is None:
+            rows.append({"asset": name, "run_id": None, "materialised": None, "code_version": None,
+                         "data_version": None, "settings": "never materialised"})
+            continue
+        mat = event.asset_materialization
+        settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
+        rows.append({
+            "asset": name, "run_id": event.run_id,
+            "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
+            "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
+            "settings": json.dumps(settings, sort_keys=True, default=str),
+        })
+    return pl.DataFrame(rows)
+
+
+def cmd_audit(args) -> int:
+    import polars as pl
+
+    home = _home(args)
+    if args.kind == "train":
+        df = _query(home, "SELECT c.gen_id, g.batch, c.rank, round(c.weight, 4) AS weight, round(c.credit, 4) AS credit "
+                          "FROM credits c JOIN generated_images g ON g.id = c.gen_id WHERE c.train_id = ? "
+                          "ORDER BY c.credit DESC", [args.id])
+        value = _query(home, "SELECT value, rank FROM training_values WHERE train_id = ?", [args.id])
+        if value.is_empty():
+            print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
+            return 1
+        title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
+                 f"credited by {df.height} generated image(s)")
+    else:
+        df = _query(home, "SELECT c.rank, c.train_id, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
+                          "round(c.credit, 4) AS credit, g.batch FROM credits c JOIN generated_images g ON g.id = c.gen_id "
+                          "WHERE c.gen_id = ? ORDER BY c.rank", [args.id])
+        if df.is_empty():
+            print(f"{args.id!r} is not a valued generated image in {home / 'gmv.duckdb'}", file=sys.stderr)
+            return 1
+        title = f"generated image {args.id}: {df.height} contributors"
+    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True):
+        print(f"{title}\n{df}\n\nproduced by (latest materialisation of each asset):")
+    for row in provenance(_instance(home), LINEAGE).iter_rows(named=True):
+        print(f"  {row['asset']:<21} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
+              f"data {row['data_version']}\n  {'':<21} {row['settings']}")
+    return 0
+
+
 def cmd_top(args) -> int:
     import polars as pl
 
@@ -165,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--markdown", help="also write the results page here (e.g. docs/RESULTS.md)")
     rep.add_argument("--log-level", default="INFO")
     rep.set_defaults(func=cmd_report)
+    audit = sub.add_parser("audit", help="where a value came from: credits, runs, versions and config")
+    audit.add_argument("kind", choices=["train", "generated"])
+    audit.add_argument("id")
+    audit.set_defaults(func=cmd_audit)
     t = sub.add_parser("top", help="print the top-valued training images")
     t.add_argument("-n", type=int, default=10)
     t.set_defaults(func=cmd_top)

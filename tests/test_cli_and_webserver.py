@@ -52,6 +52,20 @@ def test_headless_materialize_and_gmv_cli(tmp_path, image_folders):
     who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert who.returncode == 0 and "bar/t000.png" in who.stdout.splitlines()[5], who.stdout
+    audit = subprocess.run([str(BIN / "gmv"), "audit", "train", "bar/t000.png"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert audit.returncode == 0, audit.stderr
+    assert "training image bar/t000.png" in audit.stdout and "bar/g000.png" in audit.stdout
+    lineage = [line for line in audit.stdout.splitlines() if " run " in line]
+    assert len(lineage) == 9 and all("code v" in line and "data " in line for line in lineage)
+    assert len({line.split(" run ")[1].split()[0] for line in lineage}) == 1  # one run made them all
+    assert '"temperature": 0.003' in audit.stdout and '"backbone": "pixels"' in audit.stdout
+    gen_audit = subprocess.run([str(BIN / "gmv"), "audit", "generated", gen_id], env=env, capture_output=True, text=True,
+                               timeout=120)
+    assert gen_audit.returncode == 0 and "10 contributors" in gen_audit.stdout
+    unknown = subprocess.run([str(BIN / "gmv"), "audit", "train", "nope.png"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert unknown.returncode == 1 and "is not a training image" in unknown.stderr
     from PIL import Image
 
     with Image.open(picture) as img:  # the generated image and its 10 contributors in one row

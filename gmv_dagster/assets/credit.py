@@ -8,7 +8,7 @@ from pydantic import Field
 from ..valuation.api import DEFAULT_TEMPERATURE
 from ..valuation.credit import compute_credits, training_values as value_training_images
 from .galleries import contributors_gallery, histogram, values_gallery
-from .metadata import table_metadata, timed
+from .metadata import config_metadata, table_metadata, timed
 
 SUM_TOLERANCE = 1e-6  # relative
 
@@ -29,6 +29,7 @@ def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores
     shown = generated_images["id"].head(config.gallery_size).to_list()
     context.add_output_metadata(
         table_metadata(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings,
+                       **config_metadata(config),
                        contributors=dg.MetadataValue.md(contributors_gallery(df, training_images, generated_images, shown)))
     )
     return df

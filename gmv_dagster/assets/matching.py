@@ -13,7 +13,7 @@ from ..valuation.images import load_images
 from ..valuation.matching import MatchParams, matches_table, recall_candidates, sample_recall
 from ..valuation.rerank import make_pair_distance, rerank
 from ..valuation.search import HnswParams, build_hnsw, load_index, save_index
-from .metadata import GPU_TAGS, Progress, embedding_matrix, table_metadata, timed
+from .metadata import GPU_TAGS, Progress, config_metadata, embedding_matrix, table_metadata, timed
 
 INDEX_FILE = "train_index.usearch"
 INDEX_SPEC = "train_index.json"
@@ -43,7 +43,7 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     folder = gmv_home.subdir("index")
     spec = {"mode": "exact" if mode.uses_exact(len(train)) else "hnsw", "n": len(train), "dim": int(train.shape[1]),
             "params": params.as_dict()}
-    metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict()}
+    metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}
     if spec["mode"] == "hnsw":
         with timed(metadata, "build_seconds"):
             index = build_hnsw(train, params, config.threads)
@@ -102,7 +102,8 @@ def matches(
                                lambda rows: load_images([uris[i] for i in rows]), pair_distance,
                                lambda _: progress(1))
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k)
-    extra = {"mode": spec["mode"], "k": config.k, "candidates": params.candidates, "rerank": config.rerank, **timings}
+    extra = {"mode": spec["mode"], "k": config.k, "candidates": params.candidates, "rerank": config.rerank, **timings,
+             **config_metadata(config)}
     if index is not None:
         extra[f"recall@{config.k}_vs_exact"] = sample_recall(
             train, gen, index, config.k, params.metric, config.recall_sample, config.seed, device)

@@ -23,6 +23,11 @@ def table_metadata(df: pl.DataFrame, preview_rows: int = 10, **extra) -> dict:
     }
 
 
+def config_metadata(config: dg.Config) -> dict:
+    """The run config an asset was materialised with, for the lineage audit (`gmv audit`)."""
+    return {"config": dg.MetadataValue.json(config.model_dump())}
+
+
 def _markdown(df: pl.DataFrame) -> str:
     if df.width == 0:
         return "(no scalar columns)"

@@ -8,7 +8,7 @@ from pydantic import Field
 from ..resources import DeviceResource, GmvHome, QualityScorerResource
 from ..valuation.images import load_images
 from ..valuation.sampling import seeded_rows
-from .metadata import table_metadata, timed
+from .metadata import config_metadata, table_metadata, timed
 
 
 class QualityConfig(dg.Config):
@@ -34,6 +34,7 @@ def quality_scores(
     df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q})
     context.add_output_metadata(
         table_metadata(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()),
-                       device=str(device), reference_size=config.reference_size, seed=config.seed, **timings)
+                       device=str(device), reference_size=config.reference_size, seed=config.seed, **timings,
+                       **config_metadata(config))
     )
     return df

@@ -9,8 +9,8 @@ from pydantic import Field
 from ..resources import DeviceResource, GmvHome, ImageSources
 from ..valuation.demo_diffusion import DiffusionParams
 from ..valuation.demo_generator import GeneratorSpec, TrainParams, cached_generator, data_key
-from ..valuation.images import fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path
-from .metadata import GPU_TAGS, latest_metadata, table_metadata
+from ..valuation.images import fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path, manifest_version
+from .metadata import GPU_TAGS, config_metadata, latest_metadata, table_metadata
 
 DEMO_SAMPLES = "demo_{family}.npz"
 
@@ -21,7 +21,7 @@ class TrainingImagesConfig(dg.Config):
 
 
 @dg.asset(group_name="sources", code_version="1")
-def training_images(context, config: TrainingImagesConfig, image_sources: ImageSources, gmv_home: GmvHome) -> pl.DataFrame:
+def training_images(config: TrainingImagesConfig, image_sources: ImageSources, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
     """One row per training image: stable id, uri, content hash, class label, attributes."""
     if image_sources.train_is_demo:
         directory = locate_fashion_mnist(image_sources.fashion_mnist_dir, gmv_home.subdir("datasets"))
@@ -29,8 +29,7 @@ def training_images(context, config: TrainingImagesConfig, image_sources: ImageS
     else:
         df = manifest_from_path(image_sources.train)
     _require_unique(df, image_sources.train)
-    context.add_output_metadata(table_metadata(df, source=image_sources.train, n_labels=df["label"].n_unique()))
-    return df
+    return _versioned(df, source=image_sources.train, n_labels=df["label"].n_unique(), **config_metadata(config))
 
 
 class DemoGeneratorConfig(dg.Config):
@@ -76,20 +75,25 @@ def demo_generator(
     np.savez_compressed(tmp, images=samples, labels=np.asarray(labels))
     tmp.replace(out)
     return dg.MaterializeResult(
-        metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()),
+        metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()), **config_metadata(config),
                   "checkpoint": str(checkpoint), "samples": str(out),
                   "n_samples": len(samples), "classes": len(generator.classes)}
     )
 
 
 @dg.asset(group_name="sources", code_version="1", deps=[demo_generator])
-def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) -> pl.DataFrame:
+def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
     """One row per generated image: stable id, uri, content hash, label (demo: the conditioning class), batch."""
     source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
     df = manifest_from_path(source).with_columns(batch=pl.lit("default"))
     _require_unique(df, source)
-    context.add_output_metadata(table_metadata(df, source=source))
-    return df
+    return _versioned(df, source=source)
+
+
+def _versioned(df: pl.DataFrame, **metadata) -> dg.Output[pl.DataFrame]:
+    """The manifest with its content version as Dagster's data version: downstream versions derive from it."""
+    version = manifest_version(df)
+    return dg.Output(df, data_version=dg.DataVersion(version), metadata=table_metadata(df, manifest_version=version, **metadata))
 
 
 def _require_unique(df: pl.DataFrame, source: str) -> None:

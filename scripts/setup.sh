@@ -9,6 +9,14 @@ if [ -z "${GMV_FASHION_MNIST_DIR:-}" ] && [ ! -f /usr/share/datasets/fashion-mni
     echo "note: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist' or set GMV_FASHION_MNIST_DIR" >&2
   fi
 fi
+# The browser test drives Debian's headless Chromium through its chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "note: headless Chromium not found; run 'sudo apt-get install chromium chromium-driver' for the browser test" >&2
+  fi
+fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -1,5 +1,13 @@
-"""Shared fixtures: small image sets that the tests make, with a known answer."""
+"""Shared fixtures: small image sets that the tests make, with a known answer; a real `dagster dev`."""
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +74,72 @@ def fashion_mnist_dir():
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (.ci/run does this)")
     return FASHION_MNIST
+
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def asset_names() -> set[str]:
+    """Every asset the code location must define (a test fails when one appears or disappears)."""
+    return {"training_images", "demo_generator", "generated_images", "train_embeddings", "generated_embeddings",
+            "train_index", "matches", "quality_scores", "credits", "training_values", "method_values",
+            "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
+            "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
+            "criterion_consistency", "criterion_report"}
+
+
+@pytest.fixture
+def dagster_env(tmp_path, image_folders):
+    """Environment for Dagster processes: their own DAGSTER_HOME and GMV_HOME, the known-answer folders as data."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    train_dir, gen_dir = image_folders
+    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(tmp_path / "gmv_home"),
+            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+
+
+class DevServer:
+    def __init__(self, url: str, log: Path):
+        self.url, self.log = url, log
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, dagster_env):
+    """`dagster dev` on a free loopback port, up and serving assets; stopped (its whole process group) after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "dev.log"
+    # dagster dev ignores SIGINT/SIGTERM from a script unless their default handlers are restored.
+    proc = subprocess.Popen(
+        ["setsid", "env", "--default-signal=INT,TERM", str(BIN / "dagster"), "dev", "-m", "gmv_dagster.definitions",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=dagster_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+    )
+    server = DevServer(f"http://127.0.0.1:{port}", log)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if server.graphql("{ assetNodes { id } }")["data"]["assetNodes"]:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"dagster dev did not serve assets in 180 s:\n{log.read_text()[-3000:]}")
+            time.sleep(2)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

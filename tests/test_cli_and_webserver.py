@@ -1,36 +1,17 @@
 """Headless CLI (`dagster asset materialize`) and `dagster dev` serving GraphQL, as real processes."""
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
 
 BIN = Path(sys.executable).parent
-ASSETS = {"training_images", "demo_generator", "generated_images", "train_embeddings", "generated_embeddings",
-          "train_index", "matches", "quality_scores", "credits", "training_values", "method_values",
-          "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness", "criterion_diversity", "criterion_efficiency",
-          "criterion_ood", "criterion_fidelity", "criterion_consistency", "criterion_report"}
 
-
-def _env(tmp_path, image_folders):
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    train_dir, gen_dir = image_folders
-    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(tmp_path / "gmv_home"),
-            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
-
-
-def test_headless_materialize_and_gmv_cli(tmp_path, image_folders):
-    env = _env(tmp_path, image_folders)
+def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
+    env = dagster_env
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"quality_scores": {"config": {"reference_size": 36}}}}))
     cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "gmv_dagster.definitions",
@@ -72,39 +53,7 @@ def test_headless_materialize_and_gmv_cli(tmp_path, image_folders):
         assert img.width > 10 * 56 and img.height < 2 * 56 + 30
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_dagster_dev_serves_every_asset_over_graphql(tmp_path, image_folders):
-    env = _env(tmp_path, image_folders)
-    port = _free_port()
-    # dagster dev ignores SIGINT/SIGTERM from a script unless their default handlers are restored.
-    proc = subprocess.Popen(
-        ["setsid", "env", "--default-signal=INT,TERM", str(BIN / "dagster"), "dev", "-m", "gmv_dagster.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "dev.log", "w"),
-    )
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
-    try:
-        deadline, nodes = time.time() + 180, None
-        while time.time() < deadline and nodes is None:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
-                                             headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=10) as resp:
-                    data = json.loads(resp.read())
-                nodes = data["data"]["assetNodes"] or None
-            except (OSError, KeyError, TypeError):
-                time.sleep(2)
-        assert nodes, (tmp_path / "dev.log").read_text()[-3000:]
-        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == ASSETS
-        assert {n["groupName"] for n in nodes} == {"sources", "embeddings", "matching", "quality", "credit", "reports"}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+def test_dagster_dev_serves_every_asset_over_graphql(dagster_dev, asset_names):
+    nodes = dagster_dev.graphql("{ assetNodes { assetKey { path } groupName } }")["data"]["assetNodes"]
+    assert {"/".join(n["assetKey"]["path"]) for n in nodes} == asset_names
+    assert {n["groupName"] for n in nodes} == {"sources", "embeddings", "matching", "quality", "credit", "reports"}

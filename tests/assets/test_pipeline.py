@@ -26,14 +26,10 @@ def read(home, table):
         return con.execute(f"SELECT * FROM {table}").pl()  # table names are ours, not user input
 
 
-def test_definitions_load():
+def test_definitions_load(asset_names):
     defs = build_definitions("/tmp/unused-gmv-home")
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert keys == {"training_images", "demo_generator", "generated_images", "train_embeddings",
-                    "generated_embeddings", "train_index", "matches", "quality_scores", "credits", "training_values",
-                    "method_values", "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
-                    "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
-                    "criterion_consistency", "criterion_report"}
+    assert keys == asset_names
     valuation = defs.resolve_job_def("valuation").asset_layer.executable_asset_keys
     assert {k.to_user_string() for k in valuation} == {k for k in keys if not k.startswith(("method_", "criterion_"))}
     assert defs.resolve_job_def("criteria")

@@ -1,0 +1,115 @@
+"""The UI in a real browser: headless Chromium (Debian's) on `dagster dev`, driven by Selenium.
+
+Screenshots are kept in $GMV_TEST_ARTIFACTS (default: test-artifacts/ in the checkout).
+"""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+
+ARTIFACTS = Path(os.environ.get("GMV_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("headless Chromium is missing: `apt-get install chromium chromium-driver` (scripts/setup.sh does this)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=2400,6000"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    drv = webdriver.Chrome(options=options, service=Service(driver))
+    drv.implicitly_wait(0)
+    yield drv
+    drv.quit()
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _page_text(drv) -> str:
+    from selenium.webdriver.common.by import By
+
+    return drv.find_element(By.TAG_NAME, "body").text
+
+
+def _dismiss_dialogs(drv) -> None:
+    from selenium.webdriver.common.by import By
+
+    for button in drv.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+        button.click()
+
+
+def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagster_dev, browser, asset_names):
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    repo = dagster_dev.graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    node = repo["data"]["repositoriesOrError"]["nodes"][0]
+    location = node["location"]["name"]
+
+    # The asset graph, group by group, draws every asset of the group (membership from the server).
+    nodes = dagster_dev.graphql("{ assetNodes { assetKey { path } groupName } }")["data"]["assetNodes"]
+    groups: dict[str, set[str]] = {}
+    for n in nodes:
+        groups.setdefault(n["groupName"], set()).add("/".join(n["assetKey"]["path"]))
+    assert set().union(*groups.values()) == asset_names
+    for group, members in sorted(groups.items()):
+        browser.get(f"{dagster_dev.url}/locations/{location}/asset-groups/{group}")
+        _wait(lambda: browser.find_elements(By.XPATH, "//button[normalize-space()='Skip']") or group in _page_text(browser),
+              60, f"the {group} page")
+        _dismiss_dialogs(browser)
+        shot = ARTIFACTS / f"asset_graph_{group}.png"
+        try:
+            _wait(lambda: all(name in _page_text(browser) for name in members), 60, f"every asset of the {group} graph")
+        finally:
+            browser.save_screenshot(str(shot))
+        assert not [n for n in members if n not in _page_text(browser)], f"missing from the {group} graph; see {shot}"
+
+    # A materialisation launched the way the UI's button does it (GraphQL launchRun) succeeds.
+    params = {"selector": {"repositoryLocationName": location, "repositoryName": node["name"], "jobName": "valuation"},
+              "runConfigData": {"ops": {"quality_scores": {"config": {"reference_size": 36}}}}}
+    launched = dagster_dev.graphql(LAUNCH, {"params": params})["data"]["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    status = _wait(lambda: (s := dagster_dev.graphql(f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')
+                            ["data"]["runOrError"]["status"]) in ("SUCCESS", "FAILURE", "CANCELED") and s,
+                   420, f"run {run_id}")
+    assert status == "SUCCESS", dagster_dev.log.read_text()[-3000:]
+
+    # training_values' page renders the gallery: a decoded PNG, several tiles wide and tall.
+    browser.get(f"{dagster_dev.url}/assets/training_values")
+    _wait(lambda: "gallery" in _page_text(browser), 60, "training_values' metadata")
+    _dismiss_dialogs(browser)
+    labels = browser.find_elements(By.XPATH, "//*[normalize-space()='gallery']/ancestor::tr[1]//*[normalize-space()='[Show Markdown]']")
+    assert labels, "no gallery entry in training_values' metadata"
+    labels[-1].click()  # the innermost match: wrappers share its text
+    try:
+        sizes = _wait(lambda: browser.execute_script(
+            "return Array.from(document.images).filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0)"
+            ".map(i => [i.naturalWidth, i.naturalHeight])"), 30, "the gallery image")
+    finally:
+        dialogs = browser.find_elements(By.XPATH, "//*[@role='dialog']")
+        target = dialogs[-1] if dialogs else browser
+        target.screenshot(str(ARTIFACTS / "training_values_gallery.png"))
+    width, height = sizes[0]
+    assert width >= 2 * 56 and height >= 5 * 56, sizes

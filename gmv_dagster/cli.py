@@ -198,17 +198,14 @@ def cmd_contributors(args) -> int:
     with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True):
         print(df)
     if args.png:
-        import base64
-
-        from .assets.galleries import contributors_gallery
+        from .assets.galleries import contributors_image
 
         home = _home(args)
         credits = _query(home, "SELECT * FROM credits WHERE gen_id = ?", [args.gen_id])
         train = _query(home, "SELECT id, uri FROM training_images WHERE id IN (SELECT train_id FROM credits WHERE gen_id = ?)",
                        [args.gen_id])
         gen = _query(home, "SELECT id, uri FROM generated_images WHERE id = ?", [args.gen_id])
-        markdown = contributors_gallery(credits, train, gen, [args.gen_id], partners=credits.height)
-        Path(args.png).write_bytes(base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")")))
+        contributors_image(credits, train, gen, [args.gen_id], partners=credits.height).save(args.png)
         print(f"picture of {args.gen_id} beside its contributors: {args.png}")
     return 0
 

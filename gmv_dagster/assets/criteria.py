@@ -37,7 +37,7 @@ def criterion_classes(context, config: ClassesConfig, method_contributors: pl.Da
     for (method,), contributors in method_contributors.group_by("method", maintain_order=True):
         for k in config.ks:
             if has_labels:
-                rows_c1.add(f"C1@k", method, f"k={k}", agreement_at_k(contributors, _keys(generated_images), _keys(training_images), k))
+                rows_c1.add("C1@k", method, f"k={k}", agreement_at_k(contributors, _keys(generated_images), _keys(training_images), k))
             else:
                 rows_c1.not_run("C1@k", method, f"k={k}", "generated images have no class labels")
         for name, (train_keys, gen_keys) in attributes.items():

@@ -10,6 +10,7 @@ import polars as pl
 from PIL import Image, ImageDraw
 
 from ..valuation.images import load_images
+from .report_tables import png_markdown
 
 TILE = 56  # px per image in a gallery
 GAP = 6
@@ -25,7 +26,7 @@ def _tile(image: np.ndarray) -> Image.Image:
     return Image.fromarray(np.asarray(image)).convert("RGB").resize((TILE, TILE), Image.NEAREST)
 
 
-def gallery(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]], alt: str) -> str:
+def gallery_image(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]]) -> Image.Image:
     """One line per row: a labelled image, a bar, then the labelled images that go with it."""
     width = max(1, max((len(r[2]) for r in rows), default=0)) + 1
     line_h = TILE + 14
@@ -42,7 +43,7 @@ def gallery(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]], al
             x = GAP * 2 + (c + 1) * (TILE + GAP)
             canvas.paste(_tile(partner), (x, y))
             draw.text((x, y + TILE), text[:11], fill="black")
-    return _png_markdown(canvas, alt)
+    return canvas
 
 
 def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images: pl.DataFrame,
@@ -57,11 +58,11 @@ def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images:
         gens = load_images([uri_gen[g] for g in top["gen_id"]])
         rows.append((f"#{rank} {value:.3g}", load_images([uri_train[train_id]])[0],
                      [(f"c={c:.2f}", img) for c, img in zip(top["credit"], gens)]))
-    return gallery(rows, "top and bottom training images by value, beside the generated images that credit them")
+    return _png_markdown(gallery_image(rows), "top and bottom training images by value, beside the generated images that credit them")
 
 
-def contributors_gallery(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
-                         gen_ids: list[str], partners: int = 6) -> str:
+def contributors_image(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
+                       gen_ids: list[str], partners: int = 6) -> Image.Image:
     """Each generated image beside its top contributors, labelled with their weights."""
     uri_train = dict(training_images.select("id", "uri").iter_rows())
     uri_gen = dict(generated_images.select("id", "uri").iter_rows())
@@ -71,7 +72,13 @@ def contributors_gallery(credits: pl.DataFrame, training_images: pl.DataFrame, g
         images = load_images([uri_train[t] for t in top["train_id"]])
         rows.append((gen_id.split(":")[-1].split("/")[-1], load_images([uri_gen[gen_id]])[0],
                      [(f"w={w:.2f}", img) for w, img in zip(top["weight"], images)]))
-    return gallery(rows, "generated images beside their top contributors")
+    return gallery_image(rows)
+
+
+def contributors_gallery(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
+                         gen_ids: list[str], partners: int = 6) -> str:
+    return _png_markdown(contributors_image(credits, training_images, generated_images, gen_ids, partners),
+                         "generated images beside their top contributors")
 
 
 def histogram(values: np.ndarray, title: str) -> str:
@@ -87,7 +94,6 @@ def histogram(values: np.ndarray, title: str) -> str:
     ax.set_title(f"{title}: {positive.size:,} of {v.size:,} images have value > 0")
     ax.set_xlabel("value")
     ax.set_ylabel("images (log)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    md = png_markdown(fig)
     plt.close(fig)
-    return f"![histogram](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return md

@@ -69,7 +69,7 @@ def similarity_method(
     """
     seconds: dict[str, float] = {}
     depth = max(setup.depth, setup.k)
-    params = MatchParams(k=depth, candidates=max(setup.candidates, depth), metric=setup.metric, index_mode="exact")
+    params = MatchParams(k=depth, candidates=max(setup.candidates, depth), metric=setup.metric)
     if not exact and index is None:
         index = timed_call(seconds, "index", build_hnsw, sets.train, setup.hnsw)
     idx, dist = timed_call(seconds, "match", recall_candidates, sets.train, sets.gen, params, None if exact else index, device)

@@ -1,6 +1,8 @@
 """`gmv`: run the valuation and read its answers from the command line.
 
     gmv run                   materialise every asset (the demo unless GMV_*_SOURCE say otherwise)
+    gmv run --batch NAME      value one batch against the stored training side, then sum every batch
+    gmv batches               batches valued so far, and inbox folders waiting
     gmv top [-n 10]           the top-valued training images
     gmv contributors GEN_ID   the training images one generated image came from
     gmv report [--markdown F] the valuation, then every criterion for the method and its baselines
@@ -56,16 +58,15 @@ def top(home: Path, n: int):
 
 
 def _execute(args, job: str):
-    """Run a job of the code location in-process on the GMV_HOME instance: (result, home, seconds)."""
-    from .definitions import build_definitions
+    """Value every batch in-process on the GMV_HOME instance, then `job`'s reports: (result, home, seconds)."""
+    from .runner import run_valuation
 
     home = _home(args)
     run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": args.log_level}}})
-    instance = _instance(home)
-    defs = build_definitions(home)
     start = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    result = run_valuation(home, _instance(home), run_config, with_reports=job == "criteria",
+                           batches=getattr(args, "batch", None))
     elapsed = time.perf_counter() - start
     if not result.success:
         print(f"{job} failed after {elapsed:.0f} s; see the error above (run id {result.run_id})", file=sys.stderr)
@@ -114,29 +115,42 @@ def cmd_report(args) -> int:
     return 0
 
 
-LINEAGE = ["training_images", "generated_images", "train_embeddings", "generated_embeddings", "train_index", "matches",
-           "quality_scores", "credits", "training_values"]
-AUDIT_KEYS = ("config", "backbone", "weights_sha256", "metric", "params_sha256", "manifest_version", "temperature")
+LINEAGE = ["training_images", "demo_generator", "generated_images", "embedding_model", "train_embeddings", "generated_embeddings",
+           "train_index", "matches", "quality_calibration", "quality_scores", "credits", "training_values"]
+PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
+AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "metric", "action", "params_sha256",
+              "temperature")
 
 
-def provenance(instance, assets: list[str]):
-    """The latest materialisation of each asset: run, time, code and data version, and what produced it."""
+def _latest(instance, name: str, batch: str | None):
+    """The latest materialisation event of an asset (of one batch's partition, for per-batch assets)."""
+    import dagster as dg
+
+    if batch is None or name not in PER_BATCH:
+        return instance.get_latest_materialization_event(dg.AssetKey(name))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[batch]), limit=1, ascending=False).records
+    return records[0].event_log_entry if records else None
+
+
+def provenance(instance, assets: list[str], batch: str | None = None):
+    """Each asset's latest materialisation (for per-batch assets: of `batch`): run, time, code and data version,
+    and the settings that produced it."""
     import json
 
-    import dagster as dg
     import polars as pl
 
     rows = []
     for name in assets:
-        event = instance.get_latest_materialization_event(dg.AssetKey(name))
+        event = _latest(instance, name, batch)
         if event is None or event.asset_materialization is None:
-            rows.append({"asset": name, "run_id": None, "materialised": None, "code_version": None,
+            rows.append({"asset": name, "partition": None, "run_id": None, "materialised": None, "code_version": None,
                          "data_version": None, "settings": "never materialised"})
             continue
         mat = event.asset_materialization
         settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
         rows.append({
-            "asset": name, "run_id": event.run_id,
+            "asset": name, "partition": mat.partition, "run_id": event.run_id,
             "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
             "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
             "settings": json.dumps(settings, sort_keys=True, default=str),
@@ -148,29 +162,58 @@ def cmd_audit(args) -> int:
     import polars as pl
 
     home = _home(args)
+    instance = _instance(home)
     if args.kind == "train":
-        df = _query(home, "SELECT c.gen_id, g.batch, c.rank, round(c.weight, 4) AS weight, round(c.credit, 4) AS credit "
-                          "FROM credits c JOIN generated_images g ON g.id = c.gen_id WHERE c.train_id = ? "
-                          "ORDER BY c.credit DESC", [args.id])
+        df = _query(home, "SELECT c.gen_id, c.batch, c.rank, round(c.weight, 4) AS weight, round(c.credit, 4) AS credit "
+                          "FROM credits c WHERE c.train_id = ? ORDER BY c.credit DESC, c.gen_id", [args.id])
         value = _query(home, "SELECT value, rank FROM training_values WHERE train_id = ?", [args.id])
         if value.is_empty():
             print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
             return 1
+        runs = {b: (_latest(instance, "credits", b).run_id if _latest(instance, "credits", b) else None)
+                for b in df["batch"].unique().to_list()}
+        df = df.with_columns(credits_run=pl.col("batch").replace_strict(runs, default=None, return_dtype=pl.String))
         title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
-                 f"credited by {df.height} generated image(s)")
+                 f"credited by {df.height} generated image(s) in {len(runs)} batch(es)")
+        batch = None
     else:
         df = _query(home, "SELECT c.rank, c.train_id, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
-                          "round(c.credit, 4) AS credit, g.batch FROM credits c JOIN generated_images g ON g.id = c.gen_id "
-                          "WHERE c.gen_id = ? ORDER BY c.rank", [args.id])
+                          "round(c.credit, 4) AS credit, c.batch FROM credits c WHERE c.gen_id = ? ORDER BY c.rank",
+                    [args.id])
         if df.is_empty():
             print(f"{args.id!r} is not a valued generated image in {home / 'gmv.duckdb'}", file=sys.stderr)
             return 1
-        title = f"generated image {args.id}: {df.height} contributors"
-    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True):
-        print(f"{title}\n{df}\n\nproduced by (latest materialisation of each asset):")
-    for row in provenance(_instance(home), LINEAGE).iter_rows(named=True):
-        print(f"  {row['asset']:<21} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
-              f"data {row['data_version']}\n  {'':<21} {row['settings']}")
+        batch = df["batch"][0]
+        title = f"generated image {args.id} (batch {batch}): {df.height} contributors"
+    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print(f"{title}\n{df}\n\nproduced by (latest materialisation of each asset"
+              + (f"; per-batch assets: batch {batch}" if batch else "") + "):")
+    for row in provenance(instance, LINEAGE, batch).iter_rows(named=True):
+        where = f"[{row['partition']}]" if row["partition"] else ""
+        print(f"  {row['asset'] + where:<28} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
+              f"data {row['data_version']}\n  {'':<28} {row['settings']}")
+    return 0
+
+
+def cmd_batches(args) -> int:
+    import polars as pl
+
+    from .resources import build_resources
+    from .valuation.batches import scan_inbox
+
+    home = _home(args)
+    sources = build_resources(home)["image_sources"]
+    ready, waiting = scan_inbox(sources.inbox_path())
+    stored = _query(home, "SELECT g.batch, count(*) AS images, (SELECT count(DISTINCT gen_id) FROM credits c "
+                          "WHERE c.batch = g.batch) AS valued, (SELECT round(sum(q), 4) FROM quality_scores s "
+                          "WHERE s.batch = g.batch) AS sum_q FROM generated_images g GROUP BY g.batch ORDER BY g.batch")
+    with pl.Config(tbl_rows=1000, tbl_hide_dataframe_shape=True):
+        print(f"batches in {home / 'gmv.duckdb'}:\n{stored}")
+    new = [k for k in ready if k not in set(stored["batch"]) and k != sources.source_batch]
+    print(f"\ninbox {sources.inbox_path()}: {len(ready)} complete folder(s), {len(new)} not valued yet"
+          + (f" ({', '.join(new)})" if new else ""))
+    for folder, why in waiting.items():
+        print(f"  waiting: {folder}: {why}")
     return 0
 
 
@@ -218,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="Dagster run config (YAML) for the assets")
     run.add_argument("-n", type=int, default=10, help="top-valued images to print")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
+    run.add_argument("--batch", action="append", help="value only this batch (repeatable), as the inbox sensor does; default: every batch")
     run.set_defaults(func=cmd_run)
     rep = sub.add_parser("report", help="materialise the valuation and every criterion report")
     rep.add_argument("--config", help="Dagster run config (YAML)")
@@ -228,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("kind", choices=["train", "generated"])
     audit.add_argument("id")
     audit.set_defaults(func=cmd_audit)
+    b = sub.add_parser("batches", help="the batches of generated images: valued ones, and inbox folders waiting")
+    b.set_defaults(func=cmd_batches)
     t = sub.add_parser("top", help="print the top-valued training images")
     t.add_argument("-n", type=int, default=10)
     t.set_defaults(func=cmd_top)

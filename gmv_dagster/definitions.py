@@ -1,30 +1,34 @@
-"""The Dagster code location: assets, checks, jobs and resources wired together."""
+"""The Dagster code location: assets, checks, jobs, sensors, schedules and resources wired together."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Mapping
 
 import dagster as dg
 
 from .assets import ALL_ASSETS, ALL_CHECKS
+from .jobs import ALL_JOBS
 from .resources import build_resources
+from .sensors import build_automation_sensor, build_inbox_sensor, build_revaluation_schedule
 
-REPORTS = dg.AssetSelection.groups("reports")
-valuation_job = dg.define_asset_job(
-    "valuation", selection=dg.AssetSelection.all() - REPORTS, description="The whole valuation: values of every training image"
-)
-criteria_job = dg.define_asset_job(
-    "criteria", selection=dg.AssetSelection.all(),
-    description="The valuation, then every criterion for the method and its baselines (criterion_report)",
-)
+DEFAULT_CRON = "0 3 * * *"
 
 
-def build_definitions(home: str | Path | None = None, **resource_overrides) -> dg.Definitions:
+def build_definitions(home: str | Path | None = None, env: Mapping[str, str] | None = None,
+                      **resource_overrides) -> dg.Definitions:
+    """GMV_SENSOR_INTERVAL (seconds, default 30) paces the inbox and automation sensors; GMV_REVALUATION_CRON
+    (default nightly at 03:00) schedules the rescan of the training images."""
+    env = os.environ if env is None else env
+    interval = int(env.get("GMV_SENSOR_INTERVAL", "30"))
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[valuation_job, criteria_job],
-        resources=build_resources(home, **resource_overrides),
+        jobs=ALL_JOBS,
+        sensors=[build_inbox_sensor(interval), build_automation_sensor(interval)],
+        schedules=[build_revaluation_schedule(env.get("GMV_REVALUATION_CRON", DEFAULT_CRON))],
+        resources=build_resources(home, env, **resource_overrides),
     )
 
 

@@ -52,12 +52,31 @@ def write_folder(root: Path, images: np.ndarray, labels: np.ndarray, prefix: str
     return root
 
 
+def write_batch(inbox: Path, name: str, images: np.ndarray, labels: np.ndarray, complete: bool = True) -> Path:
+    """A batch as a producer writes it: images into inbox/name, then the _COMPLETE marker last."""
+    folder = write_folder(inbox / name, images, labels, "g")
+    if complete:
+        (folder / "_COMPLETE").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def known_answer():
     """(train, train_labels, generated, generated_labels, sources): generated j copies train[sources[j]]."""
     train, labels = make_training_set()
     sources = np.array([0, 5, 13, 20, 27, 33])
     return train, labels, perturbed_copies(train, sources), labels[sources], sources
+
+
+@pytest.fixture
+def drop_batch(known_answer):
+    """drop_batch(inbox, name, sources, complete=True): near-copies of train[sources] as a producer writes a batch."""
+    train, labels, *_ = known_answer
+
+    def drop(inbox: Path, name: str, sources: list[int], complete: bool = True) -> Path:
+        return write_batch(inbox, name, perturbed_copies(train, np.asarray(sources), seed=7), labels[sources], complete)
+
+    return drop
 
 
 @pytest.fixture
@@ -82,8 +101,8 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="session")
 def asset_names() -> set[str]:
     """Every asset the code location must define (a test fails when one appears or disappears)."""
-    return {"training_images", "demo_generator", "generated_images", "train_embeddings", "generated_embeddings",
-            "train_index", "matches", "quality_scores", "credits", "training_values", "method_values",
+    return {"training_images", "demo_generator", "generated_images", "embedding_model", "train_embeddings", "generated_embeddings",
+            "train_index", "matches", "quality_calibration", "quality_scores", "credits", "training_values", "method_values",
             "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
             "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
             "criterion_consistency", "criterion_report"}
@@ -97,7 +116,7 @@ def dagster_env(tmp_path, image_folders):
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     train_dir, gen_dir = image_folders
     return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(tmp_path / "gmv_home"),
-            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_SENSOR_INTERVAL": "5"}
 
 
 class DevServer:

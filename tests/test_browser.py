@@ -16,6 +16,10 @@ LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $pa
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
   ... on RunConfigValidationInvalid { errors { message } } } }"""
 
+ADD_PARTITION = """mutation($repo: RepositorySelector!, $key: String!) {
+  addDynamicPartition(repositorySelector: $repo, partitionsDefName: "generated_batches", partitionKey: $key) {
+  __typename ... on PythonError { message } } }"""
+
 
 @pytest.fixture
 def browser():
@@ -85,9 +89,14 @@ def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagst
             browser.save_screenshot(str(shot))
         assert not [n for n in members if n not in _page_text(browser)], f"missing from the {group} graph; see {shot}"
 
-    # A materialisation launched the way the UI's button does it (GraphQL launchRun) succeeds.
-    params = {"selector": {"repositoryLocationName": location, "repositoryName": node["name"], "jobName": "valuation"},
-              "runConfigData": {"ops": {"quality_scores": {"config": {"reference_size": 36}}}}}
+    # A materialisation launched the way the UI's buttons do it (add the batch's partition, then launchRun) succeeds.
+    repository = {"repositoryLocationName": location, "repositoryName": node["name"]}
+    added = dagster_dev.graphql(ADD_PARTITION, {"repo": repository, "key": "generated"})["data"]["addDynamicPartition"]
+    # the inbox sensor may have added the configured source's batch already
+    assert added["__typename"] in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"), added
+    params = {"selector": {**repository, "jobName": "valuation"},
+              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "generated"}]},
+              "runConfigData": {"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}}
     launched = dagster_dev.graphql(LAUNCH, {"params": params})["data"]["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,9 +14,14 @@ BIN = Path(sys.executable).parent
 def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
     env = dagster_env
     config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({"ops": {"quality_scores": {"config": {"reference_size": 36}}}}))
-    cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "gmv_dagster.definitions",
-           "--config", str(config)]
+    config.write_text(json.dumps({"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}))
+    # `gmv run` registers the configured source as the batch `generated` and values it ...
+    first = subprocess.run([str(BIN / "gmv"), "run", "--config", str(config), "-n", "3"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0 and "valuation finished" in first.stdout, first.stderr[-3000:]
+    # ... then Dagster's own CLI materialises every asset, reports included, for that batch.
+    cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "--partition", "generated",
+           "-m", "gmv_dagster.definitions", "--config", str(config)]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
@@ -28,7 +34,7 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
 
     top = subprocess.run([str(BIN / "gmv"), "top", "-n", "3"], env=env, capture_output=True, text=True, timeout=120)
     assert top.returncode == 0 and top.stdout.count("train_id") == 1 and "t0" in top.stdout
-    gen_id = "bar/g000.png"
+    gen_id = "generated/bar/g000.png"
     picture = tmp_path / "contributors.png"
     who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,
                          text=True, timeout=120)
@@ -36,14 +42,15 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
     audit = subprocess.run([str(BIN / "gmv"), "audit", "train", "bar/t000.png"], env=env, capture_output=True, text=True,
                            timeout=120)
     assert audit.returncode == 0, audit.stderr
-    assert "training image bar/t000.png" in audit.stdout and "bar/g000.png" in audit.stdout
+    assert "training image bar/t000.png" in audit.stdout and "generated/bar/g000.png" in audit.stdout
     lineage = [line for line in audit.stdout.splitlines() if " run " in line]
-    assert len(lineage) == 9 and all("code v" in line and "data " in line for line in lineage)
+    assert len(lineage) == 12 and all("code v" in line and "data " in line for line in lineage)
     assert len({line.split(" run ")[1].split()[0] for line in lineage}) == 1  # one run made them all
     assert '"temperature": 0.003' in audit.stdout and '"backbone": "pixels"' in audit.stdout
     gen_audit = subprocess.run([str(BIN / "gmv"), "audit", "generated", gen_id], env=env, capture_output=True, text=True,
                                timeout=120)
-    assert gen_audit.returncode == 0 and "10 contributors" in gen_audit.stdout
+    assert gen_audit.returncode == 0 and "(batch generated): 10 contributors" in gen_audit.stdout
+    assert "credits[generated]" in gen_audit.stdout
     unknown = subprocess.run([str(BIN / "gmv"), "audit", "train", "nope.png"], env=env, capture_output=True, text=True,
                              timeout=120)
     assert unknown.returncode == 1 and "is not a training image" in unknown.stderr
@@ -57,3 +64,44 @@ def test_dagster_dev_serves_every_asset_over_graphql(dagster_dev, asset_names):
     nodes = dagster_dev.graphql("{ assetNodes { assetKey { path } groupName } }")["data"]["assetNodes"]
     assert {"/".join(n["assetKey"]["path"]) for n in nodes} == asset_names
     assert {n["groupName"] for n in nodes} == {"sources", "embeddings", "matching", "quality", "credit", "reports"}
+
+
+def test_a_batch_dropped_in_the_inbox_is_valued_with_no_other_action(tmp_path, dagster_env, dagster_dev, drop_batch):
+    """With `dagster dev` up (its daemon runs the sensors), a new inbox folder alone updates training_values to
+    the values of a full recomputation over both batches."""
+    import dagster as dg
+    import polars as pl
+
+    from gmv_dagster.runner import run_valuation
+
+    env = dagster_env
+    first = subprocess.run([str(BIN / "gmv"), "run", "-n", "1"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    database = Path(env["GMV_HOME"]) / "gmv.duckdb"
+
+    def values() -> pl.DataFrame:
+        with duckdb.connect(str(database), read_only=True) as con:
+            return con.execute("SELECT * FROM training_values").pl()
+
+    def batches_summed() -> int:
+        nodes = dagster_dev.graphql('{ assetNodes(assetKeys: [{path: ["training_values"]}]) { assetMaterializations(limit: 1) '
+                                    '{ metadataEntries { label ... on IntMetadataEntry { intValue } } } } }')
+        mats = nodes["data"]["assetNodes"][0]["assetMaterializations"]
+        entries = {e["label"]: e.get("intValue") for e in mats[0]["metadataEntries"]} if mats else {}
+        return entries.get("n_batches") or 0
+
+    assert batches_summed() == 1
+    drop_batch(Path(env["GMV_HOME"]) / "inbox", "b2", [2, 8, 30])  # default inbox: GMV_HOME/inbox
+    deadline = time.time() + 300
+    while batches_summed() < 2:
+        if time.time() > deadline:
+            pytest.fail("training_values did not sum the new batch within 300 s:\n" + dagster_dev.log.read_text()[-4000:])
+        time.sleep(3)
+    incremental = values()
+
+    fresh = tmp_path / "fresh"
+    fresh_env = {**env, "GMV_INBOX": str(Path(env["GMV_HOME"]) / "inbox")}
+    assert run_valuation(fresh, dg.DagsterInstance.ephemeral(), env=fresh_env).success
+    with duckdb.connect(str(fresh / "gmv.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT * FROM training_values").pl().equals(incremental)

@@ -4,9 +4,9 @@ from . import baselines, checks, counterfactuals, credit, criteria, embeddings, 
 
 PIPELINE_ASSETS = [
     sources.training_images, sources.demo_generator, sources.generated_images,
-    embeddings.train_embeddings, embeddings.generated_embeddings,
+    embeddings.embedding_model, embeddings.train_embeddings, embeddings.generated_embeddings,
     matching.train_index, matching.matches,
-    quality.quality_scores,
+    quality.quality_calibration, quality.quality_scores,
     credit.credits, credit.training_values,
 ]
 REPORT_ASSETS = [

@@ -15,14 +15,14 @@ from ..valuation.images import load_images
 from ..valuation.methods import EmbeddedSets, MethodOutput, SimilaritySetup, method_contributors_table, method_values_table
 from ..valuation.quality import QualityModel
 from ..valuation.sampling import seeded_rows
-from ..valuation.search import HnswParams, load_index
-from .matching import INDEX_FILE, INDEX_SPEC
+from ..valuation.search import HnswParams
+from .matching import INDEX_SPEC, open_index
 from .metadata import GPU_TAGS, embedding_matrix, latest_metadata, table_metadata
 from .sources import train_demo_generator
 
 
 # Reports read the pipeline's settings from these assets' latest materialisations, so they run after them.
-SETTINGS_FROM = ["demo_generator", "train_index", "matches", "credits", "quality_scores"]
+SETTINGS_FROM = ["demo_generator", "train_index", "matches", "credits", "quality_calibration", "quality_scores"]
 
 
 @dataclass
@@ -79,7 +79,7 @@ def report_kit(context, gmv_home: GmvHome, embedder: EmbedderResource, quality_s
                generator_device: DeviceResource, matching_device: DeviceResource) -> ReportKit:
     index_spec = json.loads((gmv_home.subdir("index") / INDEX_SPEC).read_text())
     matches_md, credits_md = latest_metadata(context, "matches"), latest_metadata(context, "credits")
-    quality_md, generator_md = latest_metadata(context, "quality_scores"), latest_metadata(context, "demo_generator")
+    quality_md, generator_md = latest_metadata(context, "quality_calibration"), latest_metadata(context, "demo_generator")
     if matches_md.get("rerank", "none") != "none":
         raise ValueError("the reports compare re-rank choices themselves and start from matches without re-ranking: "
                          "materialise matches with rerank: none, then the reports")
@@ -122,22 +122,23 @@ def method_valuations(
     kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
                      generator_device, matching_device)
     train_images = load_images(training_images["uri"].to_list())
+    # Batches are stored table by table; line the manifest up with the embeddings by id, not by position.
+    generated_images = generated_images.join(generated_embeddings.select("id").with_row_index("_row"), on="id").sort("_row")
     gen_images = load_images(generated_images["uri"].to_list())
     sets = EmbeddedSets(train_embeddings["id"].to_list(), generated_embeddings["id"].to_list(),
                         embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings),
                         quality_scores.select("gen_id", "q"))
-    index = None
-    if kit.index_mode == "hnsw":
-        index = load_index(gmv_home.subdir("index") / INDEX_FILE, kit.setup.hnsw)
+    _, index, key_rows = open_index(gmv_home, train_embeddings)
     # Stages the pipeline already ran, timed by its own assets: shared by every similarity variant.
-    md = {name: latest_metadata(context, name) for name in ("train_embeddings", "generated_embeddings", "train_index", "quality_scores")}
+    md = {name: latest_metadata(context, name)
+          for name in ("train_embeddings", "generated_embeddings", "train_index", "quality_calibration", "quality_scores")}
     shared = {"embed_train": md["train_embeddings"].get("seconds"), "embed_generated": md["generated_embeddings"].get("seconds"),
               "index": md["train_index"].get("build_seconds"),
-              "quality": (md["quality_scores"].get("fit_seconds") or 0) + (md["quality_scores"].get("score_seconds") or 0)}
+              "quality": (md["quality_calibration"].get("fit_seconds") or 0) + (md["quality_scores"].get("score_seconds") or 0)}
     generations = Generations(sets.gen_ids, gen_images, generated_images["label"].to_list())
     outputs, skipped = run_methods(
         kit.suite, sets, lambda rows: [train_images[i] for i in rows], training_images["label"].to_list(), generations,
-        pipeline_generator(kit, training_images, train_images), index=index, exact_search=kit.index_mode == "exact",
+        pipeline_generator(kit, training_images, train_images), index=index, key_rows=key_rows, exact_search=index is None,
         gmv_seconds={k: float(v) for k, v in shared.items() if v is not None}, log=kit.log)
 
     gmv = next(o for o in outputs if o.method == "gmv").values

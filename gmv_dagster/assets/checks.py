@@ -4,8 +4,6 @@ Blocking where a wrong number would otherwise flow downstream into the values.
 """
 
 
-import json
-
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -13,10 +11,16 @@ from pydantic import Field
 
 from ..resources import DeviceResource, EmbedderResource, GmvHome
 from ..valuation.matching import sample_recall
-from ..valuation.search import HnswParams, load_index
 from . import credit, embeddings, matching, quality
-from .matching import INDEX_FILE, INDEX_SPEC
+from .matching import open_index
 from .metadata import embedding_matrix
+
+
+def _this_batch(context, df: pl.DataFrame) -> pl.DataFrame:
+    """A check of a per-batch asset loads every stored batch; it judges the one this run wrote."""
+    if context is None or not context.has_partition_key or "batch" not in df.columns:
+        return df
+    return df.filter(pl.col("batch") == context.partition_key)
 
 
 def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetCheckResult:
@@ -38,9 +42,10 @@ def train_embeddings_finite(train_embeddings: pl.DataFrame, embedder: EmbedderRe
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
-def generated_embeddings_finite(generated_embeddings: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetCheckResult:
-    """Every generated-image embedding is finite and has the embedder's dimension."""
-    return _embeddings_ok(generated_embeddings, embedder)
+def generated_embeddings_finite(context: dg.AssetCheckExecutionContext, generated_embeddings: pl.DataFrame,
+                                embedder: EmbedderResource) -> dg.AssetCheckResult:
+    """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
+    return _embeddings_ok(_this_batch(context, generated_embeddings), embedder)
 
 
 class RecallCheckConfig(dg.Config):
@@ -54,14 +59,12 @@ class RecallCheckConfig(dg.Config):
 def index_recall(config: RecallCheckConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
                  matching_device: DeviceResource) -> dg.AssetCheckResult:
     """recall@k of the saved HNSW index against exact search, on a seeded sample, above a threshold."""
-    folder = gmv_home.subdir("index")
-    spec = json.loads((folder / INDEX_SPEC).read_text())
-    if spec["mode"] == "exact":
+    spec, index, key_rows = open_index(gmv_home, train_embeddings)
+    if index is None:
         return dg.AssetCheckResult(passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold})
     train = embedding_matrix(train_embeddings)
-    index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]))
     recall = sample_recall(train, train, index, config.k, spec["params"]["metric"], config.sample, config.seed,
-                           matching_device.torch_device())
+                           matching_device.torch_device(), key_rows)
     return dg.AssetCheckResult(
         passed=recall >= config.threshold,
         metadata={"mode": "hnsw", f"recall@{config.k}": recall, "threshold": config.threshold, "sample": config.sample},
@@ -69,8 +72,9 @@ def index_recall(config: RecallCheckConfig, train_embeddings: pl.DataFrame, gmv_
 
 
 @dg.asset_check(asset=quality.quality_scores, blocking=True)
-def quality_in_unit_interval(quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every q is a number in [0, 1]."""
+def quality_in_unit_interval(context: dg.AssetCheckExecutionContext, quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    """Every q of the batch is a number in [0, 1]."""
+    quality_scores = _this_batch(context, quality_scores)
     q = quality_scores["q"]
     bad = quality_scores.filter(~q.is_between(0.0, 1.0) | q.is_nan() | q.is_null())
     return dg.AssetCheckResult(
@@ -82,9 +86,10 @@ def quality_in_unit_interval(quality_scores: pl.DataFrame) -> dg.AssetCheckResul
 
 @dg.asset_check(asset=credit.credits, additional_ins={"training_images": dg.AssetIn(), "generated_images": dg.AssetIn()},
                 blocking=True)
-def credits_name_known_images(credits: pl.DataFrame, training_images: pl.DataFrame,
-                              generated_images: pl.DataFrame) -> dg.AssetCheckResult:
-    """No credit goes to, or comes from, an id that is not in the current manifests."""
+def credits_name_known_images(context: dg.AssetCheckExecutionContext, credits: pl.DataFrame,
+                              training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.AssetCheckResult:
+    """No credit of the batch goes to, or comes from, an id that is not in the current manifests."""
+    credits = _this_batch(context, credits)
     unknown_train = credits.select("train_id").unique().join(training_images.select(train_id="id"), on="train_id", how="anti")
     unknown_gen = credits.select("gen_id").unique().join(generated_images.select(gen_id="id"), on="gen_id", how="anti")
     return dg.AssetCheckResult(

@@ -8,6 +8,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from ..valuation.versions import frame_version
+
 # Under the dagster-k8s executor these ask for one GPU for the op's pod (see README, Devices).
 GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
 
@@ -21,6 +23,17 @@ def table_metadata(df: pl.DataFrame, preview_rows: int = 10, **extra) -> dict:
         "preview": dg.MetadataValue.md(_markdown(shown)),
         **extra,
     }
+
+
+def versioned(df: pl.DataFrame, version: str | None = None, **metadata) -> dg.Output[pl.DataFrame]:
+    """The table with its content version (frame_version unless given) as Dagster's data version.
+
+    Downstream assets follow a change of content, not a mere rerun (see automation.py), and the
+    audit can tell which contents a number came from.
+    """
+    version = version or frame_version(df)
+    return dg.Output(df, data_version=dg.DataVersion(version),
+                     metadata=table_metadata(df, content_version=version, **metadata))
 
 
 def config_metadata(config: dg.Config) -> dict:
@@ -64,9 +77,14 @@ def timed(into: dict, key: str):
     into[key] = round(time.perf_counter() - start, 3)
 
 
-def embedding_frame(ids: pl.Series, emb: np.ndarray) -> pl.DataFrame:
-    return pl.DataFrame({"id": ids}).with_columns(
-        embedding=pl.Series(emb.astype(np.float32)).cast(pl.Array(pl.Float32, emb.shape[1]))
+def embedding_frame(keys: pl.DataFrame, emb: np.ndarray) -> pl.DataFrame:
+    """`keys` (id, ...) with an `embedding` column FLOAT[] from the rows of `emb`.
+
+    A list, not a fixed-width array: while a new backbone is rolled out over the batches, one table holds
+    batches of both widths.
+    """
+    return keys.with_columns(
+        embedding=pl.Series(emb.astype(np.float32)).cast(pl.Array(pl.Float32, emb.shape[1])).cast(pl.List(pl.Float32))
     )
 
 

@@ -1,4 +1,4 @@
-"""Manifests of the training and generated images, and the demo generator."""
+"""Manifests of the training images and of each batch of generated images, and the demo generator."""
 
 
 import dagster as dg
@@ -7,10 +7,13 @@ import polars as pl
 from pydantic import Field
 
 from ..resources import DeviceResource, GmvHome, ImageSources
+from ..valuation.batches import batch_manifest, inbox_batch_path
 from ..valuation.demo_diffusion import DiffusionParams
 from ..valuation.demo_generator import GeneratorSpec, TrainParams, cached_generator, data_key
-from ..valuation.images import fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path, manifest_version
-from .metadata import GPU_TAGS, config_metadata, latest_metadata, table_metadata
+from ..valuation.images import array_hash, fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path
+from ..valuation.versions import manifest_version
+from .automation import BATCH_TABLE, FOLLOWS_INPUTS, REFRESHES_WITH_INPUTS, generated_batches
+from .metadata import GPU_TAGS, config_metadata, latest_metadata, versioned
 
 DEMO_SAMPLES = "demo_{family}.npz"
 
@@ -29,7 +32,7 @@ def training_images(config: TrainingImagesConfig, image_sources: ImageSources, g
     else:
         df = manifest_from_path(image_sources.train)
     _require_unique(df, image_sources.train)
-    return _versioned(df, source=image_sources.train, n_labels=df["label"].n_unique(), **config_metadata(config))
+    return versioned(df, manifest_version(df), source=image_sources.train, n_labels=df["label"].n_unique(), **config_metadata(config))
 
 
 class DemoGeneratorConfig(dg.Config):
@@ -57,14 +60,15 @@ def train_demo_generator(log, spec: GeneratorSpec, images: list, hashes: list[st
                             device.torch_device(), log)
 
 
-@dg.asset(group_name="sources", code_version="2", op_tags=GPU_TAGS)
+@dg.asset(group_name="sources", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def demo_generator(
     context, config: DemoGeneratorConfig, training_images: pl.DataFrame, image_sources: ImageSources,
     gmv_home: GmvHome, generator_device: DeviceResource,
 ) -> dg.MaterializeResult:
     """The demo's class-conditional generator (VAE or diffusion), trained on the training images and sampled to a .npz."""
     if not image_sources.generated_is_demo:
-        return dg.MaterializeResult(metadata={"skipped": f"generated images come from {image_sources.generated}"})
+        return dg.MaterializeResult(metadata={"skipped": f"generated images come from {image_sources.generated}"},
+                                    data_version=dg.DataVersion("skipped"))
     spec = config.spec()
     generator, checkpoint = train_demo_generator(
         context.log.info, spec, load_images(training_images["uri"].to_list()), training_images["content_hash"].to_list(),
@@ -74,26 +78,30 @@ def demo_generator(
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, images=samples, labels=np.asarray(labels))
     tmp.replace(out)
+    version = array_hash(samples)[:24]
     return dg.MaterializeResult(
         metadata={"family": spec.family, "generator_spec": dg.MetadataValue.json(spec.to_dict()), **config_metadata(config),
-                  "checkpoint": str(checkpoint), "samples": str(out),
-                  "n_samples": len(samples), "classes": len(generator.classes)}
+                  "checkpoint": str(checkpoint), "samples": str(out), "samples_version": version,
+                  "n_samples": len(samples), "classes": len(generator.classes)},
+        data_version=dg.DataVersion(version),
     )
 
 
-@dg.asset(group_name="sources", code_version="1", deps=[demo_generator])
+@dg.asset(group_name="sources", code_version="2", deps=[demo_generator], partitions_def=generated_batches,
+          metadata=BATCH_TABLE, automation_condition=REFRESHES_WITH_INPUTS)
 def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
-    """One row per generated image: stable id, uri, content hash, label (demo: the conditioning class), batch."""
-    source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
-    df = manifest_from_path(source).with_columns(batch=pl.lit("default"))
+    """One batch of generated images: id (`<batch>/<name>`), uri, content hash, label (demo: the class), batch.
+
+    The configured source is the batch `demo` (or its folder's name); other batches are inbox folders.
+    """
+    key = context.partition_key
+    if key == image_sources.source_batch:
+        source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
+    else:
+        source = str(inbox_batch_path(image_sources.inbox_path(), key))
+    df = batch_manifest(key, source)
     _require_unique(df, source)
-    return _versioned(df, source=source)
-
-
-def _versioned(df: pl.DataFrame, **metadata) -> dg.Output[pl.DataFrame]:
-    """The manifest with its content version as Dagster's data version: downstream versions derive from it."""
-    version = manifest_version(df)
-    return dg.Output(df, data_version=dg.DataVersion(version), metadata=table_metadata(df, manifest_version=version, **metadata))
+    return versioned(df, manifest_version(df), source=source)
 
 
 def _require_unique(df: pl.DataFrame, source: str) -> None:
@@ -106,4 +114,3 @@ def demo_samples_path(context, gmv_home: GmvHome):
     """The .npz that the latest demo_generator materialisation wrote (its family is in its metadata)."""
     family = latest_metadata(context, "demo_generator").get("family", "vae")
     return gmv_home.root() / "generated" / DEMO_SAMPLES.format(family=family)
-

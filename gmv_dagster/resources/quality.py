@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..valuation.quality import METRICS, QualityModel, fit_quality_model
+from ..valuation.quality import METRICS, Calibration, QualityModel, calibrate, load_quality_model
 
 
 class QualityScorerResource(dg.ConfigurableResource):
@@ -18,5 +18,8 @@ class QualityScorerResource(dg.ConfigurableResource):
     weights_path: str | None = Field(default=None, description="weights file for maniqa / topiq_nr / musiq")
     input_size: int = Field(default=224, gt=0, description="px fed to learned metrics")
 
+    def calibrate(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path) -> Calibration:
+        return calibrate(self.metric, reference, device, seed, work_dir, self.weights_path, self.input_size)
+
     def fit(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path) -> QualityModel:
-        return fit_quality_model(self.metric, reference, device, seed, work_dir, self.weights_path, self.input_size)
+        return load_quality_model(self.calibrate(reference, device, seed, work_dir), device)

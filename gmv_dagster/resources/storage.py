@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Mapping
 
 import dagster as dg
-from dagster_duckdb_polars import DuckDBPolarsIOManager
+import polars as pl
 from pydantic import Field
 
+from ..valuation.batches import source_batch_key
 from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
 from .reports import ReportSettings
+from .warehouse import GmvDuckDBIOManager, read_stored_rows
 
 DEMO = "demo"
 
@@ -36,13 +38,30 @@ class GmvHome(dg.ConfigurableResource):
     def database(self) -> Path:
         return self.root() / "gmv.duckdb"
 
+    def stored_rows(self, table: str, batch: str | None = None) -> pl.DataFrame | None:
+        """What a table asset holds now (one batch of it), for incremental work; None before its first run."""
+        return read_stored_rows(self.database, table, batch)
+
 
 class ImageSources(dg.ConfigurableResource):
-    """A folder of images or a .npz for each side; `demo` is Fashion-MNIST and the demo generator."""
+    """A folder of images or a .npz for each side; `demo` is Fashion-MNIST and the demo generator.
+
+    Generated images come in batches: the configured source is the first (key `demo`, or its folder or
+    file name), and every complete folder in the inbox is one more (see valuation/batches.py).
+    """
 
     train: str = Field(default=DEMO, description="GMV_TRAIN_SOURCE: demo, a folder of images or a .npz")
     generated: str = Field(default=DEMO, description="GMV_GENERATED_SOURCE: demo, a folder of images or a .npz")
+    inbox: str = Field(default="gmv_home/inbox", description="GMV_INBOX: folder where new batches arrive")
     fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
+
+    @property
+    def source_batch(self) -> str:
+        """The batch key of the configured generated source."""
+        return DEMO if self.generated_is_demo else source_batch_key(self.generated)
+
+    def inbox_path(self) -> Path:
+        return Path(self.inbox).expanduser().resolve()
 
     @property
     def train_is_demo(self) -> bool:
@@ -62,11 +81,12 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
     home = Path(home or env.get("GMV_HOME", "gmv_home")).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
     resources = {
-        "io_manager": DuckDBPolarsIOManager(database=str(home / "gmv.duckdb"), schema="main"),
+        "io_manager": GmvDuckDBIOManager(database=str(home / "gmv.duckdb"), schema="main"),
         "gmv_home": GmvHome(path=str(home)),
         "image_sources": ImageSources(
             train=env.get("GMV_TRAIN_SOURCE", DEMO),
             generated=env.get("GMV_GENERATED_SOURCE", DEMO),
+            inbox=env.get("GMV_INBOX") or str(home / "inbox"),
             fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
         ),
         "embedder": EmbedderResource(),

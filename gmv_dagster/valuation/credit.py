@@ -65,9 +65,17 @@ def training_values(credits: pl.DataFrame, train_ids: pl.Series) -> pl.DataFrame
             f"credits name {unknown.height} training id(s) that are not in the training set, "
             f"e.g. {unknown['train_id'][0]!r}: the index is stale, rematerialise train_index"
         )
-    per_image = credits.group_by("train_id").agg(
-        value=pl.col("credit").sum(), n_generated=pl.col("gen_id").n_unique().cast(pl.Int64)
-    )
+    # Summed in a fixed order (by train_id, then gen_id), so the values do not depend on the order in
+    # which batches were stored: valuing batches one by one equals valuing them all at once, bit for bit.
+    ordered = credits.select("train_id", "gen_id", "credit").sort(["train_id", "gen_id"])
+    ids = ordered["train_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, dtype=np.int64)
+    per_image = pl.DataFrame({
+        "train_id": ids[starts] if len(ids) else pl.Series([], dtype=pl.String),
+        "value": np.add.reduceat(ordered["credit"].to_numpy(), starts) if len(ids) else np.empty(0),
+        "n_generated": ordered.group_by("train_id", maintain_order=True).agg(pl.col("gen_id").n_unique())["gen_id"]
+        .cast(pl.Int64),
+    }, schema={"train_id": pl.String, "value": pl.Float64, "n_generated": pl.Int64})
     values = (
         pl.DataFrame({"train_id": train_ids.cast(pl.String)})
         .join(per_image, on="train_id", how="left")

@@ -67,6 +67,11 @@ class Embedder:
     weights_sha256: str | None = None
     module: torch.nn.Module | None = field(default=None, repr=False)
 
+    def fingerprint(self, dtype: torch.dtype = torch.float32) -> str:
+        """What decides the vectors: backbone, weights (sha256), input size, channels, precision."""
+        precision = str(dtype).removeprefix("torch.")
+        return f"{self.name}|{self.weights_sha256 or 'no-weights'}|{self.image_size}px|{self.channels}ch|{precision}"
+
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Embedder":
         if self.module is not None:
             self.module.to(device=device, dtype=dtype).eval()

@@ -52,12 +52,12 @@ class Generations:
 def run_methods(
     suite: Suite, sets: EmbeddedSets, train_images: Callable[[np.ndarray], list[np.ndarray]],
     train_labels: list[str], generations: Generations, generator: DemoGenerator | None, *,
-    index=None, exact_search: bool = False, gmv_seconds: dict[str, float] | None = None,
+    index=None, key_rows: np.ndarray | None = None, exact_search: bool = False, gmv_seconds: dict[str, float] | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[MethodOutput], dict[str, str]]:
     """Every method in METHODS that can run here, and for the others the reason they cannot.
 
-    `index`: the pipeline's saved HNSW index, reused so that `gmv` reproduces its values exactly;
+    `index`: the pipeline's saved HNSW index (keys to rows by `key_rows`), reused so that `gmv` reproduces its values exactly;
     without it one is built, unless `exact_search` (the pipeline searched exactly: small sets).
     `train_images(rows)` loads training images for re-ranking and TracIn.
     """
@@ -69,7 +69,7 @@ def run_methods(
         start = time.perf_counter()
         index = build_hnsw(sets.train, setup.hnsw)
         shared["index"] = time.perf_counter() - start
-    search = {"exact": True} if exact_search else {"index": index}
+    search = {"exact": True} if exact_search else {"index": index, "key_rows": key_rows}
     outputs.append(similarity_method("gmv", sets, setup, **search, device=suite.device))
     outputs.append(similarity_method("gmv_q1", sets, setup, **search, unit_quality=True, device=suite.device))
     outputs.append(similarity_method("gmv_exact", sets, setup, exact=True, device=suite.device))

@@ -119,18 +119,6 @@ def locate_fashion_mnist(explicit_dir: str | None, download_root: Path) -> Path:
     )
 
 
-def manifest_version(manifest: pl.DataFrame) -> str:
-    """A content version of a manifest: ids, image content hashes, labels and attributes, in order.
-
-    Two manifests with the same version describe the same images, so whatever was computed from one
-    holds for the other; it is the data version Dagster records for the manifest assets.
-    """
-    h = hashlib.sha256()
-    for row in manifest.select("id", "content_hash", "label", "attributes").iter_rows():
-        h.update(repr(row).encode())
-    return h.hexdigest()[:24]
-
-
 def fashion_mnist_manifest(directory: Path, split: str, n: int | None, seed: int) -> pl.DataFrame:
     """A seeded subset of n images of one split (all of them when n is None), in index order."""
     image_stem, label_stem = FASHION_MNIST_FILES[split]

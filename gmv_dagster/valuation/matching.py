@@ -35,7 +35,8 @@ class MatchParams:
 
 
 def recall_candidates(
-    train: np.ndarray, queries: np.ndarray, params: MatchParams, index=None, device="cpu", threads: int = 0
+    train: np.ndarray, queries: np.ndarray, params: MatchParams, index=None, device="cpu", threads: int = 0,
+    key_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' nearest training rows per query with float64 distances, sorted.
 
@@ -46,16 +47,16 @@ def recall_candidates(
     if index is None:
         found, _ = exact_topk(train, queries, params.candidates, params.metric, device)
     else:
-        found = hnsw_search(index, queries, params.candidates, threads)
+        found = hnsw_search(index, queries, params.candidates, threads, key_rows)
     return rescore(train, queries, found, params.metric)
 
 
 def sample_recall(train: np.ndarray, queries: np.ndarray, index, k: int, metric: str, sample: int, seed: int,
-                  device="cpu") -> float:
+                  device="cpu", key_rows: np.ndarray | None = None) -> float:
     """recall@k of the index against exact search on a seeded sample of the queries."""
     rows = seeded_rows(len(queries), sample, seed)
     exact, _ = exact_topk(train, queries[rows], k, metric, device)
-    return recall_at_k(hnsw_search(index, queries[rows], k), exact)
+    return recall_at_k(hnsw_search(index, queries[rows], k, key_rows=key_rows), exact)
 
 
 def matches_table(

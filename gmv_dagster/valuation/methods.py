@@ -51,28 +51,30 @@ class EmbeddedSets:
     quality: pl.DataFrame  # gen_id, q
 
 
-def timed_call(seconds: dict, key: str, fn: Callable, *args):
+def timed_call(seconds: dict, key: str, fn: Callable, *args, **kwargs):
     start = time.perf_counter()
-    out = fn(*args)
+    out = fn(*args, **kwargs)
     seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
     return out
 
 
 def similarity_method(
     name: str, sets: EmbeddedSets, setup: SimilaritySetup, *, exact: bool = False, index=None,
-    unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
+    key_rows: np.ndarray | None = None, unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
     gen_images: list[np.ndarray] | None = None, device="cpu",
 ) -> MethodOutput:
     """GMValuator with one change: exact search, a given index, q = 1, or a re-rank distance.
 
-    Without `index` and `exact`, an HNSW index with `setup.hnsw` is built (and timed).
+    Without `index` and `exact`, an HNSW index with `setup.hnsw` is built (and timed). `key_rows` maps the
+    keys of a given index to training rows (the pipeline's index, extended over time).
     """
     seconds: dict[str, float] = {}
     depth = max(setup.depth, setup.k)
     params = MatchParams(k=depth, candidates=max(setup.candidates, depth), metric=setup.metric)
     if not exact and index is None:
-        index = timed_call(seconds, "index", build_hnsw, sets.train, setup.hnsw)
-    idx, dist = timed_call(seconds, "match", recall_candidates, sets.train, sets.gen, params, None if exact else index, device)
+        index, key_rows = timed_call(seconds, "index", build_hnsw, sets.train, setup.hnsw), None
+    idx, dist = timed_call(seconds, "match", recall_candidates, sets.train, sets.gen, params, None if exact else index, device,
+                           key_rows=key_rows)
     if pair_distance is not None:
         idx, dist = timed_call(seconds, "rerank", rerank, gen_images, idx, load_train, pair_distance)
     start = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -110,7 +110,7 @@ def niqe_features(images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
 
 
 def fit_niqe_params(images: list[np.ndarray], path: Path) -> Path:
-    """Refit NIQE's pristine multivariate Gaussian on `images` and save it as pyiqa reads it."""
+    """Refit NIQE's pristine multivariate Gaussian on `images` and save it as pyiqa reads it (path-<sha>.mat)."""
     import scipy.io
 
     f = niqe_features(images)
@@ -120,8 +120,10 @@ def fit_niqe_params(images: list[np.ndarray], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.mat")
     scipy.io.savemat(tmp, {"mu_prisparam": f.mean(0)[None], "cov_prisparam": np.cov(f.T)})
-    os.replace(tmp, path)
-    return path
+    # Named by content: a later fit on other images never overwrites parameters still in use.
+    final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
+    os.replace(tmp, final)
+    return final
 
 
 @contextlib.contextmanager
@@ -164,6 +166,77 @@ def _create_pyiqa(metric: str, device, weights_path: str | None):
     return pyiqa.create_metric(metric, device=device)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted scorer as data: the scorer is rebuilt from it without fitting again (one row of a table)."""
+
+    metric: str
+    good: float | None = None  # raw score of clean images (q = 1); None for `none`
+    bad: float | None = None  # raw score of noise (q = 0)
+    params_file: str | None = None  # niqe_refit's pristine model, or a learned metric's weights file
+    params_sha256: str | None = None
+    input_size: int = 224
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, batch_size: int):
+    if metric == "niqe_refit":
+        net, size = _create_pyiqa("niqe", device, params_file), NIQE_SIZE
+    else:
+        net, size = _create_pyiqa(metric, device, params_file), input_size
+    return lambda images: _pyiqa_scores(net, images, size, device, batch_size)
+
+
+def calibrate(
+    metric: str,
+    reference: list[np.ndarray],
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    work_dir: Path | None = None,
+    weights_path: str | None = None,
+    input_size: int = 224,
+    batch_size: int = 64,
+) -> Calibration:
+    """Fit the scorer and anchor its mapping on `reference` (training) images.
+
+    For niqe_refit, 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
+    content) and 20% anchors q = 1.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
+    if metric == "none":
+        return Calibration("none")
+    if len(reference) < 10:
+        raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
+    if metric == "niqe_refit":
+        split = int(len(reference) * 0.8)
+        anchor_set = reference[split:]
+        params_file = str(fit_niqe_params(reference[:split], (work_dir or Path(".")) / "niqe_refit.mat"))
+    else:
+        anchor_set = reference
+        params_file = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
+    raw_score = _raw_scorer(metric, params_file, input_size, device, batch_size)
+    return Calibration(
+        metric, good=float(np.median(raw_score(anchor_set))), bad=float(np.median(raw_score(noise_like(anchor_set, seed)))),
+        params_file=params_file, params_sha256=sha256_file(Path(params_file)) if params_file else None,
+        input_size=input_size,
+    )
+
+
+def load_quality_model(calibration: Calibration, device: torch.device | str = "cpu", batch_size: int = 64) -> QualityModel:
+    """The scorer a calibration describes; refuses a parameters file that changed since it was fitted."""
+    c = calibration
+    if c.metric == "none":
+        return QualityModel("none", lambda images: np.ones(len(images)), None)
+    if c.params_file and (not Path(c.params_file).is_file() or sha256_file(Path(c.params_file)) != c.params_sha256):
+        raise ValueError(f"quality parameters {c.params_file} are missing or changed since calibration "
+                         f"(sha256 {c.params_sha256}): rematerialise quality_calibration")
+    return QualityModel(c.metric, _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size),
+                        AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256)
+
+
 def fit_quality_model(
     metric: str,
     reference: list[np.ndarray],
@@ -174,37 +247,6 @@ def fit_quality_model(
     input_size: int = 224,
     batch_size: int = 64,
 ) -> QualityModel:
-    """Build the scorer and anchor its mapping on `reference` (training) images.
-
-    For niqe_refit, 80% of `reference` fits the pristine model and 20% anchors q = 1.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
-    if metric == "none":
-        return QualityModel("none", lambda images: np.ones(len(images)), None)
-    if len(reference) < 10:
-        raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
-    params_file = None
-    if metric == "niqe_refit":
-        split = int(len(reference) * 0.8)
-        fit_set, anchor_set = reference[:split], reference[split:]
-        params_file = fit_niqe_params(fit_set, (work_dir or Path(".")) / f"niqe_refit_seed{seed}.mat")
-        net = _create_pyiqa("niqe", device, str(params_file))
-        size = NIQE_SIZE
-    else:
-        anchor_set = reference
-        weights_path = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
-        net = _create_pyiqa(metric, device, weights_path)
-        size = input_size
-
-    def raw_score(images: list[np.ndarray]) -> np.ndarray:
-        return _pyiqa_scores(net, images, size, device, batch_size)
-
-    mapping = AnchoredMapping(
-        good=float(np.median(raw_score(anchor_set))),
-        bad=float(np.median(raw_score(noise_like(anchor_set, seed)))),
-    )
-    checked = params_file or weights_path
-    return QualityModel(
-        metric, raw_score, mapping, str(checked) if checked else None, sha256_file(Path(checked)) if checked else None
-    )
+    """calibrate, then load_quality_model: a scorer ready to use."""
+    return load_quality_model(
+        calibrate(metric, reference, device, seed, work_dir, weights_path, input_size, batch_size), device, batch_size)

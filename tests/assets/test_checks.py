@@ -3,37 +3,51 @@
 import numpy as np
 import polars as pl
 
-from gmv_dagster.assets.checks import credits_name_known_images, quality_in_unit_interval, train_embeddings_finite
+from gmv_dagster.assets.checks import _this_batch, credits_name_known_images, quality_in_unit_interval, train_embeddings_finite
 from gmv_dagster.assets.metadata import embedding_frame
 from gmv_dagster.resources import EmbedderResource
 
 
 def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension():
     embedder = EmbedderResource()  # pixels at 32 px: 1024 dimensions
-    good = embedding_frame(pl.Series(["a", "b"]), np.ones((2, 1024), np.float32))
+    good = embedding_frame(pl.DataFrame({"id": ["a", "b"]}), np.ones((2, 1024), np.float32))
     assert train_embeddings_finite(train_embeddings=good, embedder=embedder).passed
     bad = np.ones((2, 1024), np.float32)
     bad[1, 5] = np.nan
-    result = train_embeddings_finite(train_embeddings=embedding_frame(pl.Series(["a", "b"]), bad), embedder=embedder)
+    result = train_embeddings_finite(train_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder)
     assert not result.passed and result.metadata["first_non_finite_ids"].value == "b"
-    short = embedding_frame(pl.Series(["a"]), np.ones((1, 16), np.float32))
+    short = embedding_frame(pl.DataFrame({"id": ["a"]}), np.ones((1, 16), np.float32))
     result = train_embeddings_finite(train_embeddings=short, embedder=embedder)
     assert not result.passed and result.metadata["dim"].value == 16
 
 
 def test_quality_check_flags_q_outside_the_unit_interval():
-    ok = pl.DataFrame({"gen_id": ["g0", "g1"], "raw_score": [1.0, 2.0], "q": [0.0, 1.0]})
-    assert quality_in_unit_interval(quality_scores=ok).passed
+    ok = pl.DataFrame({"gen_id": ["g0", "g1"], "raw_score": [1.0, 2.0], "q": [0.0, 1.0], "batch": ["b1", "b1"]})
+    assert quality_in_unit_interval(context=None, quality_scores=ok).passed
     bad = ok.with_columns(q=pl.Series([1.5, float("nan")]))
-    result = quality_in_unit_interval(quality_scores=bad)
+    result = quality_in_unit_interval(context=None, quality_scores=bad)
     assert not result.passed and result.metadata["out_of_range"].value == 2
+
+
+class BatchRun:
+    """The two attributes of a check's context that _this_batch reads (Dagster cannot build a partitioned one)."""
+
+    has_partition_key, partition_key = True, "b1"
+
+
+def test_checks_of_a_batch_judge_that_batch_only():
+    """A check loads every stored batch; a bad row of another batch is not this run's fault."""
+    scores = pl.DataFrame({"gen_id": ["b1/g0", "b2/g0"], "raw_score": [1.0, 2.0], "q": [0.5, 7.0], "batch": ["b1", "b2"]})
+    assert _this_batch(BatchRun(), scores)["gen_id"].to_list() == ["b1/g0"]
+    assert quality_in_unit_interval(context=None, quality_scores=_this_batch(BatchRun(), scores)).passed
+    assert not quality_in_unit_interval(context=None, quality_scores=scores).passed
 
 
 def test_credit_check_flags_unknown_training_and_generated_ids():
     train = pl.DataFrame({"id": ["t0", "t1"]})
     gen = pl.DataFrame({"id": ["g0"]})
     credits = pl.DataFrame({"gen_id": ["g0", "g0"], "train_id": ["t0", "t1"], "credit": [0.5, 0.5]})
-    assert credits_name_known_images(credits=credits, training_images=train, generated_images=gen).passed
+    assert credits_name_known_images(context=None, credits=credits, training_images=train, generated_images=gen).passed
     stale = credits.with_columns(train_id=pl.Series(["t0", "t9"]))
-    result = credits_name_known_images(credits=stale, training_images=train, generated_images=gen)
+    result = credits_name_known_images(context=None, credits=stale, training_images=train, generated_images=gen)
     assert not result.passed and result.metadata["unknown_train_ids"].value == 1 and "t9" in result.metadata["examples"].value

@@ -7,11 +7,12 @@ import dagster as dg
 
 from gmv_dagster.assets.report_tables import results_markdown
 from gmv_dagster.definitions import build_definitions
+from gmv_dagster.runner import run_valuation
 
 SMALL = {"ops": {
     "training_images": {"config": {"demo_size": 600}},
     "demo_generator": {"config": {"epochs": 2, "n_samples": 60, "diffusion_steps": 20, "sample_steps": 4}},
-    "quality_scores": {"config": {"reference_size": 40}},
+    "quality_calibration": {"config": {"reference_size": 40}},
     "train_index": {"config": {"index_mode": "hnsw"}},
     "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
 }}
@@ -21,7 +22,7 @@ SMALL = {"ops": {
 def criteria_run(tmp_path_factory, fashion_mnist_dir):
     home = tmp_path_factory.mktemp("reports") / "home"
     defs = build_definitions(home, env={"GMV_FASHION_MNIST_DIR": str(fashion_mnist_dir)})
-    result = defs.resolve_job_def("criteria").execute_in_process(run_config=SMALL, instance=dg.DagsterInstance.ephemeral())
+    result = run_valuation(home, dg.DagsterInstance.ephemeral(), SMALL, defs=defs, with_reports=True)
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
         report = con.execute("SELECT * FROM criterion_report").pl()
         values = con.execute("SELECT * FROM training_values").pl()

@@ -1,0 +1,138 @@
+"""The DuckDB file behind every table asset: each write is one transaction, so a failed or killed run
+leaves the last good table (or batch) as it was, and a table whose layout changed is replaced whole.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import polars as pl
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster._utils.backoff import backoff
+from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager, _get_cleanup_statement
+from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+
+class LayoutChangedError(RuntimeError):
+    """A partitioned table holds batches written with other columns than this batch has."""
+
+
+# The IO manager's connection options; a second connection in one process must use the same ones.
+CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
+
+
+def connect(database: str | Path):
+    """A connection to the DuckDB file, retried while another process holds its lock."""
+    return backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
+                   kwargs={"database": str(database), "read_only": False, "config": CONNECTION_CONFIG},
+                   max_retries=10)
+
+
+class _TransactionalClient(DuckDbClient):
+    @staticmethod
+    def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
+        """Deferred to the type handler, which deletes and writes in one transaction."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, _):
+        # dagster-duckdb's own leaves the connection open when the write raises; this one always closes it.
+        if context.resource_config["connection_config"]:
+            raise ValueError("GmvDuckDBIOManager takes no connection_config")
+        conn = connect(context.resource_config["database"])
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _layout(connection, relation: str) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in connection.execute(f"DESCRIBE {relation}").fetchall()]
+
+
+def _has_partition_column(connection, table: str, table_slice: TableSlice) -> bool:
+    columns = {name for name, _ in _layout(connection, table)}
+    return all(d.partition_expr in columns for d in table_slice.partition_dimensions)
+
+
+def _exists(connection, table_slice: TableSlice) -> bool:
+    return bool(connection.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                                   [table_slice.schema, table_slice.table]).fetchall())
+
+
+class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
+    def handle_output(self, context, table_slice: TableSlice, obj: pl.DataFrame, connection):
+        table = f"{table_slice.schema}.{table_slice.table}"
+        connection.register("gmv_output", obj.to_arrow())
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            if not _exists(connection, table_slice):
+                connection.execute(f"CREATE TABLE {table} AS SELECT * FROM gmv_output")
+            elif not table_slice.partition_dimensions or not _has_partition_column(connection, table, table_slice):
+                # unpartitioned, or written before the asset had batches: the new rows replace it whole
+                connection.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM gmv_output")
+            else:
+                existing, new = _layout(connection, table), _layout(connection, "SELECT * FROM gmv_output")
+                if existing != new:
+                    raise LayoutChangedError(
+                        f"{table} holds batches written with columns {existing}, but this batch has {new}: the code "
+                        f"changed the table's layout. Drop it (DROP TABLE {table} in {context.resource_config['database']}) "
+                        "and rematerialise every batch of it (a backfill in the UI)."
+                    )
+                connection.execute(_get_cleanup_statement(table_slice))
+                connection.execute(f"INSERT INTO {table} SELECT * FROM gmv_output")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.unregister("gmv_output")
+        return None
+
+
+    def load_input(self, context, table_slice: TableSlice, connection) -> pl.DataFrame:
+        """Rows in the order they were written (batch by batch, in key order): SQL promises no order otherwise,
+        and consumers line tables up row by row."""
+        if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
+            return pl.DataFrame()
+        order = " ORDER BY " + ", ".join([d.partition_expr for d in table_slice.partition_dimensions] + ["rowid"])
+        return connection.execute(DuckDbClient.get_select_statement(table_slice) + order).pl()
+
+
+class GmvDuckDBIOManager(DuckDBIOManager):
+    """DuckDB tables of polars frames; partitions (batches) share a table, selected by `partition_expr`."""
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [_TransactionalPolarsHandler()]
+
+    @staticmethod
+    def default_load_type():
+        return pl.DataFrame
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(db_client=_TransactionalClient(), database=self.database, schema=self.schema_,
+                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+                           io_manager_name="GmvDuckDBIOManager")
+
+
+def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:
+    """The rows a table asset holds now (one batch's when given), or None if there is no such table yet.
+
+    `table` is one of our asset names, never user input; the batch is a query parameter.
+    """
+    if not database.is_file():
+        return None
+    con = connect(database)
+    try:
+        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+                           [table]).fetchall():
+            return None
+        if batch is None:
+            return con.execute(f"SELECT * FROM main.{table}").pl()
+        return con.execute(f"SELECT * FROM main.{table} WHERE batch = ?", [batch]).pl()
+    finally:
+        con.close()

@@ -1,0 +1,148 @@
+"""Incremental revaluation: a new batch, new training images and a new backbone, each against a full recomputation."""
+
+import shutil
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+
+from gmv_dagster.assets.automation import generated_batches
+from gmv_dagster.definitions import build_definitions
+from gmv_dagster.resources import EmbedderResource
+from gmv_dagster.runner import run_valuation
+
+HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
+
+
+def read(home, table):
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
+        return con.execute(f"SELECT * FROM {table}").pl()  # our table names, not user input
+
+
+def materialisations(instance, asset, partition=None):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=100).records
+    return len(records)
+
+
+def latest(instance, asset):
+    mat = instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def execute_requested(defs, instance, evaluation):
+    """Launch what the automation asked for, grouped by partition, as the daemon would."""
+    by_partition: dict = {}
+    for subset in evaluation.results:
+        if not subset.true_subset.size:
+            continue
+        key = subset.key
+        partitions = subset.true_subset.expensively_compute_partition_keys() if subset.true_subset.is_partitioned else {None}
+        for p in partitions:
+            by_partition.setdefault(p, []).append(key)
+    job = defs.resolve_implicit_global_asset_job_def()
+    for partition, keys in sorted(by_partition.items(), key=lambda kv: kv[0] is None):
+        assert job.execute_in_process(instance=instance, partition_key=partition, asset_selection=keys).success
+    return by_partition
+
+
+def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path, image_folders, drop_batch):
+    train_dir, gen_dir = image_folders
+    inbox = tmp_path / "inbox"
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
+    home = tmp_path / "incremental"
+    defs = build_definitions(home, env)
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_valuation(home, instance, env=env, defs=defs).success
+    before = read(home, "training_values")
+    cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+    # A batch arrives: the sensor adds its partition and requests its run; automation sums the values.
+    drop_batch(inbox, "b2", [2, 8, 30])
+    sensor = defs.get_sensor_def("inbox_sensor")
+    tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    for request in tick.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    [request] = tick.run_requests
+    assert defs.resolve_job_def("value_batch").execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=request.tags).success
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    launched = execute_requested(defs, instance, evaluation)
+    assert launched == {None: [dg.AssetKey("training_values")]}  # the sum only; no batch recomputed
+    assert dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor).total_requested == 0
+    # the first batch was computed once, never again
+    assert materialisations(instance, "credits", "generated") == 1
+    assert materialisations(instance, "quality_scores", "generated") == 1
+    incremental = read(home, "training_values")
+    assert not incremental.equals(before)
+    assert latest(instance, "training_values")["n_batches"] == 2
+
+    # The nightly rescan (refresh_sources) finds nothing new: automation has nothing to do.
+    assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
+    assert evaluation.total_requested == 0
+
+    # The same two batches valued from scratch in a fresh home: equal, bit for bit.
+    fresh = tmp_path / "fresh"
+    assert run_valuation(fresh, dg.DagsterInstance.ephemeral(), env=env).success
+    assert read(fresh, "training_values").equals(incremental)
+    assert read(fresh, "credits").sort("gen_id", "rank").equals(read(home, "credits").sort("gen_id", "rank"))
+    q = read(home, "quality_scores")
+    assert np.isclose(incremental["value"].sum(), q["q"].sum(), rtol=1e-12)
+    assert set(q["batch"]) == {"generated", "b2"} and q.height == 6 + 3
+
+
+def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders, known_answer):
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    home = tmp_path / "incremental"
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_valuation(home, instance, HNSW, env=env).success
+    assert latest(instance, "train_index")["action"] == "built"
+    assert run_valuation(home, instance, HNSW, env=env).success  # unchanged: nothing re-embedded, index kept
+    assert latest(instance, "train_embeddings")["embedded"] == 0
+    assert latest(instance, "train_index")["action"] == "unchanged"
+
+    # three new training images, one removed
+    train, labels, *_ = known_answer
+    for i, src in enumerate([1, 14, 22]):
+        from PIL import Image
+        Image.fromarray(np.flipud(train[src])).save(train_dir / labels[src] / f"new{i}.png")
+    removed = sorted((train_dir / "bar").glob("t*.png"))[-1]
+    removed.unlink()
+    assert run_valuation(home, instance, HNSW, env=env).success
+    embeddings = latest(instance, "train_embeddings")
+    assert (embeddings["reused"], embeddings["embedded"]) == (35, 3)
+    assert latest(instance, "train_index")["action"] == "extended: +3 -1"
+    values = read(home, "training_values")
+    assert values.height == 38 and f"bar/{removed.name}" not in values["train_id"].to_list()
+
+    fresh = tmp_path / "fresh"
+    assert run_valuation(fresh, dg.DagsterInstance.ephemeral(), HNSW, env=env).success
+    assert read(fresh, "training_values").equals(values)  # full recall on 38 vectors: same candidates
+
+    # A new backbone configuration re-embeds everything and rebuilds the index.
+    defs = build_definitions(home, env, embedder=EmbedderResource(image_size=16))
+    assert run_valuation(home, instance, HNSW, env=env, defs=defs).success
+    embeddings = latest(instance, "train_embeddings")
+    assert (embeddings["reused"], embeddings["embedded"], embeddings["dim"]) == (0, 38, 256)
+    assert latest(instance, "train_index")["action"] == "built"
+
+
+def test_a_new_embedder_reembeds_every_batch_through_automation(tmp_path, image_folders, drop_batch):
+    train_dir, gen_dir = image_folders
+    inbox = tmp_path / "inbox"
+    drop_batch(inbox, "b2", [2, 8])
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
+    home = tmp_path / "home"
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_valuation(home, instance, env=env).success
+    cursor = dg.evaluate_automation_conditions(defs=build_definitions(home, env), instance=instance).cursor
+    defs = build_definitions(home, env, embedder=EmbedderResource(image_size=16))
+    assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    requested = {k.to_user_string(): evaluation.get_requested_partitions(k) for k in
+                 (dg.AssetKey("train_embeddings"), dg.AssetKey("generated_embeddings"))}
+    assert requested == {"train_embeddings": {None}, "generated_embeddings": {"generated", "b2"}}

@@ -1,0 +1,70 @@
+"""The DuckDB IO manager: one transaction per write, batches side by side, rows read back in written order."""
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from gmv_dagster.resources.warehouse import GmvDuckDBIOManager, read_stored_rows
+
+batches = dg.DynamicPartitionsDefinition(name="test_batches")
+ROWS = {"b1": 3, "b2": 2}
+FAIL = {"on": False}
+
+
+@dg.asset(partitions_def=batches, metadata={"partition_expr": "batch"})
+def per_batch(context) -> pl.DataFrame:
+    key = context.partition_key
+    if FAIL["on"]:
+        return pl.DataFrame({"x": [1.5], "batch": [key]})  # another layout
+    return pl.DataFrame({"x": list(range(ROWS[key], 0, -1)), "batch": [key] * ROWS[key]})
+
+
+@dg.asset
+def summed(per_batch: pl.DataFrame) -> pl.DataFrame:
+    return per_batch
+
+
+def run(database, instance, key=None, selection=(per_batch,)):
+    return dg.materialize([per_batch, summed], selection=list(selection), partition_key=key, instance=instance,
+                          resources={"io_manager": GmvDuckDBIOManager(database=str(database), schema="main")},
+                          raise_on_error=False)
+
+
+def test_batches_share_a_table_and_a_failed_write_changes_nothing(tmp_path):
+    database = tmp_path / "w.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("test_batches", ["b2", "b1"])
+    assert run(database, instance, "b2").success and run(database, instance, "b1").success
+    ROWS["b1"] = 4
+    assert run(database, instance, "b1").success  # rewriting a batch replaces only its rows
+    stored = read_stored_rows(database, "per_batch")
+    assert stored.sort("batch", "x").to_dict(as_series=False) == {"x": [1, 2, 3, 4, 1, 2],
+                                                                  "batch": ["b1"] * 4 + ["b2"] * 2}
+    assert read_stored_rows(database, "per_batch", batch="b2").height == 2
+    # the downstream reads every batch, in batch order, each in the order it was written
+    result = run(database, instance, selection=(summed,))
+    assert result.success
+    assert read_stored_rows(database, "summed")["x"].to_list() == [4, 3, 2, 1, 2, 1]
+
+    FAIL["on"] = True
+    try:
+        failed = run(database, instance, "b1")
+    finally:
+        FAIL["on"] = False
+    assert not failed.success
+    message = "\n".join(e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure)
+    assert "changed the table's layout" in message and "DROP TABLE main.per_batch" in message
+    assert read_stored_rows(database, "per_batch").height == 6  # b1's old rows were not deleted
+
+
+def test_a_table_from_before_batches_is_replaced(tmp_path):
+    database = tmp_path / "w.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE main.per_batch AS SELECT 1 AS old_column")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("test_batches", ["b2"])
+    ROWS["b2"] = 2
+    assert run(database, instance, "b2").success
+    assert read_stored_rows(database, "per_batch").columns == ["x", "batch"]
+    assert read_stored_rows(database, "no_such_table") is None

@@ -118,6 +118,7 @@ def cmd_report(args) -> int:
 LINEAGE = ["training_images", "demo_generator", "generated_images", "embedding_model", "train_embeddings", "generated_embeddings",
            "train_index", "matches", "quality_calibration", "quality_scores", "credits", "training_values"]
 PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
+INPUT_TAG = "dagster/input_data_version/"  # Dagster records the data version of each input it read
 AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "metric", "action", "params_sha256",
               "temperature")
 
@@ -145,7 +146,7 @@ def provenance(instance, assets: list[str], batch: str | None = None):
         event = _latest(instance, name, batch)
         if event is None or event.asset_materialization is None:
             rows.append({"asset": name, "partition": None, "run_id": None, "materialised": None, "code_version": None,
-                         "data_version": None, "settings": "never materialised"})
+                         "data_version": None, "inputs": "{}", "settings": "never materialised"})
             continue
         mat = event.asset_materialization
         settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
@@ -153,6 +154,8 @@ def provenance(instance, assets: list[str], batch: str | None = None):
             "asset": name, "partition": mat.partition, "run_id": event.run_id,
             "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
             "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
+            "inputs": json.dumps({k.removeprefix(INPUT_TAG): v for k, v in sorted(mat.tags.items())
+                                  if k.startswith(INPUT_TAG)}),
             "settings": json.dumps(settings, sort_keys=True, default=str),
         })
     return pl.DataFrame(rows)
@@ -191,7 +194,7 @@ def cmd_audit(args) -> int:
     for row in provenance(instance, LINEAGE, batch).iter_rows(named=True):
         where = f"[{row['partition']}]" if row["partition"] else ""
         print(f"  {row['asset'] + where:<28} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
-              f"data {row['data_version']}\n  {'':<28} {row['settings']}")
+              f"data {row['data_version']}\n  {'':<28} inputs {row['inputs']}\n  {'':<28} {row['settings']}")
     return 0
 
 

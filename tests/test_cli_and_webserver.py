@@ -11,7 +11,11 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
-def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
+def gmv(env, *args, timeout=600):
+    return subprocess.run([str(BIN / "gmv"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     env = dagster_env
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}))
@@ -47,6 +51,11 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
     assert len(lineage) == 12 and all("code v" in line and "data " in line for line in lineage)
     assert len({line.split(" run ")[1].split()[0] for line in lineage}) == 1  # one run made them all
     assert '"temperature": 0.003' in audit.stdout and '"backbone": "pixels"' in audit.stdout
+    # each asset lists the data versions (content hashes) of the inputs it was computed from
+    lines = audit.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("credits") and " run " in line)
+    credits_inputs = json.loads(lines[at + 1].split("inputs ", 1)[1])
+    assert set(credits_inputs) >= {"matches", "quality_scores", "training_images", "generated_images"}
     gen_audit = subprocess.run([str(BIN / "gmv"), "audit", "generated", gen_id], env=env, capture_output=True, text=True,
                                timeout=120)
     assert gen_audit.returncode == 0 and "(batch generated): 10 contributors" in gen_audit.stdout
@@ -58,6 +67,15 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env):
 
     with Image.open(picture) as img:  # the generated image and its 10 contributors in one row
         assert img.width > 10 * 56 and img.height < 2 * 56 + 30
+
+    # a new batch in the inbox: listed as waiting, valued alone with --batch, then listed as valued
+    drop_batch(Path(env["GMV_HOME"]) / "inbox", "b2", [2, 8, 30])
+    drop_batch(Path(env["GMV_HOME"]) / "inbox", "b3", [4], complete=False)
+    waiting = gmv(env, "batches")
+    assert waiting.returncode == 0 and "1 not valued yet (b2)" in waiting.stdout and "b3: no _COMPLETE" in waiting.stdout
+    assert gmv(env, "run", "--batch", "b2", "--config", str(config)).returncode == 0
+    valued = gmv(env, "batches").stdout
+    assert "0 not valued yet" in valued and [line for line in valued.splitlines() if "b2" in line and " 3 " in line]
 
 
 def test_dagster_dev_serves_every_asset_over_graphql(dagster_dev, asset_names):

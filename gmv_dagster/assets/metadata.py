@@ -2,6 +2,7 @@
 
 
 import time
+import warnings
 from contextlib import contextmanager
 
 import dagster as dg
@@ -9,6 +10,9 @@ import numpy as np
 import polars as pl
 
 from ..valuation.versions import frame_version
+
+# Content hashes as data versions drive the automation and the audit; Dagster 1.13 calls the parameter beta.
+warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer", category=dg.BetaWarning)
 
 # Under the dagster-k8s executor these ask for one GPU for the op's pod (see README, Devices).
 GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}

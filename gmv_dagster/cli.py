@@ -65,8 +65,11 @@ def _execute(args, job: str):
     run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": args.log_level}}})
     start = time.perf_counter()
-    result = run_valuation(home, _instance(home), run_config, with_reports=job == "criteria",
-                           batches=getattr(args, "batch", None))
+    try:
+        result = run_valuation(home, _instance(home), run_config, with_reports=job == "criteria",
+                               batches=getattr(args, "batch", None))
+    except ValueError as exc:  # a batch that does not exist: say which ones do
+        sys.exit(f"gmv: {exc}")
     elapsed = time.perf_counter() - start
     if not result.success:
         print(f"{job} failed after {elapsed:.0f} s; see the error above (run id {result.run_id})", file=sys.stderr)

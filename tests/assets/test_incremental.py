@@ -1,13 +1,10 @@
 """Incremental revaluation: a new batch, new training images and a new backbone, each against a full recomputation."""
 
-import shutil
 
 import dagster as dg
 import duckdb
 import numpy as np
-import polars as pl
 
-from gmv_dagster.assets.automation import generated_batches
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.resources import EmbedderResource
 from gmv_dagster.runner import run_valuation

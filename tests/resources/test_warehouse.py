@@ -3,7 +3,6 @@
 import dagster as dg
 import duckdb
 import polars as pl
-import pytest
 
 from gmv_dagster.resources.warehouse import GmvDuckDBIOManager, read_stored_rows
 

@@ -1,0 +1,167 @@
+"""Matching benchmark: exact search against usearch HNSW (f32 / f16 / i8) and FAISS IVF-PQ (the paper's engine).
+
+    .venv/bin/pip install -e '.[bench]'     # FAISS, a benchmark-only dependency
+    .venv/bin/python bench/matching.py --data fmnist              # the demo's embeddings: 60k x 1024 (pixels)
+    .venv/bin/python bench/matching.py --data synthetic --n 1000000 --dim 128
+
+For each engine: build seconds and vectors per second (every core), search milliseconds per generated
+image for 1k and 10k queries at k = 10, recall@10 against exact search, and the peak resident memory of
+a process that does only that engine's work (each engine runs in its own child process). Prints a
+markdown table and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+CANDIDATES = 50  # K' the pipeline recalls and then re-scores exactly (matches.candidates)
+ENGINES = ("exact", "hnsw_f32", "hnsw_f16", "hnsw_i8", "faiss_ivfpq")
+
+
+def fmnist_embeddings(queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The demo's embedder (pixels, 32 px, L2-normalised) on all 60k training and `queries` test images."""
+    import torch
+
+    from gmv_dagster.valuation.embedders import make_embedder
+    from gmv_dagster.valuation.images import DEBIAN_FASHION_MNIST, read_idx
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    embedder = make_embedder("pixels")
+    train = read_idx(DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")
+    test = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[:queries]
+    return embedder.embed(list(train)), embedder.embed(list(test))
+
+
+def synthetic(n: int, dim: int, queries: int, clusters: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered Gaussian vectors (L2-normalised); queries drawn from the same mixture."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+
+    def draw(m: int) -> np.ndarray:
+        out = np.empty((m, dim), dtype=np.float32)
+        for s in range(0, m, 100_000):  # bounded temporaries
+            size = min(100_000, m - s)
+            out[s : s + size] = centres[rng.integers(0, clusters, size)] + 0.35 * rng.normal(size=(size, dim))
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return draw(n), draw(queries)
+
+
+def run_engine(engine: str, train: np.ndarray, queries: np.ndarray) -> dict:
+    """Build once, search 1k and all queries; neighbour rows (m, K) for the recall, timings."""
+    from gmv_dagster.valuation.search import HnswParams, build_hnsw, exact_topk, hnsw_search, rescore
+
+    threads = os.cpu_count() or 1
+    out: dict = {"engine": engine}
+    start = time.perf_counter()
+    if engine == "exact":
+        import torch
+
+        torch.set_num_threads(threads)
+        search = lambda q, k=K: exact_topk(train, q, k, "cos")[0]  # noqa: E731
+    elif engine.startswith("hnsw_"):
+        index = build_hnsw(train, HnswParams(metric="cos", dtype=engine.split("_")[1]), threads=0)
+        search = lambda q, k=K: hnsw_search(index, q, k, threads=0)  # noqa: E731
+    else:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        dim = train.shape[1]
+        nlist = int(4 * np.sqrt(len(train)))
+        subquantizers = min(64, dim // 4)  # 4+ dimensions per 8-bit code
+        if dim % subquantizers:
+            raise ValueError(f"dimension {dim} is not a multiple of {subquantizers} PQ subquantizers")
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, subquantizers, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = train[np.random.default_rng(0).choice(len(train), min(len(train), 64 * nlist), replace=False)]
+        index.train(np.ascontiguousarray(sample))
+        index.add(np.ascontiguousarray(train))
+        index.nprobe = 32
+        out["params"] = f"nlist {nlist}, m {index.pq.M}, nprobe 32"
+        search = lambda q, k=K: index.search(np.ascontiguousarray(q), k)[1]  # noqa: E731
+    out["build_seconds"] = time.perf_counter() - start
+    for m in (1000, len(queries)):
+        start = time.perf_counter()
+        found = search(queries[:m])
+        out[f"ms_per_query_{m}"] = 1000 * (time.perf_counter() - start) / m
+    out["found"] = np.asarray(found, dtype=np.int64).tolist()
+    # As the pipeline matches: K' candidates, distances recomputed exactly, the best k kept.
+    start = time.perf_counter()
+    rows, _ = rescore(train, queries[:1000], np.asarray(search(queries[:1000], CANDIDATES), dtype=np.int64), "cos")
+    out["ms_per_query_rescored"] = 1000 * (time.perf_counter() - start) / min(1000, len(queries))
+    out["found_rescored"] = rows[:, :K].tolist()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def child(args) -> None:
+    data = np.load(args.arrays)
+    result = run_engine(args.engine, data["train"], data["queries"])
+    Path(args.result).write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["fmnist", "synthetic"], default="fmnist")
+    parser.add_argument("--n", type=int, default=1_000_000, help="synthetic training vectors")
+    parser.add_argument("--dim", type=int, default=128, help="synthetic dimension")
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--work", default="/tmp/gmv_bench_matching")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--arrays", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        return child(args)
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    train, queries = (fmnist_embeddings(args.queries) if args.data == "fmnist"
+                      else synthetic(args.n, args.dim, args.queries))
+    arrays = work / "arrays.npz"
+    np.savez(arrays, train=train, queries=queries)
+    print(f"# matching: {args.data}, n = {len(train):,} x {train.shape[1]}, {len(queries):,} queries, k = {K}; "
+          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), python {platform.python_version()}",
+          flush=True)
+    results = {}
+    for engine in args.engines.split(","):
+        out = work / f"{engine}.json"
+        done = subprocess.run([sys.executable, __file__, "--engine", engine, "--arrays", str(arrays), "--result", str(out)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            print(f"{engine}: not run: {reason}", flush=True)
+            continue
+        results[engine] = json.loads(out.read_text())
+        print(f"{engine}: done in {results[engine]['build_seconds']:.1f} s build", flush=True)
+    exact = np.asarray(results["exact"]["found"]) if "exact" in results else None
+    def recall(found) -> float:
+        if exact is None:
+            return float("nan")
+        return float(np.mean([len(set(a) & set(e)) / K for a, e in zip(np.asarray(found), exact)]))
+
+    m = len(queries)
+    print(f"\n| engine | build s | vectors/s | ms / query ({m // 1000}k) | ms / query (1k) | recall@10 | "
+          f"ms / query, {CANDIDATES} re-scored | recall@10 re-scored | peak RSS MB | params |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for engine, r in results.items():
+        build = r["build_seconds"]
+        rate = f"{len(train) / build:,.0f}" if engine != "exact" else "-"
+        print(f"| {engine} | {build:.1f} | {rate} | {r[f'ms_per_query_{m}']:.3f} | {r['ms_per_query_1000']:.3f} | "
+              f"{recall(r['found']):.4f} | {r['ms_per_query_rescored']:.3f} | {recall(r['found_rescored']):.4f} | "
+              f"{r['peak_rss_mb']:,.0f} | {r.get('params', '')} |")
+
+
+if __name__ == "__main__":
+    main()

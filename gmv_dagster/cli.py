@@ -176,8 +176,8 @@ def cmd_audit(args) -> int:
         if value.is_empty():
             print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
             return 1
-        runs = {b: (_latest(instance, "credits", b).run_id if _latest(instance, "credits", b) else None)
-                for b in df["batch"].unique().to_list()}
+        events = {b: _latest(instance, "credits", b) for b in df["batch"].unique().to_list()}
+        runs = {b: event.run_id if event else None for b, event in events.items()}
         df = df.with_columns(credits_run=pl.col("batch").replace_strict(runs, default=None, return_dtype=pl.String))
         title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
                  f"credited by {df.height} generated image(s) in {len(runs)} batch(es)")

@@ -14,7 +14,7 @@ from ..valuation.experiments import Generations, fidelity_measures, removal_sets
 from ..valuation.images import array_hash, load_images
 from ..valuation.methods import EmbeddedSets, similarity_method
 from ..valuation.pollution import POLLUTION_KINDS, make_pollution, near_copy, pollution_count
-from ..valuation.quality import fit_quality_model
+from ..valuation.quality import Calibration, load_quality_model
 from ..valuation.sampling import seeded_rows
 from ..valuation.search import build_hnsw
 from .baselines import SETTINGS_FROM, ReportKit, pipeline_generator, report_kit
@@ -61,7 +61,7 @@ def criterion_reasonableness(
                           [labels[r] for r in sources])
     generator = pipeline_generator(kit, training_images, images)
     # Rankings do not depend on q, so the copies are not scored (q = 1) and no scorer is fit here.
-    unit_quality = fit_quality_model("none", [])
+    unit_quality = load_quality_model(Calibration("none"))
     outputs, skipped = kit.value(ids, images, labels, planted, generator, unit_quality, embedding_matrix(train_embeddings))
     truth = pl.DataFrame({"gen_id": planted.ids, "source": [ids[r] for r in sources]})
     for out in outputs:

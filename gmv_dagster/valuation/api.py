@@ -17,7 +17,7 @@ from .credit import compute_credits, training_values
 from .embedders import make_embedder
 from .images import arrays_manifest, load_images, manifest_from_path, normalise_array_image
 from .matching import MatchParams, matches_table, recall_candidates
-from .quality import fit_quality_model
+from .quality import calibrate, load_quality_model
 from .rerank import make_pair_distance, rerank
 from .sampling import seeded_rows
 from .search import HnswParams, build_hnsw
@@ -101,9 +101,9 @@ def value_training_set(
     matches = matches_table(gen_manifest["id"], train_manifest["id"], idx, dist, cfg.match.k)
 
     reference = [train_images[i] for i in seeded_rows(len(train_images), cfg.quality_reference, cfg.seed)]
-    model = fit_quality_model(
+    model = load_quality_model(calibrate(
         cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path
-    )
+    ), device)
     raw, q = model.score(gen_images)
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 

@@ -235,18 +235,3 @@ def load_quality_model(calibration: Calibration, device: torch.device | str = "c
                          f"(sha256 {c.params_sha256}): rematerialise quality_calibration")
     return QualityModel(c.metric, _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size),
                         AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256)
-
-
-def fit_quality_model(
-    metric: str,
-    reference: list[np.ndarray],
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    work_dir: Path | None = None,
-    weights_path: str | None = None,
-    input_size: int = 224,
-    batch_size: int = 64,
-) -> QualityModel:
-    """calibrate, then load_quality_model: a scorer ready to use."""
-    return load_quality_model(
-        calibrate(metric, reference, device, seed, work_dir, weights_path, input_size, batch_size), device, batch_size)

@@ -7,7 +7,7 @@ import torchvision.transforms.functional as TF
 
 from gmv_dagster.valuation.embedders import WeightsNotFoundError
 from gmv_dagster.valuation.images import read_idx
-from gmv_dagster.valuation.quality import AnchoredMapping, fit_quality_model
+from gmv_dagster.valuation.quality import AnchoredMapping, calibrate, load_quality_model
 
 
 def test_anchored_mapping_clean_is_one_noise_is_zero_and_clipped():
@@ -20,7 +20,7 @@ def test_anchored_mapping_clean_is_one_noise_is_zero_and_clipped():
 
 
 def test_none_gives_q_one():
-    raw, q = fit_quality_model("none", []).score([np.zeros((8, 8), np.uint8)] * 3)
+    raw, q = load_quality_model(calibrate("none", [])).score([np.zeros((8, 8), np.uint8)] * 3)
     assert q.tolist() == [1.0, 1.0, 1.0]
 
 
@@ -30,7 +30,7 @@ def test_default_scores_noise_and_blur_below_clean(fashion_mnist_dir, tmp_path):
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, test.shape, dtype=np.uint8)
     blur = TF.gaussian_blur(torch.from_numpy(test)[:, None], kernel_size=9, sigma=3.0)[:, 0].numpy()
-    model = fit_quality_model("niqe_refit", list(train), seed=0, work_dir=tmp_path)
+    model = load_quality_model(calibrate("niqe_refit", list(train), seed=0, work_dir=tmp_path))
     q = {name: model.score(list(images))[1] for name, images in [("clean", test), ("noise", noise), ("blur", blur)]}
     assert np.all((q["clean"] >= 0) & (q["clean"] <= 1))
     assert np.median(q["clean"]) > 0.7
@@ -44,9 +44,9 @@ def test_default_scores_noise_and_blur_below_clean(fashion_mnist_dir, tmp_path):
 def test_metric_without_its_weights_file_says_which_file(metric, tmp_path):
     images = [np.zeros((8, 8), np.uint8)] * 10
     with pytest.raises(WeightsNotFoundError, match=f"{metric} needs its weights file"):
-        fit_quality_model(metric, images, weights_path=str(tmp_path / "missing.pth"))
+        calibrate(metric, images, weights_path=str(tmp_path / "missing.pth"))
 
 
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="must be one of"):
-        fit_quality_model("brisk", [])
+        calibrate("brisk", [])

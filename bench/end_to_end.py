@@ -1,6 +1,6 @@
 """End to end on the demo: seconds per generated image, per stage and in total.
 
-    .venv/bin/python bench/end_to_end.py [--work /tmp/gmv_e2e]
+    .venv/bin/python bench/end_to_end.py [--work /tmp/gmv_e2e] [--demo-size 60000]
 
 Values the demo (20,000 training, 1,000 generated images) in a fresh GMV_HOME, in one process, then
 reads each stage's own timing from its asset metadata (the same figures the UI shows) and prints them
@@ -35,12 +35,14 @@ STAGES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/gmv_e2e")
+    parser.add_argument("--demo-size", type=int, default=20000, help="training images (all of Fashion-MNIST: 60000)")
     args = parser.parse_args()
     home = Path(args.work)
     shutil.rmtree(home, ignore_errors=True)
     instance = dg.DagsterInstance.ephemeral()
     start = time.perf_counter()
-    assert run_valuation(home, instance).success
+    run_config = {"ops": {"training_images": {"config": {"demo_size": args.demo_size}}}}
+    assert run_valuation(home, instance, run_config).success
     wall = time.perf_counter() - start
 
     def metadata(asset: str) -> dict:

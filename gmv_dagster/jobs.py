@@ -1,4 +1,4 @@
-"""Jobs: the whole valuation, one batch, the training side, and the criteria reports."""
+"""Jobs: the whole valuation, one batch, the training side (per shard), and the criteria reports."""
 
 import dagster as dg
 
@@ -8,21 +8,34 @@ REPORTS = dg.AssetSelection.groups("reports")
 PER_BATCH = dg.AssetSelection.assets(
     sources.generated_images, embeddings.generated_embeddings, quality.quality_scores, matching.matches, credit.credits
 )
+TRAIN_SIDE = dg.AssetSelection.assets(embeddings.train_embeddings, matching.train_index)
 
-valuation_job = dg.define_asset_job(
-    "valuation", selection=dg.AssetSelection.all() - REPORTS,
-    description="The whole valuation for one batch of generated images, and the values summed over every batch",
-)
-value_batch_job = dg.define_asset_job(
-    "value_batch", selection=PER_BATCH,
-    description="One batch of generated images: manifest, embeddings, quality, matches, credits (the sum follows)",
-)
-refresh_sources_job = dg.define_asset_job(
-    "refresh_sources", selection=dg.AssetSelection.assets(sources.training_images, embeddings.embedding_model),
-    description="Rescan the training images and the embedder; whatever their change affects follows by automation",
-)
-criteria_job = dg.define_asset_job(
-    "criteria", selection=dg.AssetSelection.all(),
-    description="The valuation, then every criterion for the method and its baselines (criterion_report)",
-)
-ALL_JOBS = [valuation_job, value_batch_job, refresh_sources_job, criteria_job]
+
+def build_jobs(sharded: bool) -> list:
+    """The jobs; with training shards, the training side is its own job (`train_shard`, one run per shard),
+    because one run covers one partition of one partitions definition."""
+    training = TRAIN_SIDE if sharded else dg.AssetSelection.assets()
+    jobs = [
+        dg.define_asset_job(
+            "valuation", selection=dg.AssetSelection.all() - REPORTS - training,
+            description="The whole valuation for one batch of generated images, and the values summed over every "
+                        "batch" + (" (the training shards are the train_shard job's)" if sharded else ""),
+        ),
+        dg.define_asset_job(
+            "value_batch", selection=PER_BATCH,
+            description="One batch of generated images: manifest, embeddings, quality, matches, credits (the sum follows)",
+        ),
+        dg.define_asset_job(
+            "refresh_sources", selection=dg.AssetSelection.assets(sources.training_images, embeddings.embedding_model),
+            description="Rescan the training images and the embedder; whatever their change affects follows by automation",
+        ),
+        dg.define_asset_job(
+            "criteria", selection=dg.AssetSelection.all() - training,
+            description="The valuation, then every criterion for the method and its baselines (criterion_report)",
+        ),
+    ]
+    if sharded:
+        jobs.append(dg.define_asset_job(
+            "train_shard", selection=TRAIN_SIDE,
+            description="One shard of the training images: its embeddings and its usearch index"))
+    return jobs

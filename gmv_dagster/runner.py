@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from .assets.automation import generated_batches
-from .definitions import build_definitions
+from .definitions import build_definitions, definitions_from_environment
 from .jobs import REPORTS
 from .valuation.batches import scan_inbox
+
+# What workers of a distributed executor (celery, k8s) load: the definitions their environment describes.
+CODE_POINTER = ("gmv_dagster.definitions", "definitions_from_environment")
 
 
 def batch_keys(image_sources) -> list[str]:
@@ -27,18 +35,59 @@ def _run_config_for(job: dg.JobDefinition, run_config: dict, selection: list[dg.
     return {**run_config, "ops": ops} if ops else {k: v for k, v in run_config.items() if k != "ops"}
 
 
+Step = tuple[str, "str | None", "list[dg.AssetKey] | None"]  # job, partition, assets (None: all the job's)
+
+
+def _in_process(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step):
+    name, key, selection = step
+    job = defs.resolve_job_def(name)
+    return job.execute_in_process(run_config=_run_config_for(job, run_config, selection), instance=instance,
+                                  partition_key=key, asset_selection=selection, raise_on_error=False)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    success: bool
+    run_id: str
+
+
+def _distributed(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step) -> RunOutcome:
+    """One run whose steps the configured executor sends to its workers; this process only coordinates."""
+    name, key, selection = step
+    recon = ReconstructableRepository.for_module(*CODE_POINTER, working_directory=os.getcwd()).get_reconstructable_job(name)
+    with dg.execute_job(recon, instance, run_config=_run_config_for(defs.resolve_job_def(name), run_config, selection),
+                        tags={"dagster/partition": key} if key else None, asset_selection=selection,
+                        raise_on_error=False) as result:
+        return RunOutcome(result.success, result.run_id)
+
+
+def _distributed_in_child(run_config: dict, step: Step) -> RunOutcome:
+    """_distributed in a process of its own (runs cannot be coordinated from two threads of one process)."""
+    return _distributed(definitions_from_environment(), dg.DagsterInstance.get(), run_config, step)
+
+
 def run_valuation(home: str | Path, instance: dg.DagsterInstance, run_config: dict | None = None,
                   env: Mapping[str, str] | None = None, with_reports: bool = False,
-                  defs: dg.Definitions | None = None, batches: list[str] | None = None) -> dg.ExecuteInProcessResult:
+                  defs: dg.Definitions | None = None, batches: list[str] | None = None):
     """Add every known batch as a partition, run the whole valuation for the first, each further batch's own
     assets, then the sum over all batches (and the criteria reports): the result of the last run, or of the
     first that failed.
 
+    With training shards (GMV_TRAIN_SHARDS > 1) the training side runs first, one run per shard; under a
+    distributed executor (GMV_EXECUTOR=celery or k8s) the shard runs go at once, each step on a worker.
     `batches`: value only those, as the inbox sensor does (their own assets, then the sum over every stored
     batch), against the training side as last materialised.
     """
+    env = dict(os.environ if env is None else env)
     defs = defs or build_definitions(home, env)
     run_config = run_config or {}
+    distributed = env.get("GMV_EXECUTOR") in ("celery", "k8s")
+    if distributed:
+        # Workers rebuild the definitions from their environment (CODE_POINTER); so does this process.
+        os.environ.update({**env, "GMV_HOME": str(home)})
+        if not instance.is_persistent:
+            raise ValueError("a distributed executor needs a persistent Dagster instance (DAGSTER_HOME) shared with its workers")
+    execute = _distributed if distributed else _in_process
     keys = batch_keys(defs.resources["image_sources"])
     unknown = [b for b in batches or [] if b not in keys]
     if unknown:
@@ -46,21 +95,45 @@ def run_valuation(home: str | Path, instance: dg.DagsterInstance, run_config: di
                          "then each inbox folder with a _COMPLETE marker)")
     known = set(instance.get_dynamic_partitions(generated_batches.name))
     instance.add_dynamic_partitions(generated_batches.name, [k for k in keys if k not in known])
-    total = ("valuation", keys[0], [dg.AssetKey("training_values")])
-    steps: list[tuple[str, str, list[dg.AssetKey] | None]]
+    total: Step = ("valuation", keys[0], [dg.AssetKey("training_values")])
+    stages: list[list[Step]]  # the steps of a stage may run at once
     if batches:
-        steps = [("value_batch", key, None) for key in batches] + [total]
+        stages = [[("value_batch", key, None)] for key in batches] + [[total]]
     else:
-        steps = [("valuation", keys[0], None)] + [("value_batch", key, None) for key in keys[1:]]
-        steps += [total] if len(keys) > 1 else []
+        stages, first = [], ("valuation", keys[0], None)
+        shards = _shard_keys(defs)
+        if shards:  # the sources, then every shard, then the rest of the valuation
+            stages = [[("refresh_sources", None, None)], [("train_shard", s, None) for s in shards]]
+            done = _assets_of(defs, "refresh_sources")
+            first = ("valuation", keys[0], sorted(_assets_of(defs, "valuation") - done))
+        stages += [[first]] + [[("value_batch", key, None)] for key in keys[1:]]
+        stages += [[total]] if len(keys) > 1 else []
     if with_reports:
-        steps.append(("criteria", keys[0], sorted(REPORTS.resolve(defs.resolve_asset_graph()))))
-    for name, key, selection in steps:
-        job = defs.resolve_job_def(name)
-        what = ", ".join(k.to_user_string() for k in selection) if selection else "all its assets"
-        print(f"gmv: job {name}, batch {key}: {what}", file=sys.stderr)
-        result = job.execute_in_process(run_config=_run_config_for(job, run_config, selection), instance=instance,
-                                        partition_key=key, asset_selection=selection, raise_on_error=False)
-        if not result.success:
-            break
-    return result
+        stages.append([("criteria", keys[0], sorted(REPORTS.resolve(defs.resolve_asset_graph())))])
+    for stage in stages:
+        for name, key, selection in stage:
+            what = ", ".join(k.to_user_string() for k in selection) if selection else "all its assets"
+            print(f"gmv: job {name}, {'partition ' + key if key else 'unpartitioned'}: {what}", file=sys.stderr)
+        if distributed and len(stage) > 1:
+            with ProcessPoolExecutor(len(stage), mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = list(pool.map(_distributed_in_child, [run_config] * len(stage), stage))
+        else:
+            results = []
+            for step in stage:
+                results.append(execute(defs, instance, run_config, step))
+                if not results[-1].success:
+                    break
+        failed = [r for r in results if not r.success]
+        if failed:
+            return failed[0]
+    return results[-1]
+
+
+def _assets_of(defs: dg.Definitions, job: str) -> set[dg.AssetKey]:
+    return set(defs.resolve_job_def(job).asset_layer.executable_asset_keys)
+
+
+def _shard_keys(defs: dg.Definitions) -> list[str]:
+    """The training shards' partition keys, or [] when the training side is not sharded."""
+    partitions = defs.resolve_assets_def("train_embeddings").partitions_def
+    return partitions.get_partition_keys() if partitions is not None else []

@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from .assets.automation import generated_batches
-from .jobs import REPORTS, refresh_sources_job, value_batch_job
+from .jobs import REPORTS
 from .resources import ImageSources
 from .valuation.batches import scan_inbox
 
@@ -15,7 +15,7 @@ RUNNING = dg.DefaultSensorStatus.RUNNING
 
 
 def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
-    @dg.sensor(name="inbox_sensor", job=value_batch_job, minimum_interval_seconds=interval_seconds,
+    @dg.sensor(name="inbox_sensor", job_name="value_batch", minimum_interval_seconds=interval_seconds,
                default_status=RUNNING)
     def inbox_sensor(context: dg.SensorEvaluationContext, image_sources: ImageSources) -> dg.SensorResult:
         """Each new complete batch in the inbox becomes a partition with a run; the configured source batch
@@ -49,7 +49,7 @@ def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
 def build_revaluation_schedule(cron: str) -> dg.ScheduleDefinition:
     """Rescan the training images and the embedder on `cron`; automation recomputes only what changed."""
     return dg.ScheduleDefinition(
-        name="revaluation", job=refresh_sources_job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING,
+        name="revaluation", job_name="refresh_sources", cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Rescans the training images and the embedder; changed content flows downstream by automation",
     )
 

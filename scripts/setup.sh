@@ -17,6 +17,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "note: headless Chromium not found; run 'sudo apt-get install chromium chromium-driver' for the browser test" >&2
   fi
 fi
+# The celery test runs a Redis broker on loopback.
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+  else
+    echo "note: redis-server not found; run 'sudo apt-get install redis-server' for the celery test" >&2
+  fi
+fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -6,13 +6,36 @@ never while an input is missing or in progress. Rescanning unchanged sources the
 nothing downstream, and one changed batch reruns only its own partitions and the sum.
 """
 
+from typing import Sequence
+
 import dagster as dg
+
+from ..valuation.shards import shard_keys
 
 AC = dg.AutomationCondition
 
 generated_batches = dg.DynamicPartitionsDefinition(name="generated_batches")
 # Every batch of a per-image asset lives in one DuckDB table, told apart by this column.
 BATCH_TABLE = {"partition_expr": "batch"}
+# Consumers of the training side read every shard of it (or the one table when unsharded).
+ALL_SHARDS = dg.AllPartitionMapping()
+TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
+
+
+def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> list[dg.AssetsDefinition]:
+    """The assets, with the training side (TRAIN_SHARDED) split into `n_shards` static partitions.
+
+    Each shard is a slice of the training manifest (valuation/shards.py) with its own rows in the
+    train_embeddings table (column `shard`) and its own index; one shard is the unsharded pipeline.
+    """
+    if n_shards == 1:
+        return list(assets)
+    shards = dg.StaticPartitionsDefinition(shard_keys(n_shards))
+
+    def split(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.replace_attributes(partitions_def=shards, metadata={**spec.metadata, "partition_expr": "shard"})
+
+    return [dg.map_asset_specs(split, [a])[0] if set(a.keys) & set(TRAIN_SHARDED) else a for a in assets]
 
 _input_changed = AC.any_deps_match(
     (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label("content changed")

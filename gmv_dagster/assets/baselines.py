@@ -1,8 +1,7 @@
 """GMValuator and every baseline on the pipeline's own data, and the kit the criterion assets share."""
 
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import dagster as dg
 import numpy as np
@@ -16,7 +15,7 @@ from ..valuation.methods import EmbeddedSets, MethodOutput, SimilaritySetup, met
 from ..valuation.quality import QualityModel
 from ..valuation.sampling import seeded_rows
 from ..valuation.search import HnswParams
-from .matching import INDEX_SPEC, open_index
+from .matching import open_index
 from .metadata import GPU_TAGS, embedding_matrix, latest_metadata, table_metadata
 from .sources import train_demo_generator
 
@@ -77,18 +76,19 @@ class ReportKit:
 def report_kit(context, gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
                report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
                generator_device: DeviceResource, matching_device: DeviceResource) -> ReportKit:
-    index_spec = json.loads((gmv_home.subdir("index") / INDEX_SPEC).read_text())
+    # The index settings of the latest train_index materialisation (every shard is built with one config).
+    index_md = latest_metadata(context, "train_index")
+    hnsw = HnswParams(**{f.name: index_md[f.name] for f in fields(HnswParams)})
     matches_md, credits_md = latest_metadata(context, "matches"), latest_metadata(context, "credits")
     quality_md, generator_md = latest_metadata(context, "quality_calibration"), latest_metadata(context, "demo_generator")
     if matches_md.get("rerank", "none") != "none":
         raise ValueError("the reports compare re-rank choices themselves and start from matches without re-ranking: "
                          "materialise matches with rerank: none, then the reports")
     setup = SimilaritySetup(k=int(matches_md["k"]), candidates=int(matches_md["candidates"]),
-                            metric=index_spec["params"]["metric"], temperature=float(credits_md["temperature"]),
-                            hnsw=HnswParams(**index_spec["params"]))
+                            metric=hnsw.metric, temperature=float(credits_md["temperature"]), hnsw=hnsw)
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None
     return ReportKit(
-        context, setup, index_spec["mode"], report_settings.suite(setup, matching_device.torch_device()),
+        context, setup, index_md["mode"], report_settings.suite(setup, matching_device.torch_device()),
         embedder.load(), embedding_device, quality_scorer, quality_device, generator_device, gmv_home, spec,
         int(generator_md.get("n_samples", 0)), spec.params.seed if spec else 0,
         int(quality_md.get("reference_size", 1000)), int(quality_md.get("seed", 0)),
@@ -128,7 +128,7 @@ def method_valuations(
     sets = EmbeddedSets(train_embeddings["id"].to_list(), generated_embeddings["id"].to_list(),
                         embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings),
                         quality_scores.select("gen_id", "q"))
-    _, index, key_rows = open_index(gmv_home, train_embeddings)
+    specs, shards = open_index(gmv_home, train_embeddings)
     # Stages the pipeline already ran, timed by its own assets: shared by every similarity variant.
     md = {name: latest_metadata(context, name)
           for name in ("train_embeddings", "generated_embeddings", "train_index", "quality_calibration", "quality_scores")}
@@ -138,7 +138,8 @@ def method_valuations(
     generations = Generations(sets.gen_ids, gen_images, generated_images["label"].to_list())
     outputs, skipped = run_methods(
         kit.suite, sets, lambda rows: [train_images[i] for i in rows], training_images["label"].to_list(), generations,
-        pipeline_generator(kit, training_images, train_images), index=index, key_rows=key_rows, exact_search=index is None,
+        pipeline_generator(kit, training_images, train_images), shards=shards,
+        exact_search=all(spec["mode"] == "exact" for spec in specs),
         gmv_seconds={k: float(v) for k, v in shared.items() if v is not None}, log=kit.log)
 
     gmv = next(o for o in outputs if o.method == "gmv").values

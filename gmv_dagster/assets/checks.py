@@ -59,12 +59,12 @@ class RecallCheckConfig(dg.Config):
 def index_recall(config: RecallCheckConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
                  matching_device: DeviceResource) -> dg.AssetCheckResult:
     """recall@k of the saved HNSW index against exact search, on a seeded sample, above a threshold."""
-    spec, index, key_rows = open_index(gmv_home, train_embeddings)
-    if index is None:
+    specs, shards = open_index(gmv_home, train_embeddings)
+    if all(shard.index is None for shard in shards):
         return dg.AssetCheckResult(passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold})
     train = embedding_matrix(train_embeddings)
-    recall = sample_recall(train, train, index, config.k, spec["params"]["metric"], config.sample, config.seed,
-                           matching_device.torch_device(), key_rows)
+    recall = sample_recall(train, train, shards, config.k, specs[0]["params"]["metric"], config.sample, config.seed,
+                           matching_device.torch_device())
     return dg.AssetCheckResult(
         passed=recall >= config.threshold,
         metadata={"mode": "hnsw", f"recall@{config.k}": recall, "threshold": config.threshold, "sample": config.sample},

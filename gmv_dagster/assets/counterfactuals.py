@@ -16,6 +16,7 @@ from ..valuation.methods import EmbeddedSets, similarity_method
 from ..valuation.pollution import POLLUTION_KINDS, make_pollution, near_copy, pollution_count
 from ..valuation.quality import Calibration, load_quality_model
 from ..valuation.sampling import seeded_rows
+from ..valuation.matching import IndexShard
 from ..valuation.search import build_hnsw
 from .baselines import SETTINGS_FROM, ReportKit, pipeline_generator, report_kit
 from .metadata import GPU_TAGS, embedding_matrix
@@ -223,7 +224,8 @@ def criterion_consistency(
     setup = kit.suite.setup
     searched = {"exact": similarity_method("exact", sets, setup, exact=True)}
     for dtype in ("f16", "f32"):
-        searched[dtype] = similarity_method(dtype, sets, setup, index=build_hnsw(train_emb, replace(setup.hnsw, dtype=dtype)))
+        index = build_hnsw(train_emb, replace(setup.hnsw, dtype=dtype))
+        searched[dtype] = similarity_method(dtype, sets, setup, shards=[IndexShard(0, len(train_emb), index)])
     for metric, measure in rank_correlations(searched["f16"].values, searched["exact"].values).items():
         rows.add(metric, "gmv", "ANN (HNSW f16) vs exact", measure)
     for metric, measure in rank_correlations(searched["f16"].values, searched["f32"].values).items():

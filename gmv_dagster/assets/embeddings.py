@@ -10,13 +10,14 @@ import polars as pl
 from ..resources import DeviceResource, EmbedderResource, GmvHome
 from ..valuation.images import load_images
 from ..valuation.incremental import in_manifest_order, reusable_embeddings, still_to_embed
+from ..valuation.shards import shard_slice
 from .automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from .metadata import GPU_TAGS, Progress, embedding_frame, versioned
+from .metadata import GPU_TAGS, Progress, embedding_frame, own_partition, versioned
 
 
 def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | None, embedder: EmbedderResource,
-                   device: DeviceResource) -> dg.Output[pl.DataFrame]:
-    """id, content_hash, embedder (fingerprint), embedding [, batch] for every manifest row.
+                   device: DeviceResource, **partition: str) -> dg.Output[pl.DataFrame]:
+    """id, content_hash, embedder (fingerprint), embedding [, batch] [, partition columns] for every manifest row.
 
     Rows of `previous` with the same id, content hash and embedder fingerprint are kept as they are;
     a new backbone, weights file, input size or dtype changes the fingerprint and re-embeds everything.
@@ -40,7 +41,7 @@ def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | Non
     fresh = embedding_frame(todo.select("id", "content_hash").with_columns(embedder=pl.lit(fingerprint)), emb)
     if "batch" in keys:
         fresh = fresh.with_columns(batch=todo["batch"])
-    df = in_manifest_order(manifest, reused, fresh)
+    df = in_manifest_order(manifest, reused, fresh).with_columns(**{k: pl.lit(v) for k, v in partition.items()})
     context.log.info(f"{df.height} embeddings: {reused.height} reused, {todo.height} computed")
     return versioned(
         df,
@@ -72,8 +73,15 @@ def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource
 def train_embeddings(
     context, training_images: pl.DataFrame, embedder: EmbedderResource, embedding_device: DeviceResource, gmv_home: GmvHome
 ) -> dg.Output[pl.DataFrame]:
-    """L2-normalised feature vector of every training image; new images are embedded, the rest reused."""
-    return embed_manifest(context, training_images, gmv_home.stored_rows("train_embeddings"), embedder, embedding_device)
+    """L2-normalised feature vector of every training image (of one shard, where GMV_TRAIN_SHARDS > 1); new images
+    are embedded, the rest reused."""
+    # Reuse draws on every shard's stored rows: a changed shard count moves images between shards, not re-embeds them.
+    previous = gmv_home.stored_rows("train_embeddings")
+    key = own_partition(context)
+    if key is None:
+        return embed_manifest(context, training_images, previous, embedder, embedding_device)
+    shard = training_images[shard_slice(training_images.height, key)]
+    return embed_manifest(context, shard, previous, embedder, embedding_device, shard=key)
 
 
 @dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,

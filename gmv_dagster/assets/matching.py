@@ -14,12 +14,12 @@ from pydantic import Field
 from ..resources import DeviceResource, GmvHome
 from ..valuation.images import load_images
 from ..valuation.incremental import index_plan, rows_of_keys
-from ..valuation.matching import MatchParams, matches_table, recall_candidates, sample_recall
+from ..valuation.matching import IndexShard, MatchParams, matches_table, sample_recall, search_shards
 from ..valuation.rerank import make_pair_distance, rerank
 from ..valuation.search import HnswParams, build_hnsw, load_index, save_index, update_hnsw
-from ..valuation.versions import frame_version
-from .automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from .metadata import GPU_TAGS, Progress, config_metadata, embedding_matrix, timed, versioned
+from ..valuation.versions import embeddings_version
+from .automation import ALL_SHARDS, BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from .metadata import GPU_TAGS, Progress, config_metadata, embedding_matrix, own_partition, timed, versioned
 
 INDEX_FILE = "train_index.usearch"
 INDEX_KEYS = "train_index_keys.parquet"
@@ -80,10 +80,10 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     params = HnswParams(config.metric, config.dtype, config.connectivity, config.expansion_add, config.expansion_search)
     mode = MatchParams(index_mode=config.index_mode, exact_below=config.exact_below, metric=config.metric)
     train = embedding_matrix(train_embeddings)
-    folder = gmv_home.subdir("index")
+    folder = index_folder(gmv_home, own_partition(context))
     spec = {"mode": "exact" if mode.uses_exact(len(train)) else "hnsw", "n": len(train), "dim": int(train.shape[1]),
             "params": params.as_dict(), "embedder": train_embeddings["embedder"][0] if train_embeddings.height else "",
-            "embeddings_version": frame_version(train_embeddings)}
+            "embeddings_version": embeddings_version(train_embeddings)}
     metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}
     if spec["mode"] == "hnsw":
         previous = None if config.rebuild else _previous_index(folder, spec)
@@ -105,8 +105,8 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
             _write_atomically(folder / INDEX_KEYS, keys.write_parquet)
         key_rows = rows_of_keys(keys, train_embeddings["id"])
         # Queries: a seeded sample of training vectors (each finds itself; the rest is the test).
-        recall = sample_recall(train, train, index, config.recall_k, config.metric, config.recall_sample, config.seed,
-                               matching_device.torch_device(), key_rows)
+        recall = sample_recall(train, train, [IndexShard(0, len(train), index, key_rows)], min(config.recall_k, len(train)),
+                               config.metric, config.recall_sample, config.seed, matching_device.torch_device())
         metadata.update({
             "action": action, "path": str(folder / INDEX_FILE), "size_bytes": os.path.getsize(folder / INDEX_FILE),
             f"recall@{config.recall_k}": recall,
@@ -121,25 +121,45 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     return dg.MaterializeResult(metadata={**metadata, "content_version": version}, data_version=dg.DataVersion(version))
 
 
-def open_index(gmv_home: GmvHome, train_embeddings: pl.DataFrame):
-    """(spec, usearch index or None for exact mode, key -> row array) for these training embeddings.
+def index_folder(gmv_home: GmvHome, shard: str | None) -> Path:
+    """GMV_HOME/index, or GMV_HOME/index/<shard> for one shard of the training images."""
+    return gmv_home.subdir("index" if shard is None else f"index/{shard}")
+
+
+def open_index(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tuple[list[dict], list[IndexShard]]:
+    """(spec, IndexShard) of each shard of these training embeddings (one, unsharded), rows in table order.
 
     Refuses an index that was made from other embeddings than these: the values would be wrong.
     """
-    folder = gmv_home.subdir("index")
-    spec_path = folder / INDEX_SPEC
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"{spec_path} does not exist: materialise train_index first")
-    spec = json.loads(spec_path.read_text())
-    if spec.get("embeddings_version") != frame_version(train_embeddings):
-        raise ValueError(
-            f"train_index was made from other training embeddings ({spec.get('n')} x {spec.get('dim')}) than the "
-            f"current ones ({train_embeddings.height}): rematerialise train_index"
-        )
-    if spec["mode"] != "hnsw":
-        return spec, None, None
-    index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]))
-    return spec, index, rows_of_keys(pl.read_parquet(folder / INDEX_KEYS), train_embeddings["id"])
+    if "shard" in train_embeddings.columns:
+        parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
+            pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+        slices = [(key, start, last + 1) for key, start, last in parts.iter_rows()]
+    else:
+        slices = [(None, 0, train_embeddings.height)]
+    specs, shards = [], []
+    for key, start, stop in slices:
+        rows = train_embeddings.slice(start, stop - start)
+        folder = index_folder(gmv_home, key)
+        spec_path = folder / INDEX_SPEC
+        if not spec_path.is_file():
+            raise FileNotFoundError(f"{spec_path} does not exist: materialise train_index"
+                                    + (f" (shard {key})" if key else ""))
+        spec = json.loads(spec_path.read_text())
+        if spec.get("embeddings_version") != embeddings_version(rows):
+            raise ValueError(
+                f"train_index{f' shard {key}' if key else ''} was made from other training embeddings "
+                f"({spec.get('n')} x {spec.get('dim')}) than the current ones ({rows.height}): rematerialise train_index"
+            )
+        index = key_rows = None
+        if spec["mode"] == "hnsw":
+            index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]))
+            key_rows = rows_of_keys(pl.read_parquet(folder / INDEX_KEYS), rows["id"])
+        specs.append(spec)
+        shards.append(IndexShard(start, stop, index, key_rows))
+    if len({spec["params"]["metric"] for spec in specs}) > 1:
+        raise ValueError("the shards of train_index use different metrics: rematerialise every shard with one config")
+    return specs, shards
 
 
 class MatchesConfig(dg.Config):
@@ -151,21 +171,25 @@ class MatchesConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="matching", code_version="2", deps=[train_index], op_tags=GPU_TAGS, partitions_def=generated_batches,
+@dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": dg.AssetIn(partition_mapping=ALL_SHARDS)},
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
 def matches(
     context, config: MatchesConfig, train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame,
     training_images: pl.DataFrame, generated_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
     """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
-    spec, index, key_rows = open_index(gmv_home, train_embeddings)
+    if not train_embeddings["id"].equals(training_images["id"]):
+        raise ValueError("train_embeddings do not hold the current training images in their order (a shard was not "
+                         "rematerialised after training_images changed): materialise every shard of train_embeddings "
+                         "and train_index")
+    specs, shards = open_index(gmv_home, train_embeddings)
     train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
-    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=spec["params"]["metric"],
-                         index_mode=spec["mode"])
+    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     timings: dict = {}
     with timed(timings, "search_seconds"):
-        idx, dist = recall_candidates(train, gen, params, index, device, key_rows=key_rows)
+        idx, dist = search_shards(train, gen, params, shards, device)
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
     if pair_distance is not None:
         uris = training_images["uri"].to_list()
@@ -176,9 +200,10 @@ def matches(
                                lambda _: progress(1))
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
         batch=pl.lit(context.partition_key))
-    extra = {"mode": spec["mode"], "k": config.k, "candidates": params.candidates, "rerank": config.rerank, **timings,
+    modes = sorted({spec["mode"] for spec in specs})
+    extra = {"mode": "+".join(modes), "shards": len(shards), "k": config.k, "candidates": params.candidates, "rerank": config.rerank, **timings,
              **config_metadata(config)}
-    if index is not None:
+    if "hnsw" in modes:
         extra[f"recall@{config.k}_vs_exact"] = sample_recall(
-            train, gen, index, config.k, params.metric, config.recall_sample, config.seed, device, key_rows)
+            train, gen, shards, config.k, params.metric, config.recall_sample, config.seed, device)
     return versioned(df, **extra)

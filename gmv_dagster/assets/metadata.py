@@ -110,3 +110,8 @@ def latest_metadata(context, asset: str) -> dict:
     if event is None or event.asset_materialization is None:
         return {}
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def own_partition(context) -> str | None:
+    """The asset's own partition key; None for an unpartitioned asset, also inside a partitioned run."""
+    return context.partition_key if context.assets_def.partitions_def is not None else None

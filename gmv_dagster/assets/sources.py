@@ -10,7 +10,9 @@ from ..resources import DeviceResource, GmvHome, ImageSources
 from ..valuation.batches import batch_manifest, inbox_batch_path
 from ..valuation.demo_diffusion import DiffusionParams
 from ..valuation.demo_generator import GeneratorSpec, TrainParams, cached_generator, data_key
-from ..valuation.images import array_hash, fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path
+from ..valuation.images import (
+    Scan, array_hash, fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path,
+)
 from ..valuation.versions import manifest_version
 from .automation import BATCH_TABLE, FOLLOWS_INPUTS, REFRESHES_WITH_INPUTS, generated_batches
 from .metadata import GPU_TAGS, config_metadata, latest_metadata, versioned
@@ -24,15 +26,17 @@ class TrainingImagesConfig(dg.Config):
 
 
 @dg.asset(group_name="sources", code_version="1")
-def training_images(config: TrainingImagesConfig, image_sources: ImageSources, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
-    """One row per training image: stable id, uri, content hash, class label, attributes."""
+def training_images(context, config: TrainingImagesConfig, image_sources: ImageSources,
+                    gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
+    """One row per training image: stable id, uri, content hash, class label, attributes (bad images: see
+    ImageSources.on_bad_image)."""
     if image_sources.train_is_demo:
         directory = locate_fashion_mnist(image_sources.fashion_mnist_dir, gmv_home.subdir("datasets"))
-        df = fashion_mnist_manifest(directory, "train", config.demo_size, config.seed)
+        scan = Scan(fashion_mnist_manifest(directory, "train", config.demo_size, config.seed))
     else:
-        df = manifest_from_path(image_sources.train)
-    _require_unique(df, image_sources.train)
-    return versioned(df, manifest_version(df), source=image_sources.train, n_labels=df["label"].n_unique(), **config_metadata(config))
+        scan = manifest_from_path(image_sources.train, image_sources.on_bad_image)
+    return manifest_output(context, scan, image_sources.train, n_labels=scan.manifest["label"].n_unique(),
+                           **config_metadata(config))
 
 
 class DemoGeneratorConfig(dg.Config):
@@ -99,15 +103,25 @@ def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) ->
         source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
     else:
         source = str(inbox_batch_path(image_sources.inbox_path(), key))
-    df = batch_manifest(key, source)
-    _require_unique(df, source)
-    return versioned(df, manifest_version(df), source=source)
+    return manifest_output(context, batch_manifest(key, source, image_sources.on_bad_image), source)
 
 
-def _require_unique(df: pl.DataFrame, source: str) -> None:
+def manifest_output(context, scan: Scan, source: str, **metadata) -> dg.Output[pl.DataFrame]:
+    """The manifest with its version; images left out are counted, listed (up to 1,000) and logged."""
+    df = scan.manifest
     dup = df.filter(pl.col("id").is_duplicated())
     if dup.height:
         raise ValueError(f"{source}: duplicate image id {dup['id'][0]!r}; ids must be unique")
+    # Identical files under two names are two training images that split their credit; worth knowing.
+    duplicates = df.height - df["content_hash"].n_unique()
+    if scan.skipped.height:
+        context.log.warning(f"{source}: {scan.skipped.height} file(s) left out, e.g. {scan.skipped['path'][0]}: "
+                            f"{scan.skipped['reason'][0]}")
+    skipped = dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in scan.skipped.head(1000).iter_rows(named=True)],
+        schema=dg.TableSchema(columns=[dg.TableColumn("path", "string"), dg.TableColumn("reason", "string")]))
+    return versioned(df, manifest_version(df), source=source, skipped_count=scan.skipped.height, skipped=skipped,
+                     duplicate_files=duplicates, **metadata)
 
 
 def demo_samples_path(context, gmv_home: GmvHome):

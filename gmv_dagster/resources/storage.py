@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from ..valuation.batches import source_batch_key
+from ..valuation.images import check_policy
 from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
@@ -54,6 +55,8 @@ class ImageSources(dg.ConfigurableResource):
     generated: str = Field(default=DEMO, description="GMV_GENERATED_SOURCE: demo, a folder of images or a .npz")
     inbox: str = Field(default="gmv_home/inbox", description="GMV_INBOX: folder where new batches arrive")
     fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
+    on_bad_image: str = Field(default="fail", description="GMV_ON_BAD_IMAGE: fail (refuse the source, naming the "
+                              "first bad file) | skip (value the rest, list the bad ones in the manifest's metadata)")
 
     @property
     def source_batch(self) -> str:
@@ -78,6 +81,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
     Read when Definitions are built (a code location load or a test), never at import.
     """
     env = os.environ if env is None else env
+    check_policy(env.get("GMV_ON_BAD_IMAGE", "fail"))  # a wrong value stops the code location loading, with the fix
     home = Path(home or env.get("GMV_HOME", "gmv_home")).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
     resources = {
@@ -88,6 +92,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
             generated=env.get("GMV_GENERATED_SOURCE", DEMO),
             inbox=env.get("GMV_INBOX") or str(home / "inbox"),
             fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
+            on_bad_image=env.get("GMV_ON_BAD_IMAGE", "fail"),
         ),
         "embedder": EmbedderResource(),
         "quality_scorer": QualityScorerResource(),

@@ -4,6 +4,7 @@ leaves the last good table (or batch) as it was, and a table whose layout change
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +50,18 @@ class _TransactionalClient(DuckDbClient):
             conn.close()
 
 
+# dagster-duckdb writes partition keys into its SQL as literals; only keys that cannot end a literal pass.
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_partition_keys(table_slice: TableSlice) -> None:
+    for dimension in table_slice.partition_dimensions:
+        for key in dimension.partitions:
+            if not isinstance(key, str) or not _SAFE_KEY.match(key):
+                raise ValueError(f"partition key {key!r} of {table_slice.table} may hold only letters, digits, '_', "
+                                 "'.' and '-' (starting with a letter or digit): rename the batch folder")
+
+
 def _layout(connection, relation: str) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in connection.execute(f"DESCRIBE {relation}").fetchall()]
 
@@ -66,6 +79,7 @@ def _exists(connection, table_slice: TableSlice) -> bool:
 class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context, table_slice: TableSlice, obj: pl.DataFrame, connection):
         table = f"{table_slice.schema}.{table_slice.table}"
+        _check_partition_keys(table_slice)
         connection.register("gmv_output", obj.to_arrow())
         connection.execute("BEGIN TRANSACTION")
         try:
@@ -98,6 +112,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
         and consumers line tables up row by row."""
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
             return pl.DataFrame()
+        _check_partition_keys(table_slice)
         order = " ORDER BY " + ", ".join([d.partition_expr for d in table_slice.partition_dimensions] + ["rowid"])
         return connection.execute(DuckDbClient.get_select_statement(table_slice) + order).pl()
 

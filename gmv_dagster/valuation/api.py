@@ -16,7 +16,7 @@ import torch
 from .credit import compute_credits, training_values
 from .embedders import make_embedder
 from .images import arrays_manifest, load_images, manifest_from_path, normalise_array_image
-from .matching import MatchParams, matches_table, recall_candidates
+from .matching import IndexShard, MatchParams, matches_table, search_shards
 from .quality import calibrate, load_quality_model
 from .rerank import make_pair_distance, rerank
 from .sampling import seeded_rows
@@ -63,7 +63,7 @@ class ValuationResult:
 
 def _resolve(images: ImageSet, labels, prefix: str) -> tuple[pl.DataFrame, list[np.ndarray]]:
     if isinstance(images, (str, Path)):
-        manifest = manifest_from_path(str(images))
+        manifest = manifest_from_path(str(images)).manifest  # bad images are refused (on_bad_image: fail)
         return manifest, load_images(manifest["uri"].to_list())
     arr = np.asarray(images)
     return arrays_manifest(arr, labels, prefix), [normalise_array_image(a) for a in arr]
@@ -94,7 +94,7 @@ def value_training_set(
     gen_emb = embedder.embed(gen_images, device)
 
     index = None if cfg.match.uses_exact(len(train_emb)) else build_hnsw(train_emb, cfg.hnsw)
-    idx, dist = recall_candidates(train_emb, gen_emb, cfg.match, index, device)
+    idx, dist = search_shards(train_emb, gen_emb, cfg.match, [IndexShard(0, len(train_emb), index)], device)
     pair_distance = make_pair_distance(cfg.rerank, cfg.rerank_weights_path, device)
     if pair_distance is not None:
         idx, dist = rerank(gen_images, idx, lambda rows: [train_images[i] for i in rows], pair_distance)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .images import SourceError, manifest_from_path
+from .images import Scan, SourceError, manifest_from_path
 
 COMPLETE_MARKER = "_COMPLETE"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -56,7 +56,7 @@ def inbox_batch_path(inbox: Path, key: str) -> Path:
     return folder
 
 
-def batch_manifest(key: str, source: str | Path) -> pl.DataFrame:
-    """The manifest of one batch: ids prefixed by the batch key, and a `batch` column."""
-    df = manifest_from_path(str(source))
-    return df.with_columns(id=pl.lit(f"{key}/") + pl.col("id"), batch=pl.lit(key))
+def batch_manifest(key: str, source: str | Path, on_bad_image: str = "fail") -> Scan:
+    """The manifest of one batch: ids prefixed by the batch key, and a `batch` column (and what was left out)."""
+    scan = manifest_from_path(str(source), on_bad_image)
+    return Scan(scan.manifest.with_columns(id=pl.lit(f"{key}/") + pl.col("id"), batch=pl.lit(key)), scan.skipped)

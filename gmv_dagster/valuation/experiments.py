@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -22,6 +22,7 @@ from .methods import (
     uniform_method,
 )
 from .rerank import PairDistance
+from .matching import IndexShard
 from .search import build_hnsw
 from .tracin import TracInParams, tracin_scores
 
@@ -52,12 +53,12 @@ class Generations:
 def run_methods(
     suite: Suite, sets: EmbeddedSets, train_images: Callable[[np.ndarray], list[np.ndarray]],
     train_labels: list[str], generations: Generations, generator: DemoGenerator | None, *,
-    index=None, key_rows: np.ndarray | None = None, exact_search: bool = False, gmv_seconds: dict[str, float] | None = None,
+    shards: Sequence[IndexShard] | None = None, exact_search: bool = False, gmv_seconds: dict[str, float] | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[MethodOutput], dict[str, str]]:
     """Every method in METHODS that can run here, and for the others the reason they cannot.
 
-    `index`: the pipeline's saved HNSW index (keys to rows by `key_rows`), reused so that `gmv` reproduces its values exactly;
+    `shards`: the pipeline's saved indexes (matching.IndexShard), reused so that `gmv` reproduces its values exactly;
     without it one is built, unless `exact_search` (the pipeline searched exactly: small sets).
     `train_images(rows)` loads training images for re-ranking and TracIn.
     """
@@ -65,11 +66,11 @@ def run_methods(
     outputs: list[MethodOutput] = []
     skipped: dict[str, str] = {}
     shared: dict[str, float] = dict(gmv_seconds or {})
-    if index is None and not exact_search:
+    if shards is None and not exact_search:
         start = time.perf_counter()
-        index = build_hnsw(sets.train, setup.hnsw)
+        shards = [IndexShard(0, len(sets.train), build_hnsw(sets.train, setup.hnsw))]
         shared["index"] = time.perf_counter() - start
-    search = {"exact": True} if exact_search else {"index": index, "key_rows": key_rows}
+    search = {"exact": True} if exact_search else {"shards": shards}
     outputs.append(similarity_method("gmv", sets, setup, **search, device=suite.device))
     outputs.append(similarity_method("gmv_q1", sets, setup, **search, unit_quality=True, device=suite.device))
     outputs.append(similarity_method("gmv_exact", sets, setup, exact=True, device=suite.device))

@@ -3,6 +3,12 @@
 A uri is a file path, or `container#row` for an image stored in an array container
 (`.npz` with `images`, or an IDX file as Fashion-MNIST ships). Ids are stable: the path
 relative to the folder, or `<container stem>:<row>`.
+
+Every image is decoded once when its manifest is made, so that an unreadable one is found before any
+work is spent on it. What then happens is the policy `on_bad_image`: `fail` (the default) refuses the
+source, naming the first bad file and what is wrong with it; `skip` leaves bad images out and reports
+each (path, reason) in the scan's `skipped` table. Files that are not PNG or JPEG are never images
+here: they are reported as skipped under either policy (attributes.csv and batch markers excepted).
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,14 +51,59 @@ class SourceError(ValueError):
     """A source of images that cannot be read, with what to do about it."""
 
 
+BAD_IMAGE_POLICIES = ("fail", "skip")
+SKIPPED_SCHEMA = {"path": pl.String, "reason": pl.String}
+# Files a folder source may hold besides images (see batches.COMPLETE_MARKER).
+NOT_IMAGES = ("attributes.csv", "_COMPLETE")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A source's manifest, and what was left out of it (path, reason)."""
+
+    manifest: pl.DataFrame
+    skipped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SKIPPED_SCHEMA))
+
+
+def check_policy(on_bad_image: str) -> None:
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES} (GMV_ON_BAD_IMAGE), got {on_bad_image!r}")
+
+
+def image_problem(data: bytes) -> str | None:
+    """Why these file bytes are not an image that can be valued, or None when they are one."""
+    if not data:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            pixels = to_uint8_image(img)
+    except Exception as exc:  # PIL raises many types for bad files
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    if pixels.size == 0:
+        return "image has no pixels"
+    return None
+
+
+def _left_out(source: Path, bad: list[tuple[Path, str]], on_bad_image: str, total: int,
+              others: list[tuple[Path, str]] = ()) -> pl.DataFrame:
+    """The skipped table (bad images, then `others`: files that are not images), or the error that the
+    policy, or a source with no good image, calls for. `total`: the images there were, bad ones included."""
+    if bad and on_bad_image == "fail":
+        path, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SourceError(f"{path}: {why}{more}. Remove or replace the file, or set on_bad_image: skip "
+                          "(GMV_ON_BAD_IMAGE=skip) to value the other images and list the bad ones")
+    if bad and len(bad) == total:
+        raise SourceError(f"no readable image under {source}: all {total} are bad, e.g. {bad[0][0]}: {bad[0][1]}")
+    rows = [*bad, *others]
+    return pl.DataFrame({"path": [str(p) for p, _ in rows], "reason": [why for _, why in rows]}, schema=SKIPPED_SCHEMA)
+
+
 def array_hash(image: np.ndarray) -> str:
     h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
     h.update(np.ascontiguousarray(image).tobytes())
     return h.hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def to_uint8_image(img: Image.Image) -> np.ndarray:
@@ -137,12 +190,15 @@ def fashion_mnist_manifest(directory: Path, split: str, n: int | None, seed: int
     )
 
 
-def _read_attributes(folder: Path, ids: list[str]) -> dict[str, str]:
+def _read_attributes(folder: Path, ids: list[str], left_out: list[str] = ()) -> dict[str, str]:
+    """attributes.csv: a header, then one row per image (file name or relative path first); rows of images
+    that were left out (on_bad_image: skip) are ignored."""
     path = folder / "attributes.csv"
     if not path.is_file():
         return {}
     by_id: dict[str, str] = {}
-    basenames = {Path(i).name: i for i in ids}
+    known, basenames = set(ids), {Path(i).name: i for i in ids}
+    skipped = set(left_out) | {Path(i).name for i in left_out}
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or len(reader.fieldnames) < 2:
@@ -152,35 +208,68 @@ def _read_attributes(folder: Path, ids: list[str]) -> dict[str, str]:
             name = (row.get(key) or "").strip()
             if None in row or any(v is None for v in row.values()):
                 raise SourceError(f"{path}, line {line}: wrong number of fields; each row needs {len(reader.fieldnames)}")
-            image_id = name if name in ids else basenames.get(name)
+            image_id = name if name in known else basenames.get(name)
+            if image_id is None and name in skipped:
+                continue
             if image_id is None:
                 raise SourceError(f"{path}, line {line}: {name!r} is not an image in {folder}")
+            if image_id in by_id:
+                raise SourceError(f"{path}, line {line}: a second row for {name!r}; keep one row per image")
             by_id[image_id] = json.dumps({k: v for k, v in row.items() if k != key}, sort_keys=True)
     return by_id
 
 
-def folder_manifest(folder: Path) -> pl.DataFrame:
+def folder_manifest(folder: Path, on_bad_image: str = "fail") -> Scan:
     """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    check_policy(on_bad_image)
+    everything = sorted(p for p in folder.rglob("*") if p.is_file())
+    candidates = [p for p in everything if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not candidates:
         raise SourceError(f"no PNG or JPEG images under {folder}: point the source at a folder of images")
+    # A link may not take the pipeline outside the folder it was pointed at (the data root).
+    root = folder.resolve()
+    for p in candidates:
+        if not p.resolve().is_relative_to(root):
+            raise SourceError(f"{p} links to {p.resolve()}, outside the data root {root}: copy the image into the "
+                              "folder or point the source at a folder that holds it")
+    others = [(p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)") for p in everything
+              if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES]
+    files, hashes, bad = [], [], []
+    for p in candidates:
+        data = p.read_bytes()
+        problem = image_problem(data)
+        if problem is None:
+            files.append(p)
+            hashes.append(hashlib.sha256(data).hexdigest())
+        else:
+            bad.append((p, problem))
+    skipped = _left_out(folder, bad, on_bad_image, len(candidates), others)
     ids = [p.relative_to(folder).as_posix() for p in files]
-    attributes = _read_attributes(folder, ids)
-    return pl.DataFrame(
+    attributes = _read_attributes(folder, ids, [p.relative_to(folder).as_posix() for p, _ in bad])
+    manifest = pl.DataFrame(
         {
             "id": ids,
             "uri": [str(p.resolve()) for p in files],
-            "content_hash": [file_hash(p) for p in files],
+            "content_hash": hashes,
             "label": [i.split("/")[0] if "/" in i else None for i in ids],
             "attributes": [attributes.get(i, "{}") for i in ids],
         },
         schema=MANIFEST_SCHEMA,
     )
+    return Scan(manifest, skipped)
 
 
-def npz_manifest(path: Path) -> pl.DataFrame:
+def npz_manifest(path: Path, on_bad_image: str = "fail") -> Scan:
+    """Rows of `images` with NaN or Inf pixels are bad images (float arrays)."""
+    check_policy(on_bad_image)
     images, labels = _load_npz(str(path.resolve()))
-    return arrays_manifest(images, labels, prefix=path.stem, uri_base=str(path.resolve()))
+    manifest = arrays_manifest(images, labels, prefix=path.stem, uri_base=str(path.resolve()))
+    if images.dtype.kind != "f":
+        return Scan(manifest)
+    finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    bad = [(Path(f"{path}#{i}"), "pixels are NaN or Inf") for i in np.flatnonzero(~finite)]
+    skipped = _left_out(path, bad, on_bad_image, len(images))
+    return Scan(manifest.filter(pl.Series(finite)), skipped)
 
 
 def arrays_manifest(
@@ -201,13 +290,13 @@ def arrays_manifest(
     )
 
 
-def manifest_from_path(source: str) -> pl.DataFrame:
-    """A manifest for a folder of images or a `.npz` file."""
+def manifest_from_path(source: str, on_bad_image: str = "fail") -> Scan:
+    """The manifest of a folder of images or a `.npz` file, and the images left out of it."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return folder_manifest(path)
+        return folder_manifest(path, on_bad_image)
     if path.is_file() and path.suffix == ".npz":
-        return npz_manifest(path)
+        return npz_manifest(path, on_bad_image)
     raise SourceError(
         f"image source {source!r} is neither a folder of images nor a .npz file "
         "(with `images` of shape (N,H,W[,C]) and optional `labels`)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -10,6 +11,7 @@ import polars as pl
 from .credit import MATCH_SCHEMA
 from .sampling import seeded_rows
 from .search import exact_topk, hnsw_search, recall_at_k, rescore
+from .shards import merge_candidates
 
 INDEX_MODES = ("auto", "exact", "hnsw")
 
@@ -51,12 +53,42 @@ def recall_candidates(
     return rescore(train, queries, found, params.metric)
 
 
-def sample_recall(train: np.ndarray, queries: np.ndarray, index, k: int, metric: str, sample: int, seed: int,
-                  device="cpu", key_rows: np.ndarray | None = None) -> float:
-    """recall@k of the index against exact search on a seeded sample of the queries."""
+@dataclass(frozen=True)
+class IndexShard:
+    """Training rows [start, stop) and their HNSW index (None: exact search), keys mapped to rows of the slice."""
+
+    start: int
+    stop: int
+    index: object | None = None
+    key_rows: np.ndarray | None = None
+
+
+def search_shards(
+    train: np.ndarray, queries: np.ndarray, params: MatchParams, shards: Sequence[IndexShard], device="cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """K' nearest training rows per query over every shard, merged exactly (see shards.merge_candidates).
+
+    Refuses k above the number of training images: the weights would silently be over fewer than k.
+    """
+    n = sum(shard.stop - shard.start for shard in shards)
+    if params.k > n:
+        raise ValueError(f"k = {params.k} nearest training images asked for, but there are only {n}: "
+                         f"set k (matches.k) to at most {n}")
+    parts = []
+    for shard in shards:
+        rows, dist = recall_candidates(train[shard.start : shard.stop], queries, params, shard.index, device,
+                                       key_rows=shard.key_rows)
+        parts.append((np.where(rows < 0, -1, rows + shard.start), dist))
+    return merge_candidates(parts, params.candidates)
+
+
+def sample_recall(train: np.ndarray, queries: np.ndarray, shards: Sequence[IndexShard], k: int, metric: str,
+                  sample: int, seed: int, device="cpu") -> float:
+    """recall@k of the search over `shards` against exact search, on a seeded sample of the queries."""
     rows = seeded_rows(len(queries), sample, seed)
     exact, _ = exact_topk(train, queries[rows], k, metric, device)
-    return recall_at_k(hnsw_search(index, queries[rows], k, key_rows=key_rows), exact)
+    found, _ = search_shards(train, queries[rows], MatchParams(k=k, candidates=k, metric=metric), shards, device)
+    return recall_at_k(found, exact)
 
 
 def matches_table(

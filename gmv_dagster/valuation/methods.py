@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
 
 from .credit import compute_credits, training_values
-from .matching import MatchParams, matches_table, recall_candidates
+from .matching import IndexShard, MatchParams, matches_table, search_shards
 from .rerank import rerank
 from .search import HnswParams, build_hnsw
 
@@ -59,22 +59,23 @@ def timed_call(seconds: dict, key: str, fn: Callable, *args, **kwargs):
 
 
 def similarity_method(
-    name: str, sets: EmbeddedSets, setup: SimilaritySetup, *, exact: bool = False, index=None,
-    key_rows: np.ndarray | None = None, unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
+    name: str, sets: EmbeddedSets, setup: SimilaritySetup, *, exact: bool = False,
+    shards: Sequence[IndexShard] | None = None, unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
     gen_images: list[np.ndarray] | None = None, device="cpu",
 ) -> MethodOutput:
-    """GMValuator with one change: exact search, a given index, q = 1, or a re-rank distance.
+    """GMValuator with one change: exact search, given indexes, q = 1, or a re-rank distance.
 
-    Without `index` and `exact`, an HNSW index with `setup.hnsw` is built (and timed). `key_rows` maps the
-    keys of a given index to training rows (the pipeline's index, extended over time).
+    Without `shards` and `exact`, an HNSW index with `setup.hnsw` is built (and timed); `shards` are the
+    pipeline's own indexes (see matching.IndexShard), so that its values are reproduced exactly.
     """
     seconds: dict[str, float] = {}
-    depth = max(setup.depth, setup.k)
+    depth = min(max(setup.depth, setup.k), len(sets.train))  # the reports' listing depth, at most every image
     params = MatchParams(k=depth, candidates=max(setup.candidates, depth), metric=setup.metric)
-    if not exact and index is None:
-        index, key_rows = timed_call(seconds, "index", build_hnsw, sets.train, setup.hnsw), None
-    idx, dist = timed_call(seconds, "match", recall_candidates, sets.train, sets.gen, params, None if exact else index, device,
-                           key_rows=key_rows)
+    if exact:
+        shards = [IndexShard(0, len(sets.train))]
+    elif shards is None:
+        shards = [IndexShard(0, len(sets.train), timed_call(seconds, "index", build_hnsw, sets.train, setup.hnsw))]
+    idx, dist = timed_call(seconds, "match", search_shards, sets.train, sets.gen, params, shards, device)
     if pair_distance is not None:
         idx, dist = timed_call(seconds, "rerank", rerank, gen_images, idx, load_train, pair_distance)
     start = time.perf_counter()

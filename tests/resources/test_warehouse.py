@@ -67,3 +67,20 @@ def test_a_table_from_before_batches_is_replaced(tmp_path):
     assert run(database, instance, "b2").success
     assert read_stored_rows(database, "per_batch").columns == ["x", "batch"]
     assert read_stored_rows(database, "no_such_table") is None
+
+
+def test_a_partition_key_that_could_end_an_sql_literal_is_refused_before_any_sql(tmp_path):
+    database = tmp_path / "w.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    evil = "b1') OR batch IS NOT NULL; --"
+    instance.add_dynamic_partitions("test_batches", ["b2", evil])
+    ROWS[evil] = 1
+    try:
+        assert run(database, instance, "b2").success
+        failed = run(database, instance, evil)
+    finally:
+        del ROWS[evil]
+    assert not failed.success
+    message = "\n".join(e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure)
+    assert "may hold only letters, digits" in message
+    assert read_stored_rows(database, "per_batch", batch="b2").height == 2  # b2 untouched

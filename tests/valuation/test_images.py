@@ -6,7 +6,7 @@ from PIL import Image
 
 from gmv_dagster.valuation import images as images_mod
 from gmv_dagster.valuation.images import (
-    SourceError, fashion_mnist_manifest, load_images, locate_fashion_mnist, manifest_from_path,
+    SourceError, fashion_mnist_manifest, folder_manifest, load_images, locate_fashion_mnist, manifest_from_path,
 )
 
 
@@ -18,14 +18,14 @@ def test_folder_manifest_labels_attributes_and_modes(tmp_path):
     Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(tmp_path / "dog" / "c.png")
     Image.fromarray(np.full((9, 9, 3), 200, np.uint8)).save(tmp_path / "dog" / "d.JPG")
     (tmp_path / "attributes.csv").write_text("file,hat\ncat/a.png,1\nc.png,0\n")
-    df = manifest_from_path(str(tmp_path))
+    df = manifest_from_path(str(tmp_path)).manifest
     assert df["id"].to_list() == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.JPG"]
     assert df["label"].to_list() == ["cat", "cat", "dog", "dog"]
     assert json.loads(df["attributes"][0]) == {"hat": "1"} and json.loads(df["attributes"][2]) == {"hat": "0"}
     loaded = load_images(df["uri"].to_list())
     assert [im.dtype for im in loaded] == [np.uint8] * 4
     assert loaded[1].shape == (20, 20, 3) and loaded[2].shape == (8, 8) and loaded[2].max() > 200
-    assert manifest_from_path(str(tmp_path))["content_hash"].equals(df["content_hash"])
+    assert manifest_from_path(str(tmp_path)).manifest["content_hash"].equals(df["content_hash"])
 
 
 def test_attributes_row_naming_an_unknown_file_is_refused(tmp_path):
@@ -37,7 +37,7 @@ def test_attributes_row_naming_an_unknown_file_is_refused(tmp_path):
 
 def test_npz_source(tmp_path):
     np.savez(tmp_path / "gen.npz", images=np.zeros((3, 5, 5), np.uint8), labels=np.array([1, 2, 3]))
-    df = manifest_from_path(str(tmp_path / "gen.npz"))
+    df = manifest_from_path(str(tmp_path / "gen.npz")).manifest
     assert df["id"].to_list() == ["gen:000000", "gen:000001", "gen:000002"] and df["label"].to_list() == ["1", "2", "3"]
     assert load_images(df["uri"].to_list())[0].shape == (5, 5)
 
@@ -47,8 +47,9 @@ def test_bad_sources_name_the_path(tmp_path):
         manifest_from_path(str(tmp_path / "nothing"))
     with pytest.raises(SourceError, match="no PNG or JPEG"):
         manifest_from_path(str(tmp_path))
-    (tmp_path / "x.png").write_bytes(b"not a png")
-    df = manifest_from_path(str(tmp_path))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    df = manifest_from_path(str(tmp_path)).manifest
+    (tmp_path / "x.png").write_bytes(b"not a png")  # replaced after its manifest was made
     with pytest.raises(SourceError, match="x.png"):
         load_images(df["uri"].to_list())
 
@@ -68,3 +69,18 @@ def test_missing_fashion_mnist_names_all_three_ways(tmp_path, monkeypatch):
         locate_fashion_mnist(str(tmp_path / "mine"), tmp_path / "dl")
     text = str(err.value)
     assert "GMV_FASHION_MNIST_DIR" in text and "dataset-fashion-mnist" in text and "torchvision download" in text
+
+
+def test_a_link_out_of_the_data_root_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(outside / "secret.png")
+    root = tmp_path / "train" / "cls"
+    root.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "ok.png")
+    (root / "sneaky.png").symlink_to(outside / "secret.png")
+    with pytest.raises(SourceError, match=r"sneaky.png links to .*secret.png, outside the data root"):
+        folder_manifest(tmp_path / "train")
+    (root / "sneaky.png").unlink()
+    (root / "inside.png").symlink_to(root / "ok.png")  # a link that stays inside is fine
+    assert folder_manifest(tmp_path / "train").manifest.height == 2

@@ -36,7 +36,7 @@ def test_batch_keys_and_the_inbox(tmp_path):
 
 
 def test_batch_manifest_prefixes_ids_with_the_batch(image_folders):
-    df = batch_manifest("b7", image_folders[1])
+    df = batch_manifest("b7", image_folders[1]).manifest
     assert df["id"][0] == "b7/bar/g000.png" and set(df["batch"]) == {"b7"}
     with pytest.raises(SourceError, match="neither a folder"):
         batch_manifest("b8", image_folders[1] / "nope")

@@ -1,0 +1,68 @@
+"""The training side split into static partitions gives the unsharded values, bit for bit."""
+
+import dagster as dg
+import duckdb
+import pytest
+
+from gmv_dagster.definitions import build_definitions
+from gmv_dagster.runner import run_valuation
+
+HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
+
+
+def read(home, table, order="1"):
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
+        return con.execute(f"SELECT * FROM {table} ORDER BY {order}").pl()  # our table names, not user input
+
+
+def materialisations(instance, asset):
+    return instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+
+
+@pytest.mark.parametrize("run_config", [{}, HNSW], ids=["exact", "hnsw"])
+def test_three_shards_value_like_one(tmp_path, image_folders, run_config):
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert run_valuation(whole, dg.DagsterInstance.ephemeral(), run_config, env=env).success
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_valuation(sharded, instance, run_config, env={**env, "GMV_TRAIN_SHARDS": "3"}).success
+
+    embeddings = read(sharded, "train_embeddings", "shard, rowid")
+    assert embeddings["shard"].unique(maintain_order=True).to_list() == ["0-of-3", "1-of-3", "2-of-3"]
+    assert embeddings["id"].to_list() == read(whole, "train_embeddings", "rowid")["id"].to_list()
+    index_runs = materialisations(instance, "train_index")
+    assert sorted(r.partition_key for r in index_runs) == ["0-of-3", "1-of-3", "2-of-3"]
+    mode = "hnsw" if run_config else "exact"
+    assert {r.asset_materialization.metadata["mode"].value for r in index_runs} == {mode}
+    if mode == "hnsw":
+        assert all((sharded / "index" / key / "train_index.usearch").is_file() for key in ("0-of-3", "1-of-3", "2-of-3"))
+    [match_run] = materialisations(instance, "matches")
+    assert match_run.asset_materialization.metadata["shards"].value == 3
+
+    order = "gen_id, rank"
+    assert read(sharded, "matches", order).equals(read(whole, "matches", order))
+    assert read(sharded, "training_values", "train_id").equals(read(whole, "training_values", "train_id"))
+
+
+def test_a_new_training_image_reruns_every_shard_and_a_stale_shard_is_refused(tmp_path, image_folders):
+    """A training image added after the shards were embedded: automation asks for every shard again, and
+    matches, run before they are, names what to rematerialise."""
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
+    home = tmp_path / "home"
+    instance = dg.DagsterInstance.ephemeral()
+    defs = build_definitions(home, env)
+    assert run_valuation(home, instance, env=env, defs=defs).success
+    cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+    (train_dir / "bar" / "late.png").write_bytes(next((train_dir / "bar").glob("*.png")).read_bytes())
+    assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    [embeddings] = [r.true_subset for r in evaluation.results if r.key == dg.AssetKey("train_embeddings")]
+    assert set(embeddings.get_internal_value().get_partition_keys()) == {"0-of-2", "1-of-2"}
+
+    result = defs.resolve_job_def("value_batch").execute_in_process(
+        instance=instance, partition_key="generated", raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "materialise every shard of train_embeddings" in failure.event_specific_data.error.to_string()

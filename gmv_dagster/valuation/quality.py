@@ -13,6 +13,7 @@ but it inverts on small images: see README), and `none` (q = 1, the ablation).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,7 +120,13 @@ def fit_niqe_params(images: list[np.ndarray], path: Path) -> Path:
         raise ValueError(f"NIQE refit needs more reference images: {len(f)} usable blocks for {f.shape[1]} features")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.mat")
-    scipy.io.savemat(tmp, {"mu_prisparam": f.mean(0)[None], "cov_prisparam": np.cov(f.T)})
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"mu_prisparam": f.mean(0)[None], "cov_prisparam": np.cov(f.T)})
+    # The MAT header's 116 bytes of text carry the time of writing; a fixed text makes equal parameters equal files
+    # (and so equal names and data versions: a recalibration that changes nothing triggers nothing downstream).
+    data = bytearray(buffer.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, written by gmv-dagster".ljust(116)
+    tmp.write_bytes(bytes(data))
     # Named by content: a later fit on other images never overwrites parameters still in use.
     final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
     os.replace(tmp, final)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .embedders import WeightsNotFoundError, to_tensor_batch
+from .embedders import WeightsNotFoundError, load_weights, to_tensor_batch
 from .search import sort_neighbours
 
 RERANKERS = ("none", "l2", "lpips")
@@ -41,7 +41,7 @@ def lpips_distance(backbone_path: str | None, size: int = 64, device: str | torc
     import torchvision
 
     alex = torchvision.models.alexnet(weights=None)
-    alex.load_state_dict(torch.load(backbone_path, map_location="cpu", weights_only=True))
+    alex.load_state_dict(load_weights(backbone_path))
     model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     for slice_ in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
         for name, layer in slice_.named_children():

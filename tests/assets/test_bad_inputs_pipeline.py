@@ -51,3 +51,47 @@ def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_
     assert mat.metadata["skipped_count"].value == 4
     listed = {r.data["path"].split("/train/")[-1]: r.data["reason"] for r in mat.metadata["skipped"].records}
     assert set(listed) == {f"{first}/truncated.png", f"{first}/empty.png", f"{last}/text.jpg", "README.txt"}
+
+
+def test_invalid_config_values_are_refused_naming_the_field(tmp_path):
+    """Wrong types fail run-config validation, before a run starts; out-of-range values fail as the op builds
+    its config (pydantic), naming the field and the bound; wrong environment values stop the definitions."""
+    import pydantic
+    import pytest
+
+    from gmv_dagster.assets.credit import CreditConfig
+    from gmv_dagster.assets.matching import MatchesConfig, TrainIndexConfig
+    from gmv_dagster.assets.quality import QualityConfig
+    from gmv_dagster.definitions import build_definitions
+
+    job = build_definitions(tmp_path / "home", {}).resolve_job_def("valuation")
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r'Invalid scalar at path root:ops:matches:config:candidates. Value "fifty"'):
+        dg.validate_run_config(job, {"ops": {"matches": {"config": {"candidates": "fifty"}}}})
+    for config, field, bad, bound in [(MatchesConfig, "k", 0, "greater than 0"),
+                                      (CreditConfig, "temperature", -1.0, "greater than 0"),
+                                      (TrainIndexConfig, "connectivity", 0, "greater than 0"),
+                                      (QualityConfig, "reference_size", 5, "greater than or equal to 10")]:
+        with pytest.raises(pydantic.ValidationError, match=rf"(?s){field}.*{bound}"):
+            config(**{field: bad})
+    with pytest.raises(ValueError, match="GMV_TRAIN_SHARDS must be a whole number >= 1, got '0'"):
+        build_definitions(tmp_path / "home", {"GMV_TRAIN_SHARDS": "0"})
+    with pytest.raises(ValueError, match="GMV_EXECUTOR must be one of in_process, celery, k8s"):
+        build_definitions(tmp_path / "home", {"GMV_EXECUTOR": "spark"})
+
+
+def test_duplicate_files_are_counted_and_duplicate_ids_refused(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from gmv_dagster.assets.sources import manifest_output
+    from gmv_dagster.valuation.images import Scan, manifest_from_path
+
+    image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    for name in ("a.png", "copy_of_a.png", "b.png"):
+        (image if name != "b.png" else image.rotate(90)).save(tmp_path / name)
+    scan = manifest_from_path(str(tmp_path))
+    out = manifest_output(dg.build_asset_context(), scan, str(tmp_path))
+    assert out.value.height == 3 and out.metadata["duplicate_files"].value == 1  # two images, valued apart, counted
+    twice = Scan(scan.manifest.vstack(scan.manifest.head(1)))
+    with pytest.raises(ValueError, match=rf"{tmp_path}: duplicate image id 'a.png'; ids must be unique"):
+        manifest_output(dg.build_asset_context(), twice, str(tmp_path))

@@ -84,3 +84,24 @@ def test_a_partition_key_that_could_end_an_sql_literal_is_refused_before_any_sql
     message = "\n".join(e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure)
     assert "may hold only letters, digits" in message
     assert read_stored_rows(database, "per_batch", batch="b2").height == 2  # b2 untouched
+
+
+def test_a_lock_held_by_another_process_is_a_transient_failure_and_the_step_is_retried(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from gmv_dagster.resources import warehouse
+
+    database = tmp_path / "w.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(4)", str(database)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    monkeypatch.setattr(warehouse, "LOCK_RETRIES", 1)  # give up within the step at once ...
+    monkeypatch.setattr(warehouse, "STEP_RETRY", {"max_retries": 6, "seconds_to_wait": 1.5})  # ... and retry the step
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("test_batches", ["b1"])
+    result = run(database, instance, "b1")
+    holder.wait()
+    assert result.success
+    assert any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    assert read_stored_rows(database, "per_batch").height == ROWS["b1"]

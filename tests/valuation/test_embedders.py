@@ -53,3 +53,22 @@ def test_wrong_or_missing_weights_never_switch_backbone(tmp_path):
         make_embedder("torchvision:alexnet", weights_path=str(wrong))
     with pytest.raises(ValueError, match="unknown backbone"):
         make_embedder("clip")
+
+
+class _RunsCodeWhenUnpickled:
+    """A 'weights file' that would create a file if torch.load unpickled it without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_weights_file_with_pickled_code_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2), "payload": _RunsCodeWhenUnpickled(marker)}, evil)
+    with pytest.raises(ValueError, match=r"evil.pth holds pickled objects besides tensors and was not loaded"):
+        make_embedder("torchvision:resnet18", 32, weights_path=str(evil))
+    assert not marker.exists()

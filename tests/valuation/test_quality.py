@@ -50,3 +50,16 @@ def test_metric_without_its_weights_file_says_which_file(metric, tmp_path):
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="must be one of"):
         calibrate("brisk", [])
+
+
+def test_a_refit_on_the_same_images_writes_the_same_file(tmp_path, monkeypatch):
+    """The MAT header's timestamp is fixed, so equal parameters give an equal file, name and data version."""
+    import time as time_module
+
+    from gmv_dagster.valuation.quality import fit_niqe_params
+
+    images = [np.random.default_rng(i).integers(0, 256, (32, 32), dtype=np.uint8) for i in range(60)]
+    first = fit_niqe_params(images, tmp_path / "a" / "niqe.mat")
+    monkeypatch.setattr(time_module, "asctime", lambda *a: "Thu Jan  1 00:00:00 2099")  # another "now"
+    second = fit_niqe_params(images, tmp_path / "b" / "niqe.mat")
+    assert first.name == second.name and first.read_bytes() == second.read_bytes()

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 import time
 from pathlib import Path
 
-import duckdb
 import yaml
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
@@ -37,15 +37,25 @@ def _instance(home: Path):
         if not (dagster_home / "dagster.yaml").exists():
             (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
-    return dg.DagsterInstance.get()
+    # Two gmv processes on a new DAGSTER_HOME would both create its SQLite storage and one would fail on the
+    # schema's version row; whoever comes second waits here and finds it made.
+    with open(Path(os.environ["DAGSTER_HOME"]) / ".gmv-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dg.DagsterInstance.get()
 
 
 def _query(home: Path, sql: str, params: list | None = None):
     database = home / "gmv.duckdb"
     if not database.is_file():
         sys.exit(f"no results yet: {database} does not exist; run `gmv run` first")
-    with duckdb.connect(str(database), read_only=True) as con:
+    from .resources.warehouse import connect
+
+    # Waits (with back-off) while a run in another process writes; a read-only open would fail at once.
+    con = connect(database)
+    try:
         return con.execute(sql, params or []).pl()
+    finally:
+        con.close()
 
 
 def top(home: Path, n: int):

@@ -4,7 +4,6 @@ leaves the last good table (or batch) as it was, and a table whose layout change
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +15,8 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster._utils.backoff import backoff
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager, _get_cleanup_statement
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+from ..valuation.batches import is_batch_key
 
 
 class LayoutChangedError(RuntimeError):
@@ -68,16 +69,14 @@ class _TransactionalClient(DuckDbClient):
             conn.close()
 
 
-# dagster-duckdb writes partition keys into its SQL as literals; only keys that cannot end a literal pass.
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
 def _check_partition_keys(table_slice: TableSlice) -> None:
+    """dagster-duckdb writes partition keys into its SQL as literals; only keys that cannot end one pass: the rule
+    batch names follow (shard keys, `0-of-4`, follow it too)."""
     for dimension in table_slice.partition_dimensions:
         for key in dimension.partitions:
-            if not isinstance(key, str) or not _SAFE_KEY.match(key):
+            if not isinstance(key, str) or not is_batch_key(key):
                 raise ValueError(f"partition key {key!r} of {table_slice.table} may hold only letters, digits, '_', "
-                                 "'.' and '-' (starting with a letter or digit): rename the batch folder")
+                                 "'.' and '-' (starting with a letter or digit, at most 100): rename the batch folder")
 
 
 def _layout(connection, relation: str) -> list[tuple[str, str]]:

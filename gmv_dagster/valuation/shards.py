@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .search import sort_neighbours
+
 _KEY = re.compile(r"^(\d+)-of-(\d+)$")
 
 
@@ -39,7 +41,6 @@ def merge_candidates(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> 
 
     Each part is (rows, distances), (m, k_i), from one shard; the result has min(k, sum k_i) columns.
     """
-    rows = np.concatenate([p[0] for p in parts], axis=1)
-    dist = np.concatenate([np.where(p[0] < 0, np.inf, p[1]) for p in parts], axis=1)
-    order = np.lexsort((np.where(rows < 0, np.iinfo(np.int64).max, rows), dist), axis=-1)[:, :k]
-    return np.take_along_axis(rows, order, 1), np.take_along_axis(dist, order, 1)
+    rows, dist = sort_neighbours(np.concatenate([p[0] for p in parts], axis=1),
+                                 np.concatenate([p[1] for p in parts], axis=1))
+    return rows[:, :k], dist[:, :k]

@@ -16,11 +16,12 @@ from .matching import open_index
 from .metadata import embedding_matrix
 
 
-def _this_batch(context, df: pl.DataFrame) -> pl.DataFrame:
-    """A check of a per-batch asset loads every stored batch; it judges the one this run wrote."""
-    if context is None or not context.has_partition_key or "batch" not in df.columns:
+def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
+    """A check of a partitioned asset loads every stored partition (batch or training shard); it judges the one this
+    run wrote. Another shard may be mid-run in a run of its own."""
+    if context is None or not context.has_partition_key or column not in df.columns:
         return df
-    return df.filter(pl.col("batch") == context.partition_key)
+    return df.filter(pl.col(column) == context.partition_key)
 
 
 def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetCheckResult:
@@ -36,16 +37,17 @@ def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetChec
 
 
 @dg.asset_check(asset=embeddings.train_embeddings, blocking=True)
-def train_embeddings_finite(train_embeddings: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetCheckResult:
-    """Every training embedding is finite and has the embedder's dimension."""
-    return _embeddings_ok(train_embeddings, embedder)
+def train_embeddings_finite(context: dg.AssetCheckExecutionContext, train_embeddings: pl.DataFrame,
+                            embedder: EmbedderResource) -> dg.AssetCheckResult:
+    """Every training embedding (of the shard) is finite and has the embedder's dimension."""
+    return _embeddings_ok(_this_partition(context, train_embeddings, "shard"), embedder)
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
 def generated_embeddings_finite(context: dg.AssetCheckExecutionContext, generated_embeddings: pl.DataFrame,
                                 embedder: EmbedderResource) -> dg.AssetCheckResult:
     """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
-    return _embeddings_ok(_this_batch(context, generated_embeddings), embedder)
+    return _embeddings_ok(_this_partition(context, generated_embeddings, "batch"), embedder)
 
 
 class RecallCheckConfig(dg.Config):
@@ -56,9 +58,10 @@ class RecallCheckConfig(dg.Config):
 
 
 @dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn()}, blocking=True)
-def index_recall(config: RecallCheckConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
-                 matching_device: DeviceResource) -> dg.AssetCheckResult:
-    """recall@k of the saved HNSW index against exact search, on a seeded sample, above a threshold."""
+def index_recall(context: dg.AssetCheckExecutionContext, config: RecallCheckConfig, train_embeddings: pl.DataFrame,
+                 gmv_home: GmvHome, matching_device: DeviceResource) -> dg.AssetCheckResult:
+    """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample, above a threshold."""
+    train_embeddings = _this_partition(context, train_embeddings, "shard")
     specs, shards = open_index(gmv_home, train_embeddings)
     if all(shard.index is None for shard in shards):
         return dg.AssetCheckResult(passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold})
@@ -67,14 +70,15 @@ def index_recall(config: RecallCheckConfig, train_embeddings: pl.DataFrame, gmv_
                            matching_device.torch_device())
     return dg.AssetCheckResult(
         passed=recall >= config.threshold,
-        metadata={"mode": "hnsw", f"recall@{config.k}": recall, "threshold": config.threshold, "sample": config.sample},
+        metadata={"mode": "hnsw", f"recall@{config.k}": recall, "threshold": config.threshold, "sample": config.sample,
+                  "vectors": len(train)},
     )
 
 
 @dg.asset_check(asset=quality.quality_scores, blocking=True)
 def quality_in_unit_interval(context: dg.AssetCheckExecutionContext, quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
     """Every q of the batch is a number in [0, 1]."""
-    quality_scores = _this_batch(context, quality_scores)
+    quality_scores = _this_partition(context, quality_scores, "batch")
     q = quality_scores["q"]
     bad = quality_scores.filter(~q.is_between(0.0, 1.0) | q.is_nan() | q.is_null())
     return dg.AssetCheckResult(
@@ -89,7 +93,7 @@ def quality_in_unit_interval(context: dg.AssetCheckExecutionContext, quality_sco
 def credits_name_known_images(context: dg.AssetCheckExecutionContext, credits: pl.DataFrame,
                               training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.AssetCheckResult:
     """No credit of the batch goes to, or comes from, an id that is not in the current manifests."""
-    credits = _this_batch(context, credits)
+    credits = _this_partition(context, credits, "batch")
     unknown_train = credits.select("train_id").unique().join(training_images.select(train_id="id"), on="train_id", how="anti")
     unknown_gen = credits.select("gen_id").unique().join(generated_images.select(gen_id="id"), on="gen_id", how="anti")
     return dg.AssetCheckResult(

@@ -3,7 +3,7 @@
 import numpy as np
 import polars as pl
 
-from gmv_dagster.assets.checks import _this_batch, credits_name_known_images, quality_in_unit_interval, train_embeddings_finite
+from gmv_dagster.assets.checks import _this_partition, credits_name_known_images, quality_in_unit_interval, train_embeddings_finite
 from gmv_dagster.assets.metadata import embedding_frame
 from gmv_dagster.resources import EmbedderResource
 
@@ -11,13 +11,13 @@ from gmv_dagster.resources import EmbedderResource
 def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension():
     embedder = EmbedderResource()  # pixels at 32 px: 1024 dimensions
     good = embedding_frame(pl.DataFrame({"id": ["a", "b"]}), np.ones((2, 1024), np.float32))
-    assert train_embeddings_finite(train_embeddings=good, embedder=embedder).passed
+    assert train_embeddings_finite(context=None, train_embeddings=good, embedder=embedder).passed
     bad = np.ones((2, 1024), np.float32)
     bad[1, 5] = np.nan
-    result = train_embeddings_finite(train_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder)
+    result = train_embeddings_finite(context=None, train_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder)
     assert not result.passed and result.metadata["first_non_finite_ids"].value == "b"
     short = embedding_frame(pl.DataFrame({"id": ["a"]}), np.ones((1, 16), np.float32))
-    result = train_embeddings_finite(train_embeddings=short, embedder=embedder)
+    result = train_embeddings_finite(context=None, train_embeddings=short, embedder=embedder)
     assert not result.passed and result.metadata["dim"].value == 16
 
 
@@ -30,7 +30,7 @@ def test_quality_check_flags_q_outside_the_unit_interval():
 
 
 class BatchRun:
-    """The two attributes of a check's context that _this_batch reads (Dagster cannot build a partitioned one)."""
+    """The two attributes of a check's context that _this_partition reads (Dagster cannot build a partitioned one)."""
 
     has_partition_key, partition_key = True, "b1"
 
@@ -38,8 +38,8 @@ class BatchRun:
 def test_checks_of_a_batch_judge_that_batch_only():
     """A check loads every stored batch; a bad row of another batch is not this run's fault."""
     scores = pl.DataFrame({"gen_id": ["b1/g0", "b2/g0"], "raw_score": [1.0, 2.0], "q": [0.5, 7.0], "batch": ["b1", "b2"]})
-    assert _this_batch(BatchRun(), scores)["gen_id"].to_list() == ["b1/g0"]
-    assert quality_in_unit_interval(context=None, quality_scores=_this_batch(BatchRun(), scores)).passed
+    assert _this_partition(BatchRun(), scores, "batch")["gen_id"].to_list() == ["b1/g0"]
+    assert quality_in_unit_interval(context=None, quality_scores=_this_partition(BatchRun(), scores, "batch")).passed
     assert not quality_in_unit_interval(context=None, quality_scores=scores).passed
 
 

@@ -1,5 +1,7 @@
 """The training side split into static partitions gives the unsharded values, bit for bit."""
 
+import shutil
+
 import dagster as dg
 import duckdb
 import pytest
@@ -66,3 +68,23 @@ def test_a_new_training_image_reruns_every_shard_and_a_stale_shard_is_refused(tm
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialise every shard of train_embeddings" in failure.event_specific_data.error.to_string()
+
+
+def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, image_folders):
+    """Shard runs run at once: shard 1's checks must not read shard 0, whose index may not be written yet
+    (under Celery it was not, and shard 1's run failed)."""
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
+    home, instance = tmp_path / "home", dg.DagsterInstance.ephemeral()
+    defs = build_definitions(home, env)
+    assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
+    train_shard = defs.resolve_job_def("train_shard")
+    assert train_shard.execute_in_process(instance=instance, partition_key="0-of-2", run_config=HNSW).success
+    shutil.rmtree(home / "index" / "0-of-2")  # shard 0's embeddings are stored, its index is not (yet)
+
+    result = train_shard.execute_in_process(instance=instance, partition_key="1-of-2", run_config=HNSW)
+    checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert checks["index_recall"].passed and checks["train_embeddings_finite"].passed
+    n_shard_1 = read(home, "train_embeddings").filter(shard="1-of-2").height
+    assert 0 < n_shard_1 < read(home, "train_embeddings").height
+    assert checks["index_recall"].metadata["vectors"].value == n_shard_1  # judged on shard 1's rows only

@@ -136,42 +136,63 @@ AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "m
               "temperature")
 
 
-def _latest(instance, name: str, batch: str | None):
-    """The latest materialisation event of an asset (of one batch's partition, for per-batch assets)."""
+SHARDED = ("train_embeddings", "train_index")  # one partition per training shard when GMV_TRAIN_SHARDS > 1
+
+
+def _latest(instance, name: str, partition: str | None):
+    """The latest materialisation event of an asset, or of one of its partitions."""
     import dagster as dg
 
-    if batch is None or name not in PER_BATCH:
+    if partition is None:
         return instance.get_latest_materialization_event(dg.AssetKey(name))
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[batch]), limit=1, ascending=False).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=1, ascending=False).records
     return records[0].event_log_entry if records else None
 
 
-def provenance(instance, assets: list[str], batch: str | None = None):
-    """Each asset's latest materialisation (for per-batch assets: of `batch`): run, time, code and data version,
-    and the settings that produced it."""
-    import json
+def shards_of(home: Path, train_id: str | None = None) -> list[str]:
+    """The training shards the stored embeddings were made in (of one training image, if given); [] unsharded."""
+    columns = _query(home, "SELECT column_name FROM information_schema.columns WHERE table_name = 'train_embeddings'")
+    if "shard" not in columns["column_name"].to_list():
+        return []
+    where, params = ("WHERE id = ?", [train_id]) if train_id is not None else ("", [])
+    return _query(home, f"SELECT DISTINCT shard FROM train_embeddings {where} ORDER BY shard", params)["shard"].to_list()
 
+
+def provenance(instance, assets: list[str], batch: str | None = None, shards: list[str] = ()):
+    """Each asset's latest materialisation (per-batch assets: of `batch`; sharded training assets: of each of
+    `shards`): run, time, code and data version, and the settings that produced it."""
     import polars as pl
 
     rows = []
     for name in assets:
-        event = _latest(instance, name, batch)
-        if event is None or event.asset_materialization is None:
-            rows.append({"asset": name, "partition": None, "run_id": None, "materialised": None, "code_version": None,
-                         "data_version": None, "inputs": "{}", "settings": "never materialised"})
-            continue
-        mat = event.asset_materialization
-        settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
-        rows.append({
-            "asset": name, "partition": mat.partition, "run_id": event.run_id,
-            "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
-            "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
-            "inputs": json.dumps({k.removeprefix(INPUT_TAG): v for k, v in sorted(mat.tags.items())
-                                  if k.startswith(INPUT_TAG)}),
-            "settings": json.dumps(settings, sort_keys=True, default=str),
-        })
+        if name in PER_BATCH and batch is not None:
+            partitions = [batch]
+        elif name in SHARDED and shards:
+            partitions = list(shards)
+        else:
+            partitions = [None]
+        for partition in partitions:
+            rows.append(_provenance_row(name, _latest(instance, name, partition), partition))
     return pl.DataFrame(rows)
+
+
+def _provenance_row(name: str, event, partition: str | None) -> dict:
+    import json
+
+    if event is None or event.asset_materialization is None:
+        return {"asset": name, "partition": partition, "run_id": None, "materialised": None, "code_version": None,
+                "data_version": None, "inputs": "{}", "settings": "never materialised"}
+    mat = event.asset_materialization
+    settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
+    return {
+        "asset": name, "partition": mat.partition, "run_id": event.run_id,
+        "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
+        "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
+        "inputs": json.dumps({k.removeprefix(INPUT_TAG): v for k, v in sorted(mat.tags.items())
+                              if k.startswith(INPUT_TAG)}),
+        "settings": json.dumps(settings, sort_keys=True, default=str),
+    }
 
 
 def cmd_audit(args) -> int:
@@ -191,7 +212,9 @@ def cmd_audit(args) -> int:
         df = df.with_columns(credits_run=pl.col("batch").replace_strict(runs, default=None, return_dtype=pl.String))
         title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
                  f"credited by {df.height} generated image(s) in {len(runs)} batch(es)")
-        batch = None
+        batch, shards = None, shards_of(home, args.id)  # its own shard's embeddings and index
+        if shards:
+            title += f"; training shard {shards[0]}"
     else:
         df = _query(home, "SELECT c.rank, c.train_id, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
                           "round(c.credit, 4) AS credit, c.batch FROM credits c WHERE c.gen_id = ? ORDER BY c.rank",
@@ -201,10 +224,11 @@ def cmd_audit(args) -> int:
             return 1
         batch = df["batch"][0]
         title = f"generated image {args.id} (batch {batch}): {df.height} contributors"
+        shards = shards_of(home)  # its contributors were searched for in every shard
     with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
         print(f"{title}\n{df}\n\nproduced by (latest materialisation of each asset"
               + (f"; per-batch assets: batch {batch}" if batch else "") + "):")
-    for row in provenance(instance, LINEAGE, batch).iter_rows(named=True):
+    for row in provenance(instance, LINEAGE, batch, shards).iter_rows(named=True):
         where = f"[{row['partition']}]" if row["partition"] else ""
         print(f"  {row['asset'] + where:<28} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
               f"data {row['data_version']}\n  {'':<28} inputs {row['inputs']}\n  {'':<28} {row['settings']}")

@@ -88,3 +88,30 @@ def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, 
     n_shard_1 = read(home, "train_embeddings").filter(shard="1-of-2").height
     assert 0 < n_shard_1 < read(home, "train_embeddings").height
     assert checks["index_recall"].metadata["vectors"].value == n_shard_1  # judged on shard 1's rows only
+
+
+def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, monkeypatch, capsys):
+    """`gmv audit` lists the shard of a training image (and every shard for a generated image), not whichever shard
+    was materialised last."""
+    from gmv_dagster.cli import main
+
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "3"}
+    home, dagster_home = tmp_path / "home", tmp_path / "dagster"
+    dagster_home.mkdir()
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
+        assert run_valuation(home, instance, env=env).success
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    first = read(home, "train_embeddings", "rowid").filter(shard="0-of-3")["id"][0]
+    last = read(home, "train_embeddings", "rowid").filter(shard="2-of-3")["id"][-1]
+
+    assert main(["--home", str(home), "audit", "train", last]) == 0
+    out = capsys.readouterr().out
+    assert "training shard 2-of-3" in out
+    assert "train_embeddings[2-of-3]" in out and "train_index[2-of-3]" in out and "[0-of-3]" not in out
+
+    gen_id = read(home, "credits").filter(train_id=first)["gen_id"][0]
+    assert main(["--home", str(home), "audit", "generated", gen_id]) == 0
+    lineage = [line.split()[0] for line in capsys.readouterr().out.splitlines() if " run " in line]
+    assert [a for a in lineage if a.startswith("train_index")] == [f"train_index[{k}-of-3]" for k in range(3)]
+    assert "credits[generated]" in lineage

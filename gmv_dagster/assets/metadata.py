@@ -61,8 +61,11 @@ class Progress:
         self.log, self.what, self.total, self.every = log, what, total, every
         self.done, self.start, self.last = 0, time.perf_counter(), 0.0
 
-    def __call__(self, n: int) -> None:
+    def __call__(self, n: int, total: int | None = None) -> None:
+        """`n` more done (of `total`, when the loop learns it only once it starts)."""
         self.done += n
+        if total is not None:
+            self.total = total
         now = time.perf_counter()
         if now - self.last >= self.every or self.done >= self.total:
             self.last = now

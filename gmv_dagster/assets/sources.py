@@ -15,7 +15,7 @@ from ..valuation.images import (
 )
 from ..valuation.versions import manifest_version
 from .automation import BATCH_TABLE, FOLLOWS_INPUTS, REFRESHES_WITH_INPUTS, generated_batches
-from .metadata import GPU_TAGS, config_metadata, latest_metadata, versioned
+from .metadata import GPU_TAGS, Progress, config_metadata, latest_metadata, versioned
 
 DEMO_SAMPLES = "demo_{family}.npz"
 
@@ -34,7 +34,9 @@ def training_images(context, config: TrainingImagesConfig, image_sources: ImageS
         directory = locate_fashion_mnist(image_sources.fashion_mnist_dir, gmv_home.subdir("datasets"))
         scan = Scan(fashion_mnist_manifest(directory, "train", config.demo_size, config.seed))
     else:
-        scan = manifest_from_path(image_sources.train, image_sources.on_bad_image)
+        scan = manifest_from_path(image_sources.train, image_sources.on_bad_image,
+                                  known_good=_stored_hashes(gmv_home, "training_images"),
+                                  progress=Progress(context.log, "checking training images", 0))
     return manifest_output(context, scan, image_sources.train, n_labels=scan.manifest["label"].n_unique(),
                            **config_metadata(config))
 
@@ -103,7 +105,15 @@ def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) ->
         source = str(demo_samples_path(context, gmv_home)) if image_sources.generated_is_demo else image_sources.generated
     else:
         source = str(inbox_batch_path(image_sources.inbox_path(), key))
-    return manifest_output(context, batch_manifest(key, source, image_sources.on_bad_image), source)
+    scan = batch_manifest(key, source, image_sources.on_bad_image, known_good=_stored_hashes(gmv_home, "generated_images", key),
+                          progress=Progress(context.log, f"checking the images of batch {key}", 0))
+    return manifest_output(context, scan, source)
+
+
+def _stored_hashes(gmv_home: GmvHome, table: str, batch: str | None = None) -> frozenset[str]:
+    """Content hashes of the images the stored manifest holds: each was decoded and found good when it was made."""
+    stored = gmv_home.stored_rows(table, batch)
+    return frozenset() if stored is None or "content_hash" not in stored.columns else frozenset(stored["content_hash"])
 
 
 def manifest_output(context, scan: Scan, source: str, **metadata) -> dg.Output[pl.DataFrame]:
@@ -121,7 +131,7 @@ def manifest_output(context, scan: Scan, source: str, **metadata) -> dg.Output[p
         records=[dg.TableRecord(row) for row in scan.skipped.head(1000).iter_rows(named=True)],
         schema=dg.TableSchema(columns=[dg.TableColumn("path", "string"), dg.TableColumn("reason", "string")]))
     return versioned(df, manifest_version(df), source=source, skipped_count=scan.skipped.height, skipped=skipped,
-                     duplicate_files=duplicates, **metadata)
+                     duplicate_files=duplicates, decoded=df.height - scan.known, known_unchanged=scan.known, **metadata)
 
 
 def demo_samples_path(context, gmv_home: GmvHome):

@@ -4,8 +4,9 @@ A uri is a file path, or `container#row` for an image stored in an array contain
 (`.npz` with `images`, or an IDX file as Fashion-MNIST ships). Ids are stable: the path
 relative to the folder, or `<container stem>:<row>`.
 
-Every image is decoded once when its manifest is made, so that an unreadable one is found before any
-work is spent on it. What then happens is the policy `on_bad_image`: `fail` (the default) refuses the
+Every image is decoded when its manifest is made, so that an unreadable one is found before any
+work is spent on it; bytes that an earlier manifest already held (same content hash) were decoded then
+and are not decoded again, so a rescan of an unchanged folder reads and hashes its files only. What then happens is the policy `on_bad_image`: `fail` (the default) refuses the
 source, naming the first bad file and what is wrong with it; `skip` leaves bad images out and reports
 each (path, reason) in the scan's `skipped` table. Files that are not PNG or JPEG are never images
 here: they are reported as skipped under either policy (attributes.csv and batch markers excepted).
@@ -18,6 +19,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +67,7 @@ class Scan:
 
     manifest: pl.DataFrame
     skipped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SKIPPED_SCHEMA))
+    known: int = 0  # images not decoded again: their bytes were in an earlier manifest
 
 
 def check_policy(on_bad_image: str) -> None:
@@ -219,8 +224,26 @@ def _read_attributes(folder: Path, ids: list[str], left_out: list[str] = ()) -> 
     return by_id
 
 
-def folder_manifest(folder: Path, on_bad_image: str = "fail") -> Scan:
-    """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label."""
+def _verdict(path: Path, known_good: Collection[str]) -> tuple[str, str | None, bool]:
+    """(sha256 of the file, why it is not an image or None, whether the decode was skipped as known good)."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in known_good:
+        return digest, None, True
+    return digest, image_problem(data), False
+
+
+# File reads, hashing and PIL's decoders release the GIL; threads also overlap a network file system's latency.
+SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))
+
+
+def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
+                    progress: Callable[[int, int], None] | None = None) -> Scan:
+    """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label.
+
+    `known_good`: content hashes of images an earlier manifest held; those bytes are not decoded again.
+    `progress(1, total)` is called as each of the `total` image files is checked.
+    """
     check_policy(on_bad_image)
     everything = sorted(p for p in folder.rglob("*") if p.is_file())
     candidates = [p for p in everything if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -234,15 +257,17 @@ def folder_manifest(folder: Path, on_bad_image: str = "fail") -> Scan:
                               "folder or point the source at a folder that holds it")
     others = [(p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)") for p in everything
               if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES]
-    files, hashes, bad = [], [], []
-    for p in candidates:
-        data = p.read_bytes()
-        problem = image_problem(data)
-        if problem is None:
-            files.append(p)
-            hashes.append(hashlib.sha256(data).hexdigest())
-        else:
-            bad.append((p, problem))
+    files, hashes, bad, known = [], [], [], 0
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:  # map keeps the files' order
+        for p, (digest, problem, was_known) in zip(candidates, pool.map(lambda p: _verdict(p, known_good), candidates)):
+            if problem is None:
+                files.append(p)
+                hashes.append(digest)
+                known += was_known
+            else:
+                bad.append((p, problem))
+            if progress is not None:
+                progress(1, len(candidates))
     skipped = _left_out(folder, bad, on_bad_image, len(candidates), others)
     ids = [p.relative_to(folder).as_posix() for p in files]
     attributes = _read_attributes(folder, ids, [p.relative_to(folder).as_posix() for p, _ in bad])
@@ -256,7 +281,7 @@ def folder_manifest(folder: Path, on_bad_image: str = "fail") -> Scan:
         },
         schema=MANIFEST_SCHEMA,
     )
-    return Scan(manifest, skipped)
+    return Scan(manifest, skipped, known)
 
 
 def npz_manifest(path: Path, on_bad_image: str = "fail") -> Scan:
@@ -290,11 +315,13 @@ def arrays_manifest(
     )
 
 
-def manifest_from_path(source: str, on_bad_image: str = "fail") -> Scan:
-    """The manifest of a folder of images or a `.npz` file, and the images left out of it."""
+def manifest_from_path(source: str, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
+                       progress: Callable[[int, int], None] | None = None) -> Scan:
+    """The manifest of a folder of images or a `.npz` file, and the images left out of it (folders: see
+    folder_manifest for `known_good` and `progress`)."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return folder_manifest(path, on_bad_image)
+        return folder_manifest(path, on_bad_image, known_good, progress)
     if path.is_file() and path.suffix == ".npz":
         return npz_manifest(path, on_bad_image)
     raise SourceError(

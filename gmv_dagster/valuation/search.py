@@ -79,13 +79,15 @@ def sort_neighbours(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndar
 
 
 def rescore(
-    train: np.ndarray, queries: np.ndarray, candidates: np.ndarray, metric: str, block: int = 128
+    train: np.ndarray, queries: np.ndarray, candidates: np.ndarray, metric: str, block: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact float64 distances of each query to its candidate rows, then sorted.
 
     Weights then depend only on the embeddings, not on the index's quantisation. Done `block` queries
-    at a time, so the float64 copy of the candidates stays small (128 x K' x d) and in cache: 12x faster
-    than one (m, K', d) array at m = 1,000, K' = 50, d = 1,024.
+    at a time, so the float64 copy of the candidates (8 x K' x d: 3.3 MB at K' = 50, d = 1,024) stays in
+    cache; what is left is the gather of the candidate rows. Per query 0.13 ms at n = 60k and 0.14 ms at
+    n = 1M (d = 1,024, K' = 50), against 0.25 / 0.26 ms in blocks of 128. The block does not change a bit
+    of the result.
     """
     _check_metric(metric)
     distances = np.empty(candidates.shape, dtype=np.float64)

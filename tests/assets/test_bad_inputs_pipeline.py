@@ -34,6 +34,8 @@ def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, env=env).success
     good = read(home, "training_values")
+    first_scan = instance.get_latest_materialization_event(dg.AssetKey("training_images")).asset_materialization
+    assert (first_scan.metadata["decoded"].value, first_scan.metadata["known_unchanged"].value) == (36, 0)
 
     first, last = salt(train_dir)
     refused = run_valuation(home, instance, env=env)
@@ -49,6 +51,8 @@ def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_
     np.testing.assert_array_equal(values["value"], good["value"])
     mat = instance.get_latest_materialization_event(dg.AssetKey("training_images")).asset_materialization
     assert mat.metadata["skipped_count"].value == 4
+    # the 36 good files were decoded by the first scan and not again; the salt is new, so it was decoded and found
+    assert (mat.metadata["decoded"].value, mat.metadata["known_unchanged"].value) == (0, 36)
     listed = {r.data["path"].split("/train/")[-1]: r.data["reason"] for r in mat.metadata["skipped"].records}
     assert set(listed) == {f"{first}/truncated.png", f"{first}/empty.png", f"{last}/text.jpg", "README.txt"}
 

@@ -28,6 +28,33 @@ def test_folder_manifest_labels_attributes_and_modes(tmp_path):
     assert manifest_from_path(str(tmp_path)).manifest["content_hash"].equals(df["content_hash"])
 
 
+def test_a_rescan_decodes_only_bytes_it_has_not_seen_and_keeps_the_file_order(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for i in range(40):  # more files than scan threads, in nested folders, so order is at stake
+        folder = tmp_path / f"c{i % 3}" / f"sub{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (6 + i % 5, 7), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    decoded = []
+    check = images_mod.image_problem
+    monkeypatch.setattr(images_mod, "image_problem", lambda data: decoded.append(1) or check(data))
+    seen = []
+    first = folder_manifest(tmp_path, progress=lambda n, total: seen.append((n, total)))
+    assert len(decoded) == 40 and first.known == 0 and seen == [(1, 40)] * 40
+    assert first.manifest["id"].to_list() == sorted(first.manifest["id"].to_list())
+
+    changed = tmp_path / "c0" / "sub0" / "00.png"
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(changed)
+    decoded.clear()
+    again = folder_manifest(tmp_path, known_good=frozenset(first.manifest["content_hash"]))
+    assert len(decoded) == 1 and again.known == 39  # only the changed file is decoded
+    assert again.manifest.drop("content_hash").equals(first.manifest.drop("content_hash"))
+    assert (again.manifest["content_hash"] != first.manifest["content_hash"]).to_list() == [True] + [False] * 39
+
+    changed.write_bytes(b"\x89PNG not really")  # a known-good list never vouches for bytes it does not hold
+    with pytest.raises(SourceError, match="00.png: not a readable image"):
+        folder_manifest(tmp_path, known_good=frozenset(first.manifest["content_hash"]))
+
+
 def test_attributes_row_naming_an_unknown_file_is_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "attributes.csv").write_text("file,hat\nz.png,1\n")

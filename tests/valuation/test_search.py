@@ -48,6 +48,29 @@ def test_hnsw_agrees_with_exact(tmp_path, dtype):
     assert recall_at_k(idx[:, :10], exact) >= 0.98  # float32 vs float64 near-ties aside
 
 
+@pytest.mark.parametrize("metric", ["cos", "l2sq"])
+def test_rescore_is_exact_and_independent_of_its_block(metric):
+    """The block only bounds memory: any block gives the same bits, and each distance is the float64 one."""
+    train, queries = clustered(500), clustered(37, seed=3)
+    candidates = np.random.default_rng(0).integers(0, len(train), (37, 20))
+    candidates[0, 5] = -1  # a missing candidate (usearch's padding) sorts last
+    rows, dist = rescore(train, queries, candidates, metric)
+    for block in (1, 5, 128):
+        other_rows, other_dist = rescore(train, queries, candidates, metric, block=block)
+        np.testing.assert_array_equal(other_rows, rows)
+        np.testing.assert_array_equal(other_dist, dist)
+    t64, q64 = train.astype(np.float64), queries.astype(np.float64)
+    if metric == "cos":
+        t64, q64 = t64 / np.linalg.norm(t64, axis=1, keepdims=True), q64 / np.linalg.norm(q64, axis=1, keepdims=True)
+        expected = 1.0 - q64 @ t64.T
+    else:
+        expected = ((q64[:, None, :] - t64[None]) ** 2).sum(-1)
+    picked = np.take_along_axis(expected, np.where(rows < 0, 0, rows), axis=1)
+    np.testing.assert_allclose(dist[rows >= 0], np.clip(picked, 0, None)[rows >= 0], rtol=1e-9, atol=1e-12)
+    assert rows[0, -1] == -1 and np.isinf(dist[0, -1])
+    assert (np.diff(dist[:, :-1], axis=1) >= 0).all()
+
+
 def test_missing_index_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="rematerialise train_index"):
         load_index(tmp_path / "nope.usearch", HnswParams())

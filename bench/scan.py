@@ -35,7 +35,7 @@ def write_images(folder: Path, n: int, size: int, fmt: str, seed: int = 0) -> in
         pixels = np.clip(field + rng.normal(0, 6, field.shape), 0, 255).astype(np.uint8)
         path = folder / f"class{i % 10}" / f"{i:06d}.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path, quality=90) if fmt == "jpg" else Image.fromarray(pixels).save(path)
+        Image.fromarray(pixels).save(path, **({"quality": 90} if fmt == "jpg" else {}))
         total += path.stat().st_size
     return total
 
@@ -75,8 +75,8 @@ def main() -> None:
     changed = sorted(folder.rglob(f"*.{args.format}"))[:: 100]
     for path in changed:
         with Image.open(path) as img:
-            np_img = np.asarray(img)
-        Image.fromarray(255 - np_img).save(path)
+            inverted = 255 - np.asarray(img)
+        Image.fromarray(inverted).save(path)
     seconds, again = timed_scan(folder, known_good=known)
     assert again.known == args.images - len(changed)
     rows.append((f"rescan, {len(changed)} files changed", seconds))

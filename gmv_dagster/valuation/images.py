@@ -6,9 +6,10 @@ relative to the folder, or `<container stem>:<row>`.
 
 Every image is decoded when its manifest is made, so that an unreadable one is found before any
 work is spent on it; bytes that an earlier manifest already held (same content hash) were decoded then
-and are not decoded again, so a rescan of an unchanged folder reads and hashes its files only. What then happens is the policy `on_bad_image`: `fail` (the default) refuses the
-source, naming the first bad file and what is wrong with it; `skip` leaves bad images out and reports
-each (path, reason) in the scan's `skipped` table. Files that are not PNG or JPEG are never images
+and are not decoded again, so a rescan of an unchanged folder reads and hashes its files only. What
+then happens is the policy `on_bad_image`: `fail` (the default) refuses the source, naming the first
+bad file and what is wrong with it; `skip` leaves bad images out and reports each (path, reason) in
+the scan's `skipped` table. Files that are not PNG or JPEG are never images
 here: they are reported as skipped under either policy (attributes.csv and batch markers excepted).
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from .embedders import batches
 from .sampling import seeded_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -235,6 +237,7 @@ def _verdict(path: Path, known_good: Collection[str]) -> tuple[str, str | None, 
 
 # File reads, hashing and PIL's decoders release the GIL; threads also overlap a network file system's latency.
 SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))
+SCAN_CHUNK = 1024
 
 
 def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
@@ -242,7 +245,7 @@ def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collec
     """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label.
 
     `known_good`: content hashes of images an earlier manifest held; those bytes are not decoded again.
-    `progress(1, total)` is called as each of the `total` image files is checked.
+    `progress(n, total)` is called as each chunk of `n` of the `total` image files is checked.
     """
     check_policy(on_bad_image)
     everything = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -258,16 +261,18 @@ def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collec
     others = [(p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)") for p in everything
               if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES]
     files, hashes, bad, known = [], [], [], 0
-    with ThreadPoolExecutor(SCAN_THREADS) as pool:  # map keeps the files' order
-        for p, (digest, problem, was_known) in zip(candidates, pool.map(lambda p: _verdict(p, known_good), candidates)):
-            if problem is None:
-                files.append(p)
-                hashes.append(digest)
-                known += was_known
-            else:
-                bad.append((p, problem))
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        # map keeps the files' order; a chunk at a time, so 10^6 files are not 10^6 pending futures
+        for chunk in batches(candidates, SCAN_CHUNK):
+            for p, (digest, problem, was_known) in zip(chunk, pool.map(lambda p: _verdict(p, known_good), chunk)):
+                if problem is None:
+                    files.append(p)
+                    hashes.append(digest)
+                    known += was_known
+                else:
+                    bad.append((p, problem))
             if progress is not None:
-                progress(1, len(candidates))
+                progress(len(chunk), len(candidates))
     skipped = _left_out(folder, bad, on_bad_image, len(candidates), others)
     ids = [p.relative_to(folder).as_posix() for p in files]
     attributes = _read_attributes(folder, ids, [p.relative_to(folder).as_posix() for p, _ in bad])

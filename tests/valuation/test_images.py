@@ -38,8 +38,9 @@ def test_a_rescan_decodes_only_bytes_it_has_not_seen_and_keeps_the_file_order(tm
     check = images_mod.image_problem
     monkeypatch.setattr(images_mod, "image_problem", lambda data: decoded.append(1) or check(data))
     seen = []
+    monkeypatch.setattr(images_mod, "SCAN_CHUNK", 16)
     first = folder_manifest(tmp_path, progress=lambda n, total: seen.append((n, total)))
-    assert len(decoded) == 40 and first.known == 0 and seen == [(1, 40)] * 40
+    assert len(decoded) == 40 and first.known == 0 and seen == [(16, 40), (16, 40), (8, 40)]
     assert first.manifest["id"].to_list() == sorted(first.manifest["id"].to_list())
 
     changed = tmp_path / "c0" / "sub0" / "00.png"

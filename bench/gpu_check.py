@@ -6,7 +6,10 @@
 Runs the whole valuation twice in fresh homes: once with embedding and matching on `--device` (cuda), once
 on the CPU; quality stays on the CPU both times (NIQE's reference statistics are fitted there). Prints each
 run's images per second and search time from asset metadata, then compares the values per training
-image: max |difference|, Spearman rank correlation, overlap of the top 100. Exits 1 beyond tolerance.
+image: max |difference|, Spearman rank correlation, overlap of the top 100. Then the quality scorer alone
+(the lever for the end-to-end target, docs/PERFORMANCE.md): the CPU run's calibration scores its generated
+images on `--device` and on the CPU, milliseconds per image each and max |q difference|. Exits 1 beyond
+either tolerance.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy as np
 import polars as pl
 
 from gmv_dagster.runner import run_valuation
+from gmv_dagster.valuation.images import load_images
+from gmv_dagster.valuation.quality import Calibration, load_quality_model
 
 
 def value(home: Path, env: dict) -> tuple[pl.DataFrame, dict, float]:
@@ -48,6 +53,19 @@ def value(home: Path, env: dict) -> tuple[pl.DataFrame, dict, float]:
     return values, figures, seconds
 
 
+def quality_on(home: Path, device: str) -> tuple[np.ndarray, float]:
+    """q of the run's generated images scored on `device` with the run's calibration, and ms per image."""
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
+        row = con.execute("SELECT * FROM quality_calibration").pl().row(0, named=True)
+        uris = con.execute("SELECT uri FROM generated_images ORDER BY id").pl()["uri"].to_list()
+    model = load_quality_model(Calibration(**{k: row[k] for k in Calibration.__dataclass_fields__}), device)
+    images = load_images(uris)
+    model.score(images[:8])  # warm-up: kernels, allocator
+    start = time.perf_counter()
+    _, q = model.score(images)
+    return q, 1000 * (time.perf_counter() - start) / max(len(images), 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -55,6 +73,7 @@ def main() -> int:
     parser.add_argument("--train", help="GMV_TRAIN_SOURCE (default: the demo)")
     parser.add_argument("--generated", help="GMV_GENERATED_SOURCE (default: the demo)")
     parser.add_argument("--rtol", type=float, default=1e-3, help="max |difference| / max value allowed")
+    parser.add_argument("--qtol", type=float, default=1e-3, help="max |q difference| allowed (q is in [0, 1])")
     args = parser.parse_args()
     env = dict(os.environ)
     env.update({k: v for k, v in (("GMV_TRAIN_SOURCE", args.train), ("GMV_GENERATED_SOURCE", args.generated)) if v})
@@ -75,7 +94,16 @@ def main() -> int:
     print(f"values: max |difference| {diff:.3g} (max value {scale:.3g}), Spearman {spearman:.6f}, top-{top} overlap {overlap}/{top}")
     ok = diff <= args.rtol * scale
     print("same values to tolerance" if ok else f"DIFFERENT: max |difference| above {args.rtol} x max value")
-    return 0 if ok else 1
+
+    home = Path(args.work) / "cpu"
+    q_device, ms_device = quality_on(home, args.device)
+    q_cpu, ms_cpu = quality_on(home, "cpu")
+    q_diff = float(np.max(np.abs(q_device - q_cpu))) if len(q_cpu) else 0.0
+    print(f"quality ({len(q_cpu)} generated images): {args.device} {ms_device:.2f} ms / image, cpu {ms_cpu:.2f} ms / image; "
+          f"max |q difference| {q_diff:.3g}")
+    q_ok = q_diff <= args.qtol
+    print("same quality to tolerance" if q_ok else f"DIFFERENT: max |q difference| above {args.qtol}")
+    return 0 if ok and q_ok else 1
 
 
 if __name__ == "__main__":

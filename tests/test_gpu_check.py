@@ -15,3 +15,4 @@ def test_gpu_check_compares_two_runs_and_passes_on_equal_values(tmp_path, image_
     assert run.returncode == 0, run.stderr[-3000:]
     assert "accelerator (cpu):" in run.stdout and "train images/s" in run.stdout
     assert "max |difference| 0 " in run.stdout and "same values to tolerance" in run.stdout
+    assert "ms / image" in run.stdout and "max |q difference| 0\n" in run.stdout and "same quality to tolerance" in run.stdout

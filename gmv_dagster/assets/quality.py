@@ -12,7 +12,7 @@ from ..valuation.images import load_images
 from ..valuation.quality import Calibration, load_quality_model
 from ..valuation.sampling import seeded_rows
 from .automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from .metadata import config_metadata, timed, versioned
+from .metadata import Progress, config_metadata, timed, versioned
 
 
 class QualityConfig(dg.Config):
@@ -31,7 +31,8 @@ def quality_calibration(
     with timed(timings, "fit_seconds"):
         reference = load_images(training_images["uri"].gather(rows).to_list())
         calibration = quality_scorer.calibrate(reference, quality_device.torch_device(), config.seed,
-                                               gmv_home.subdir("quality"))
+                                               gmv_home.subdir("quality"),
+                                               Progress(context.log, f"calibrating {quality_scorer.metric}", 0))
     context.log.info(f"calibrated {calibration.metric} on {len(rows)} training images in {timings['fit_seconds']} s")
     df = pl.DataFrame([{**calibration.to_dict(), "reference_size": len(rows), "seed": config.seed}],
                       schema={"metric": pl.String, "good": pl.Float64, "bad": pl.Float64, "params_file": pl.String,
@@ -52,7 +53,8 @@ def quality_scores(
     model = load_quality_model(calibration, device)
     timings: dict = {}
     with timed(timings, "score_seconds"):
-        raw, q = model.score(load_images(generated_images["uri"].to_list()))
+        raw, q = model.score(load_images(generated_images["uri"].to_list()),
+                             Progress(context.log, f"scoring with {model.metric}", 0))
     context.log.info(f"scored {len(q)} generated images with {model.metric} in {timings['score_seconds']} s")
     df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q, "batch": generated_images["batch"]})
     return versioned(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()) if len(q) else 0.0,

@@ -1,6 +1,6 @@
 """The no-reference quality scorer behind q_j (pyiqa stays behind this interface)."""
 
-
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -18,8 +18,10 @@ class QualityScorerResource(dg.ConfigurableResource):
     weights_path: str | None = Field(default=None, description="weights file for maniqa / topiq_nr / musiq")
     input_size: int = Field(default=224, gt=0, description="px fed to learned metrics")
 
-    def calibrate(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path) -> Calibration:
-        return calibrate(self.metric, reference, device, seed, work_dir, self.weights_path, self.input_size)
+    def calibrate(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path,
+                  progress: Callable[[int, int], None] | None = None) -> Calibration:
+        return calibrate(self.metric, reference, device, seed, work_dir, self.weights_path, self.input_size,
+                         progress=progress)
 
     def fit(self, reference: list[np.ndarray], device: torch.device, seed: int, work_dir: Path) -> QualityModel:
         return load_quality_model(self.calibrate(reference, device, seed, work_dir), device)

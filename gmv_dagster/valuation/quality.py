@@ -57,13 +57,15 @@ class QualityModel:
     """A fitted scorer: raw scores, and q in [0, 1] through an anchored mapping."""
 
     metric: str
-    raw_score: Callable[[list[np.ndarray]], np.ndarray]
+    raw_score: Callable[..., np.ndarray]  # (images, done) -> raw scores; done(n) after each n images, if given
     mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation)
     params_file: str | None = None
     params_sha256: str | None = None
 
-    def score(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.raw_score(images)
+    def score(self, images: list[np.ndarray],
+              progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, q); `progress(n, total)` after each n of the `total` images."""
+        raw = self.raw_score(images, _counting(progress, len(images)))
         if not np.isfinite(raw).all():
             bad = int(np.flatnonzero(~np.isfinite(raw))[0])
             raise ValueError(f"quality metric {self.metric} gave a non-finite score for image #{bad}")
@@ -82,16 +84,23 @@ def noise_like(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, size=img.shape, dtype=np.uint8) for img in images]
 
 
-def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_size: int) -> np.ndarray:
+def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
+    return None if progress is None else lambda n: progress(n, total)
+
+
+def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_size: int,
+                  done: Callable[[int], None] | None = None) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for chunk in batches(images, batch_size):
             x = to_tensor_batch(chunk, size, 3, UPSAMPLE).to(device)
             out.append(metric(x).reshape(-1).double().cpu().numpy())
+            if done is not None:
+                done(len(chunk))
     return np.concatenate(out) if out else np.empty(0)
 
 
-def niqe_features(images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+def niqe_features(images: list[np.ndarray], batch_size: int = 64, done: Callable[[int], None] | None = None) -> np.ndarray:
     """NIQE's 36-d block features at two scales, exactly as pyiqa computes them for scoring."""
     from pyiqa.archs.niqe_arch import blockproc, compute_feature, normalize_img_with_gauss
     from pyiqa.matlab_utils import imresize
@@ -107,14 +116,16 @@ def niqe_features(images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
             if scale == 1:
                 img = imresize(img / 255.0, scale=0.5, antialiasing=True) * 255.0
         feats.append(torch.cat(per_scale, -1).reshape(-1, 36).numpy())
+        if done is not None:
+            done(len(chunk))
     return np.concatenate(feats)
 
 
-def fit_niqe_params(images: list[np.ndarray], path: Path) -> Path:
+def fit_niqe_params(images: list[np.ndarray], path: Path, done: Callable[[int], None] | None = None) -> Path:
     """Refit NIQE's pristine multivariate Gaussian on `images` and save it as pyiqa reads it (path-<sha>.mat)."""
     import scipy.io
 
-    f = niqe_features(images)
+    f = niqe_features(images, done=done)
     f = f[np.isfinite(f).all(1)]
     if len(f) < 2 * f.shape[1]:
         raise ValueError(f"NIQE refit needs more reference images: {len(f)} usable blocks for {f.shape[1]} features")
@@ -193,7 +204,7 @@ def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, b
         net, size = _create_pyiqa("niqe", device, params_file), NIQE_SIZE
     else:
         net, size = _create_pyiqa(metric, device, params_file), input_size
-    return lambda images: _pyiqa_scores(net, images, size, device, batch_size)
+    return lambda images, done=None: _pyiqa_scores(net, images, size, device, batch_size, done)
 
 
 def calibrate(
@@ -205,11 +216,13 @@ def calibrate(
     weights_path: str | None = None,
     input_size: int = 224,
     batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Calibration:
     """Fit the scorer and anchor its mapping on `reference` (training) images.
 
     For niqe_refit, 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
-    content) and 20% anchors q = 1.
+    content) and 20% anchors q = 1. `progress(n, total)` after each n of the `total` images it scores
+    (the anchor images twice: clean and as noise).
     """
     if metric not in METRICS:
         raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
@@ -217,16 +230,17 @@ def calibrate(
         return Calibration("none")
     if len(reference) < 10:
         raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
+    split = int(len(reference) * 0.8) if metric == "niqe_refit" else 0
+    anchor_set = reference[split:]
+    done = _counting(progress, split + 2 * len(anchor_set))
     if metric == "niqe_refit":
-        split = int(len(reference) * 0.8)
-        anchor_set = reference[split:]
-        params_file = str(fit_niqe_params(reference[:split], (work_dir or Path(".")) / "niqe_refit.mat"))
+        params_file = str(fit_niqe_params(reference[:split], (work_dir or Path(".")) / "niqe_refit.mat", done))
     else:
-        anchor_set = reference
         params_file = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
     raw_score = _raw_scorer(metric, params_file, input_size, device, batch_size)
     return Calibration(
-        metric, good=float(np.median(raw_score(anchor_set))), bad=float(np.median(raw_score(noise_like(anchor_set, seed)))),
+        metric, good=float(np.median(raw_score(anchor_set, done))),
+        bad=float(np.median(raw_score(noise_like(anchor_set, seed), done))),
         params_file=params_file, params_sha256=sha256_file(Path(params_file)) if params_file else None,
         input_size=input_size,
     )
@@ -236,7 +250,7 @@ def load_quality_model(calibration: Calibration, device: torch.device | str = "c
     """The scorer a calibration describes; refuses a parameters file that changed since it was fitted."""
     c = calibration
     if c.metric == "none":
-        return QualityModel("none", lambda images: np.ones(len(images)), None)
+        return QualityModel("none", lambda images, done=None: np.ones(len(images)), None)
     if c.params_file and (not Path(c.params_file).is_file() or sha256_file(Path(c.params_file)) != c.params_sha256):
         raise ValueError(f"quality parameters {c.params_file} are missing or changed since calibration "
                          f"(sha256 {c.params_sha256}): rematerialise quality_calibration")

@@ -19,6 +19,24 @@ def test_anchored_mapping_clean_is_one_noise_is_zero_and_clipped():
         AnchoredMapping(1.0, 1.0)(np.array([1.0]))
 
 
+def test_progress_counts_every_image_and_changes_no_score(fashion_mnist_dir, tmp_path):
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
+    test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:70])
+    calls = []
+    calibration = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path, batch_size=32,
+                            progress=lambda n, total: calls.append((n, total)))
+    # 80 fit the model, 20 clean and 20 noise anchor it
+    assert sum(n for n, _ in calls) == 120 and {total for _, total in calls} == {120}
+    assert calibration == calibrate("niqe_refit", train, seed=0, work_dir=tmp_path, batch_size=32)
+    model = load_quality_model(calibration)
+    calls.clear()
+    raw, q = model.score(test, progress=lambda n, total: calls.append((n, total)))
+    assert calls == [(64, 70), (6, 70)]  # one call per scoring batch
+    silent_raw, silent_q = model.score(test)
+    np.testing.assert_array_equal(raw, silent_raw)
+    np.testing.assert_array_equal(q, silent_q)
+
+
 def test_none_gives_q_one():
     raw, q = load_quality_model(calibrate("none", [])).score([np.zeros((8, 8), np.uint8)] * 3)
     assert q.tolist() == [1.0, 1.0, 1.0]

@@ -58,7 +58,7 @@ def quality_on(home: Path, device: str) -> tuple[np.ndarray, float]:
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
         row = con.execute("SELECT * FROM quality_calibration").pl().row(0, named=True)
         uris = con.execute("SELECT uri FROM generated_images ORDER BY id").pl()["uri"].to_list()
-    model = load_quality_model(Calibration(**{k: row[k] for k in Calibration.__dataclass_fields__}), device)
+    model = load_quality_model(Calibration.from_row(row), device)
     images = load_images(uris)
     model.score(images[:8])  # warm-up: kernels, allocator
     start = time.perf_counter()

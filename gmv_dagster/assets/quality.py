@@ -48,7 +48,7 @@ def quality_scores(
 ) -> dg.Output[pl.DataFrame]:
     """Quality q of each generated image of a batch (gen_id, raw_score, q, batch)."""
     row = quality_calibration.row(0, named=True)
-    calibration = Calibration(**{k: row[k] for k in Calibration.__dataclass_fields__})
+    calibration = Calibration.from_row(row)
     device = quality_device.torch_device()
     model = load_quality_model(calibration, device)
     timings: dict = {}

@@ -9,8 +9,8 @@ work is spent on it; bytes that an earlier manifest already held (same content h
 and are not decoded again, so a rescan of an unchanged folder reads and hashes its files only. What
 then happens is the policy `on_bad_image`: `fail` (the default) refuses the source, naming the first
 bad file and what is wrong with it; `skip` leaves bad images out and reports each (path, reason) in
-the scan's `skipped` table. Files that are not PNG or JPEG are never images
-here: they are reported as skipped under either policy (attributes.csv and batch markers excepted).
+the scan's `skipped` table. Files that are not PNG or JPEG are never images here: they are reported
+as skipped under either policy (attributes.csv and batch markers excepted).
 """
 
 from __future__ import annotations

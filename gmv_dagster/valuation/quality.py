@@ -198,6 +198,11 @@ class Calibration:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_row(cls, row: dict) -> Calibration:
+        """From a row of the quality_calibration table (which carries more columns than these)."""
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
 
 def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, batch_size: int):
     if metric == "niqe_refit":

@@ -25,9 +25,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from gmv_dagster.method.quality import Calibration, load_quality_model
 from gmv_dagster.runner import run_valuation
-from gmv_dagster.valuation.images import load_images
-from gmv_dagster.valuation.quality import Calibration, load_quality_model
+from gmv_dagster.sources.images import load_images
 
 
 def value(home: Path, env: dict) -> tuple[pl.DataFrame, dict, float]:

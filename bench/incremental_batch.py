@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 
 from gmv_dagster.runner import run_valuation
-from gmv_dagster.valuation.batches import COMPLETE_MARKER
-from gmv_dagster.valuation.images import DEBIAN_FASHION_MNIST, read_idx
+from gmv_dagster.sources.batches import COMPLETE_MARKER
+from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
+from gmv_dagster.sources.images import read_idx
 
 
 def values(home: Path):

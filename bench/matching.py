@@ -32,8 +32,9 @@ def fmnist_embeddings(queries: int) -> tuple[np.ndarray, np.ndarray]:
     """The demo's embedder (pixels, 32 px, L2-normalised) on all 60k training and `queries` test images."""
     import torch
 
-    from gmv_dagster.valuation.embedders import make_embedder
-    from gmv_dagster.valuation.images import DEBIAN_FASHION_MNIST, read_idx
+    from gmv_dagster.method.embedders import make_embedder
+    from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
+    from gmv_dagster.sources.images import read_idx
 
     torch.set_num_threads(os.cpu_count() or 1)
     embedder = make_embedder("pixels")
@@ -68,7 +69,13 @@ def peak_rss_mb() -> float:
 def run_engine(engine: str, train: np.ndarray, queries: np.ndarray, candidates: list[int]) -> dict:
     """Build once, search 1k and all queries; neighbour rows (m, K) for the recall, timings; then as the pipeline
     matches, for each K' in `candidates`."""
-    from gmv_dagster.valuation.search import HnswParams, build_hnsw, exact_topk, hnsw_search, rescore
+    from gmv_dagster.method.search import (
+        HnswParams,
+        build_hnsw,
+        exact_topk,
+        hnsw_search,
+        rescore,
+    )
 
     threads = os.cpu_count() or 1
     out: dict = {"engine": engine, "baseline_rss_mb": peak_rss_mb()}

@@ -24,13 +24,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gmv_dagster.valuation.credit import compute_credits, training_values
-from gmv_dagster.valuation.embedders import make_embedder
-from gmv_dagster.valuation.images import DEBIAN_FASHION_MNIST, read_idx
-from gmv_dagster.valuation.matching import IndexShard, MatchParams, matches_table, search_shards
-from gmv_dagster.valuation.quality import calibrate, load_quality_model
-from gmv_dagster.valuation.search import HnswParams, build_hnsw
-from gmv_dagster.valuation.shards import merge_candidates
+from gmv_dagster.method.credit import compute_credits, training_values
+from gmv_dagster.method.embedders import make_embedder
+from gmv_dagster.method.matching import (
+    IndexShard,
+    MatchParams,
+    matches_table,
+    merge_candidates,
+    search_shards,
+)
+from gmv_dagster.method.quality import calibrate, load_quality_model
+from gmv_dagster.method.search import HnswParams, build_hnsw
+from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
+from gmv_dagster.sources.images import read_idx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from matching import synthetic  # noqa: E402  (bench/ is scripts, not a package)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gmv_dagster.valuation import images
+from gmv_dagster.sources import manifests
 
 
 def write_images(folder: Path, n: int, size: int, fmt: str, seed: int = 0) -> int:
@@ -40,9 +40,9 @@ def write_images(folder: Path, n: int, size: int, fmt: str, seed: int = 0) -> in
     return total
 
 
-def timed_scan(folder: Path, **kwargs) -> tuple[float, images.Scan]:
+def timed_scan(folder: Path, **kwargs) -> tuple[float, manifests.Scan]:
     start = time.perf_counter()
-    scan = images.folder_manifest(folder, **kwargs)
+    scan = manifests.folder_manifest(folder, **kwargs)
     return time.perf_counter() - start, scan
 
 
@@ -59,13 +59,13 @@ def main() -> None:
     size_bytes = write_images(folder, args.images, args.size, args.format)
     print(f"# scan: {args.images:,} {args.format.upper()} images of {args.size} px ({size_bytes / args.images / 1024:.0f} KB "
           f"each); {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-          f"{images.SCAN_THREADS} scan threads\n")
-    default_threads = images.SCAN_THREADS
+          f"{manifests.SCAN_THREADS} scan threads\n")
+    default_threads = manifests.SCAN_THREADS
     rows = []
-    images.SCAN_THREADS = 1
+    manifests.SCAN_THREADS = 1
     seconds, _ = timed_scan(folder)
     rows.append(("first scan, 1 thread (every file decoded)", seconds))
-    images.SCAN_THREADS = default_threads
+    manifests.SCAN_THREADS = default_threads
     seconds, first = timed_scan(folder)
     rows.append((f"first scan, {default_threads} threads", seconds))
     known = frozenset(first.manifest["content_hash"])

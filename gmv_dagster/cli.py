@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     import platform
 
-    from .assets.report_tables import results_markdown
+    from .assets.reports.tables import results_markdown
 
     result, home, elapsed = _execute(args, "criteria")
     if not result.success:
@@ -239,7 +239,7 @@ def cmd_batches(args) -> int:
     import polars as pl
 
     from .resources import build_resources
-    from .valuation.batches import scan_inbox
+    from .sources.batches import scan_inbox
 
     home = _home(args)
     sources = build_resources(home)["image_sources"]

@@ -13,7 +13,11 @@ from .assets.automation import with_train_shards
 from .executors import executor_from_env
 from .jobs import build_jobs
 from .resources import build_resources
-from .sensors import build_automation_sensor, build_inbox_sensor, build_revaluation_schedule
+from .sensors import (
+    build_automation_sensor,
+    build_inbox_sensor,
+    build_revaluation_schedule,
+)
 
 DEFAULT_CRON = "0 3 * * *"
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from .assets import credit, embeddings, matching, quality, sources
+from .assets.valuation import credit, embeddings, matching, quality, sources
 
 REPORTS = dg.AssetSelection.groups("reports")
 PER_BATCH = dg.AssetSelection.assets(

@@ -16,7 +16,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from .assets.automation import generated_batches
 from .definitions import build_definitions, definitions_from_environment
 from .jobs import REPORTS
-from .valuation.batches import scan_inbox
+from .sources.batches import scan_inbox
 
 # What workers of a distributed executor (celery, k8s) load: the definitions their environment describes.
 CODE_POINTER = ("gmv_dagster.definitions", "definitions_from_environment")

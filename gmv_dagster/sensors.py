@@ -9,7 +9,7 @@ import dagster as dg
 from .assets.automation import generated_batches
 from .jobs import REPORTS
 from .resources import ImageSources
-from .valuation.batches import scan_inbox
+from .sources.batches import scan_inbox
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from gmv_dagster.valuation.credit import softmax_weights
-from gmv_dagster.valuation.embedders import make_embedder
-from gmv_dagster.valuation.images import load_images
-from gmv_dagster.valuation.quality import fit_quality_model
-from gmv_dagster.valuation.pollution import near_copy
-from gmv_dagster.valuation.sampling import seeded_rows
-from gmv_dagster.valuation.search import exact_topk
+from gmv_dagster.common.sampling import seeded_rows
+from gmv_dagster.evaluation.pollution import near_copy
+from gmv_dagster.method.credit import softmax_weights
+from gmv_dagster.method.embedders import make_embedder
+from gmv_dagster.method.quality import calibrate, load_quality_model
+from gmv_dagster.method.search import exact_topk
+from gmv_dagster.sources.images import load_images
 
 
 def class_agreement(nn_idx, train_labels, gen_labels, k):
@@ -75,7 +75,7 @@ def main():
         "demo generated (VAE)": np.stack(gen_img[:200]),
     }
     print("| images | niqe_refit | piqe |\n|---|---|---|")
-    models = {m: fit_quality_model(m, reference, seed=0, work_dir=Path(args.home) / "quality", input_size=64)
+    models = {m: load_quality_model(calibrate(m, reference, seed=0, work_dir=Path(args.home) / "quality", input_size=64))
               for m in ("niqe_refit", "piqe")}
     for name, images in sets.items():
         cells = []

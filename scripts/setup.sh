@@ -29,5 +29,5 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# torch==2.14.1 / torchvision==0.29.1 come from this machine's local disk (see DESIGN.md).
+# torch==2.14.1 / torchvision==0.29.1 come from this machine's local disk (see docs/DESIGN.md, "Environment").
 .venv/bin/pip install -q -e '.[test]'

@@ -1,8 +1,8 @@
 """Shared fixtures: small image sets that the tests make, with a known answer; a real `dagster dev`."""
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from PIL import Image
@@ -59,6 +60,19 @@ def write_batch(inbox: Path, name: str, images: np.ndarray, labels: np.ndarray, 
     if complete:
         (folder / "_COMPLETE").touch()
     return folder
+
+
+def read_table(home: Path, table: str, order: str | None = None):
+    """A table of the DuckDB file under `home` (GMV_HOME), ordered by the SQL `order` when given."""
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
+        # table names and orders are the tests' own, never user input
+        return con.execute(f"SELECT * FROM {table}" + (f" ORDER BY {order}" if order else "")).pl()
+
+
+@pytest.fixture
+def read():
+    """read(home, table, order=None): a stored table, as the tests compare them."""
+    return read_table
 
 
 @pytest.fixture(scope="session")

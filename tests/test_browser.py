@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 ARTIFACTS = Path(os.environ.get("GMV_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }

@@ -6,19 +6,13 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from gmv_dagster.runner import run_valuation
 
 GMV = Path(sys.executable).parent / "gmv"
 
 
-def read(home, table, order):
-    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table} ORDER BY {order}").pl()  # our table names, not user input
-
-
-def test_two_celery_workers_value_two_shards_like_one_process(tmp_path, celery_cluster):
+def test_two_celery_workers_value_two_shards_like_one_process(tmp_path, celery_cluster, read):
     env = celery_cluster.env
     run = subprocess.run([str(GMV), "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]

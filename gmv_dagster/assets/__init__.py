@@ -1,19 +1,9 @@
-"""Thin Dagster assets, one module per group; each calls gmv_dagster.valuation."""
+"""Thin Dagster assets: `valuation/` (the pipeline's groups) and `reports/` (the criteria), plus what they share:
+automation (batch partitions, automation conditions), metadata, galleries. Each asset calls the Dagster-free
+packages (method, sources, evaluation, demo)."""
 
-from . import baselines, checks, counterfactuals, credit, criteria, embeddings, matching, quality, sources
+from .reports import REPORT_ASSETS
+from .valuation import VALUATION_ASSETS, VALUATION_CHECKS
 
-PIPELINE_ASSETS = [
-    sources.training_images, sources.demo_generator, sources.generated_images,
-    embeddings.embedding_model, embeddings.train_embeddings, embeddings.generated_embeddings,
-    matching.train_index, matching.matches,
-    quality.quality_calibration, quality.quality_scores,
-    credit.credits, credit.training_values,
-]
-REPORT_ASSETS = [
-    baselines.method_valuations,
-    criteria.criterion_classes, criteria.criterion_diversity, criteria.criterion_efficiency,
-    counterfactuals.criterion_reasonableness, counterfactuals.criterion_ood, counterfactuals.criterion_fidelity, counterfactuals.criterion_consistency,
-    criteria.criterion_report,
-]
-ALL_ASSETS = PIPELINE_ASSETS + REPORT_ASSETS
-ALL_CHECKS = checks.ALL_CHECKS
+ALL_ASSETS = VALUATION_ASSETS + REPORT_ASSETS
+ALL_CHECKS = VALUATION_CHECKS

@@ -1,7 +1,7 @@
 """Batches as partitions, and the declarative automation every derived asset follows.
 
 An asset reruns when an input's content changed (its data version: a content hash, see
-valuation/versions.py), when its code version changed, or (for a batch) when it is newly added;
+pipeline/versions.py), when its code version changed, or (for a batch) when it is newly added;
 never while an input is missing or in progress. Rescanning unchanged sources therefore costs
 nothing downstream, and one changed batch reruns only its own partitions and the sum.
 """
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import dagster as dg
 
-from ..valuation.shards import shard_keys
+from ..pipeline.shards import shard_keys
 
 AC = dg.AutomationCondition
 
@@ -25,7 +25,7 @@ TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
 def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> list[dg.AssetsDefinition]:
     """The assets, with the training side (TRAIN_SHARDED) split into `n_shards` static partitions.
 
-    Each shard is a slice of the training manifest (valuation/shards.py) with its own rows in the
+    Each shard is a slice of the training manifest (pipeline/shards.py) with its own rows in the
     train_embeddings table (column `shard`) and its own index; one shard is the unsharded pipeline.
     """
     if n_shards == 1:

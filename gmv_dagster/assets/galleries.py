@@ -9,11 +9,16 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
-from ..valuation.images import load_images
-from .report_tables import png_markdown
+from ..sources.images import load_images
 
 TILE = 56  # px per image in a gallery
 GAP = 6
+
+
+def png_markdown(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return f"![plot](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
 def _png_markdown(image: Image.Image, alt: str) -> str:

@@ -3,13 +3,12 @@
 
 import time
 import warnings
-from contextlib import contextmanager
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
-from ..valuation.versions import frame_version
+from ..pipeline.versions import frame_version
 
 # Content hashes as data versions drive the automation and the audit; Dagster 1.13 calls the parameter beta.
 warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer", category=dg.BetaWarning)
@@ -75,13 +74,6 @@ class Progress:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
-
-
-@contextmanager
-def timed(into: dict, key: str):
-    start = time.perf_counter()
-    yield
-    into[key] = round(time.perf_counter() - start, 3)
 
 
 def embedding_frame(keys: pl.DataFrame, emb: np.ndarray) -> pl.DataFrame:

@@ -6,7 +6,7 @@ from functools import lru_cache
 import dagster as dg
 from pydantic import Field
 
-from ..valuation.embedders import Embedder, make_embedder
+from ..method.embedders import Embedder, make_embedder
 
 
 @lru_cache(maxsize=4)

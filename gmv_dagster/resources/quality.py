@@ -8,7 +8,13 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..valuation.quality import METRICS, Calibration, QualityModel, calibrate, load_quality_model
+from ..method.quality import (
+    METRICS,
+    Calibration,
+    QualityModel,
+    calibrate,
+    load_quality_model,
+)
 
 
 class QualityScorerResource(dg.ConfigurableResource):

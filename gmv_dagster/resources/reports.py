@@ -4,10 +4,10 @@
 import dagster as dg
 from pydantic import Field
 
-from ..valuation.experiments import Suite
-from ..valuation.methods import SimilaritySetup
-from ..valuation.rerank import make_pair_distance
-from ..valuation.tracin import TracInParams
+from ..evaluation.experiments import Suite
+from ..evaluation.methods import SimilaritySetup
+from ..evaluation.tracin import TracInParams
+from ..method.rerank import make_pair_distance
 
 
 class ReportSettings(dg.ConfigurableResource):
@@ -26,5 +26,5 @@ class ReportSettings(dg.ConfigurableResource):
             if name == "lpips" and self.lpips_weights_path is None:
                 continue  # reported as "not run" with the reason, never replaced by another distance
             reranks[name] = make_pair_distance(name, self.lpips_weights_path, device)
-        return Suite(SimilaritySetup(**{**setup.__dict__, "depth": self.depth}), reranks,
+        return Suite(SimilaritySetup(setup.settings, self.depth), reranks,
                      TracInParams(factor=self.tracin_factor, seed=self.seed), self.seed, device)

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ..valuation.batches import source_batch_key
-from ..valuation.images import check_policy
+from ..sources.batches import source_batch_key
+from ..sources.manifests import check_policy
 from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
@@ -48,7 +48,7 @@ class ImageSources(dg.ConfigurableResource):
     """A folder of images or a .npz for each side; `demo` is Fashion-MNIST and the demo generator.
 
     Generated images come in batches: the configured source is the first (key `demo`, or its folder or
-    file name), and every complete folder in the inbox is one more (see valuation/batches.py).
+    file name), and every complete folder in the inbox is one more (see sources/batches.py).
     """
 
     train: str = Field(default=DEMO, description="GMV_TRAIN_SOURCE: demo, a folder of images or a .npz")

@@ -13,10 +13,14 @@ import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster._utils.backoff import backoff
-from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager, _get_cleanup_statement
+from dagster_duckdb.io_manager import (
+    DuckDbClient,
+    DuckDBIOManager,
+    _get_cleanup_statement,
+)
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
-from ..valuation.batches import is_batch_key
+from ..sources.batches import is_batch_key
 
 
 class LayoutChangedError(RuntimeError):

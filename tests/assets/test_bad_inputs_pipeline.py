@@ -2,15 +2,9 @@
 or valued with the bad files listed as skipped, as GMV_ON_BAD_IMAGE says."""
 
 import dagster as dg
-import duckdb
 import numpy as np
 
 from gmv_dagster.runner import run_valuation
-
-
-def read(home, table):
-    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table} ORDER BY 1").pl()  # our table names, not user input
 
 
 def salt(folder):
@@ -27,13 +21,13 @@ def failure(result) -> str:
     return "\n".join(e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure)
 
 
-def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_folders):
+def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_folders, read):
     train_dir, gen_dir = image_folders
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "home"
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, env=env).success
-    good = read(home, "training_values")
+    good = read(home, "training_values", "1")
     first_scan = instance.get_latest_materialization_event(dg.AssetKey("training_images")).asset_materialization
     assert (first_scan.metadata["decoded"].value, first_scan.metadata["known_unchanged"].value) == (36, 0)
 
@@ -42,11 +36,11 @@ def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_
     assert not refused.success
     message = failure(refused)
     assert f"{first}/empty.png: empty file (0 bytes) (and 2 more)" in message and "GMV_ON_BAD_IMAGE=skip" in message
-    assert read(home, "training_values").equals(good)  # the last good tables are intact
+    assert read(home, "training_values", "1").equals(good)  # the last good tables are intact
 
     skipped = run_valuation(home, instance, env={**env, "GMV_ON_BAD_IMAGE": "skip"})
     assert skipped.success
-    values = read(home, "training_values")
+    values = read(home, "training_values", "1")
     assert values["train_id"].to_list() == good["train_id"].to_list()  # the same 36 good images, no bad one
     np.testing.assert_array_equal(values["value"], good["value"])
     mat = instance.get_latest_materialization_event(dg.AssetKey("training_images")).asset_materialization
@@ -63,9 +57,9 @@ def test_invalid_config_values_are_refused_naming_the_field(tmp_path):
     import pydantic
     import pytest
 
-    from gmv_dagster.assets.credit import CreditConfig
-    from gmv_dagster.assets.matching import MatchesConfig, TrainIndexConfig
-    from gmv_dagster.assets.quality import QualityConfig
+    from gmv_dagster.assets.valuation.credit import CreditConfig
+    from gmv_dagster.assets.valuation.matching import MatchesConfig, TrainIndexConfig
+    from gmv_dagster.assets.valuation.quality import QualityConfig
     from gmv_dagster.definitions import build_definitions
 
     job = build_definitions(tmp_path / "home", {}).resolve_job_def("valuation")
@@ -87,8 +81,8 @@ def test_duplicate_files_are_counted_and_duplicate_ids_refused(tmp_path):
     import pytest
     from PIL import Image
 
-    from gmv_dagster.assets.sources import manifest_output
-    from gmv_dagster.valuation.images import Scan, manifest_from_path
+    from gmv_dagster.assets.valuation.sources import manifest_output
+    from gmv_dagster.sources.manifests import Scan, manifest_from_path
 
     image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8))
     for name in ("a.png", "copy_of_a.png", "b.png"):

@@ -3,8 +3,13 @@
 import numpy as np
 import polars as pl
 
-from gmv_dagster.assets.checks import _this_partition, credits_name_known_images, quality_in_unit_interval, train_embeddings_finite
 from gmv_dagster.assets.metadata import embedding_frame
+from gmv_dagster.assets.valuation.checks import (
+    _this_partition,
+    credits_name_known_images,
+    quality_in_unit_interval,
+    train_embeddings_finite,
+)
 from gmv_dagster.resources import EmbedderResource
 
 

@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import duckdb
 import numpy as np
 
 from gmv_dagster.definitions import build_definitions
@@ -10,11 +9,6 @@ from gmv_dagster.resources import EmbedderResource
 from gmv_dagster.runner import run_valuation
 
 HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
-
-
-def read(home, table):
-    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table}").pl()  # our table names, not user input
 
 
 def materialisations(instance, asset, partition=None):
@@ -45,7 +39,7 @@ def execute_requested(defs, instance, evaluation):
     return by_partition
 
 
-def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path, image_folders, drop_batch):
+def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path, image_folders, drop_batch, read):
     train_dir, gen_dir = image_folders
     inbox = tmp_path / "inbox"
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
@@ -91,7 +85,7 @@ def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path,
     assert set(q["batch"]) == {"generated", "b2"} and q.height == 6 + 3
 
 
-def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders, known_answer):
+def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders, known_answer, read):
     train_dir, gen_dir = image_folders
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "incremental"

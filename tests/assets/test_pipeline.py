@@ -1,14 +1,13 @@
 """The whole graph materialised in-process into a DuckDB file under tmp_path, then read back."""
 
-import duckdb
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-import dagster as dg
 
 from gmv_dagster.definitions import build_definitions
+from gmv_dagster.method import ValuationConfig, value_training_set
 from gmv_dagster.runner import run_valuation
-from gmv_dagster.valuation import ValuationConfig, value_training_set
 
 FAST = {"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}
 
@@ -21,11 +20,6 @@ def failure_message(result) -> str:
     return "\n".join(e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure)
 
 
-def read(home, table):
-    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table}").pl()  # table names are ours, not user input
-
-
 def test_definitions_load(asset_names):
     defs = build_definitions("/tmp/unused-gmv-home")
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
@@ -35,7 +29,7 @@ def test_definitions_load(asset_names):
     assert defs.resolve_job_def("criteria")
 
 
-def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folders, known_answer):
+def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folders, known_answer, read):
     train_dir, gen_dir = image_folders
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "home"
@@ -69,7 +63,7 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
     assert read(home, "training_values").equals(values)
 
 
-def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir):
+def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read):
     home = tmp_path / "home"
     config = {"ops": {
         "training_images": {"config": {"demo_size": 400}},
@@ -92,7 +86,7 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir):
     assert read(home, "training_values").equals(values)
 
 
-def test_a_failed_run_leaves_the_last_good_tables(tmp_path, image_folders):
+def test_a_failed_run_leaves_the_last_good_tables(tmp_path, image_folders, read):
     train_dir, gen_dir = image_folders
     home = tmp_path / "home"
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}

@@ -1,11 +1,11 @@
 """The criteria job on a small demo: every criterion for every method, in one DuckDB table with plots."""
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-import dagster as dg
 
-from gmv_dagster.assets.report_tables import results_markdown
+from gmv_dagster.assets.reports.tables import results_markdown
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.runner import run_valuation
 

@@ -3,7 +3,6 @@
 import shutil
 
 import dagster as dg
-import duckdb
 import pytest
 
 from gmv_dagster.definitions import build_definitions
@@ -12,17 +11,12 @@ from gmv_dagster.runner import run_valuation
 HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
 
 
-def read(home, table, order="1"):
-    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table} ORDER BY {order}").pl()  # our table names, not user input
-
-
 def materialisations(instance, asset):
     return instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
 
 
 @pytest.mark.parametrize("run_config", [{}, HNSW], ids=["exact", "hnsw"])
-def test_three_shards_value_like_one(tmp_path, image_folders, run_config):
+def test_three_shards_value_like_one(tmp_path, image_folders, run_config, read):
     train_dir, gen_dir = image_folders
     env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
@@ -70,7 +64,7 @@ def test_a_new_training_image_reruns_every_shard_and_a_stale_shard_is_refused(tm
     assert "materialise every shard of train_embeddings" in failure.event_specific_data.error.to_string()
 
 
-def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, image_folders):
+def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, image_folders, read):
     """Shard runs run at once: shard 1's checks must not read shard 0, whose index may not be written yet
     (under Celery it was not, and shard 1's run failed)."""
     train_dir, gen_dir = image_folders
@@ -85,12 +79,12 @@ def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, 
     result = train_shard.execute_in_process(instance=instance, partition_key="1-of-2", run_config=HNSW)
     checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
     assert checks["index_recall"].passed and checks["train_embeddings_finite"].passed
-    n_shard_1 = read(home, "train_embeddings").filter(shard="1-of-2").height
-    assert 0 < n_shard_1 < read(home, "train_embeddings").height
+    n_shard_1 = read(home, "train_embeddings", "1").filter(shard="1-of-2").height
+    assert 0 < n_shard_1 < read(home, "train_embeddings", "1").height
     assert checks["index_recall"].metadata["vectors"].value == n_shard_1  # judged on shard 1's rows only
 
 
-def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, monkeypatch, capsys):
+def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, monkeypatch, capsys, read):
     """`gmv audit` lists the shard of a training image (and every shard for a generated image), not whichever shard
     was materialised last."""
     from gmv_dagster.cli import main
@@ -110,7 +104,7 @@ def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, mo
     assert "training shard 2-of-3" in out
     assert "train_embeddings[2-of-3]" in out and "train_index[2-of-3]" in out and "[0-of-3]" not in out
 
-    gen_id = read(home, "credits").filter(train_id=first)["gen_id"][0]
+    gen_id = read(home, "credits", "1").filter(train_id=first)["gen_id"][0]
     assert main(["--home", str(home), "audit", "generated", gen_id]) == 0
     lineage = [line.split()[0] for line in capsys.readouterr().out.splitlines() if " run " in line]
     assert [a for a in lineage if a.startswith("train_index")] == [f"train_index[{k}-of-3]" for k in range(3)]

@@ -1,0 +1,66 @@
+"""Credits (q_j * w_ij) and the value of every training image, with the invariant as a gate."""
+
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ...common.timing import timed
+from ...method.core import DEFAULT_TEMPERATURE
+from ...method.credit import compute_credits
+from ...method.credit import training_values as value_training_images
+from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..galleries import contributors_gallery, histogram, values_gallery
+from ..metadata import config_metadata, versioned
+
+SUM_TOLERANCE = 1e-6  # relative
+
+
+class CreditConfig(dg.Config):
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, gt=0, description="tau of the softmax over distances")
+    gallery_size: int = Field(default=8, ge=0, description="generated images shown beside their contributors")
+
+
+@dg.asset(group_name="credit", code_version="2", partitions_def=generated_batches, metadata=BATCH_TABLE,
+          automation_condition=FOLLOWS_INPUTS)
+def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame,
+            training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k, for one batch."""
+    timings: dict = {}
+    with timed(timings, "seconds"):
+        df = compute_credits(matches, quality_scores, config.temperature)
+    top1 = df.filter(pl.col("rank") == 1)["weight"]
+    shown = generated_images["id"].head(config.gallery_size).to_list()
+    return versioned(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings,
+                     **config_metadata(config),
+                     contributors=dg.MetadataValue.md(contributors_gallery(df, training_images, generated_images, shown)))
+
+
+@dg.asset(group_name="credit", code_version="2", automation_condition=FOLLOWS_INPUTS)
+def training_values(context, credits: pl.DataFrame, training_images: pl.DataFrame,
+                    generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """Value of every training image: the sum of its credits over every batch (train_id, value, n_generated, rank).
+
+    Reads the stored credits of all batches; only batches that changed were computed again.
+    """
+    df = value_training_images(credits, training_images["id"])
+    batches = credits.group_by("batch").agg(pl.col("gen_id").n_unique()).sort("batch")
+    context.log.info(f"summed the credits of {credits['gen_id'].n_unique()} generated images in {batches.height} batch(es)")
+    return versioned(
+        df, total_value=float(df["value"].sum()), share_with_value=float((df["value"] > 0).mean()),
+        n_generated=int(credits["gen_id"].n_unique()), n_batches=batches.height,
+        batches=dg.MetadataValue.json(dict(batches.iter_rows())),
+        histogram=dg.MetadataValue.md(histogram(df["value"].to_numpy(), "values")),
+        gallery=dg.MetadataValue.md(values_gallery(df, credits, training_images, generated_images)),
+    )
+
+
+@dg.asset_check(asset=training_values, additional_ins={"quality_scores": dg.AssetIn()}, blocking=True)
+def values_sum_to_quality(training_values: pl.DataFrame, quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    """Sum of values equals sum of q (every generated image hands out exactly its quality)."""
+    total_value, total_q = float(training_values["value"].sum()), float(quality_scores["q"].sum())
+    gap = abs(total_value - total_q) / max(abs(total_q), 1.0)
+    return dg.AssetCheckResult(
+        passed=gap <= SUM_TOLERANCE,
+        metadata={"sum_value": total_value, "sum_q": total_q, "relative_gap": gap, "tolerance": SUM_TOLERANCE},
+    )

@@ -1,0 +1,154 @@
+"""The index over training embeddings, and each generated image's top-k matches."""
+
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ...method.core import DEFAULTS, Reranking, match
+from ...method.index import build_or_extend, index_spec, open_index
+from ...method.matching import (
+    INDEX_MODES,
+    IndexShard,
+    MatchParams,
+    matches_table,
+    sample_recall,
+)
+from ...method.rerank import RERANKERS, make_pair_distance
+from ...method.search import DTYPES, METRICS, HnswParams
+from ...pipeline.versions import embeddings_version
+from ...resources import DeviceResource, GmvHome
+from ...sources.images import load_images
+from ..automation import ALL_SHARDS, BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..metadata import (
+    GPU_TAGS,
+    Progress,
+    config_metadata,
+    embedding_matrix,
+    own_partition,
+    versioned,
+)
+
+_M, _H = DEFAULTS.match, DEFAULTS.hnsw
+
+
+class TrainIndexConfig(dg.Config):
+    index_mode: str = Field(default=_M.index_mode, description=f"{' | '.join(INDEX_MODES)}; auto = exact below exact_below")
+    exact_below: int = Field(default=_M.exact_below, ge=0, description="training images below which auto uses exact search")
+    metric: str = Field(default=_M.metric, description=" | ".join(METRICS))
+    dtype: str = Field(default=_H.dtype, description=f"{' | '.join(DTYPES)} (vectors stored in the index)")
+    connectivity: int = Field(default=_H.connectivity, gt=0)
+    expansion_add: int = Field(default=_H.expansion_add, gt=0)
+    expansion_search: int = Field(default=_H.expansion_search, gt=0)
+    threads: int = Field(default=1, ge=0, description="build threads; 1 = identical index on every run, 0 = all cores (faster, not reproducible)")
+    rebuild: bool = Field(default=False, description="build from scratch even where the index could be extended")
+    recall_k: int = Field(default=10, gt=0)
+    recall_sample: int = Field(default=200, gt=0, description="queries for recall@k against exact")
+    seed: int = 0
+
+
+@dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
+                matching_device: DeviceResource) -> dg.MaterializeResult:
+    """usearch HNSW index over the training embeddings (files under GMV_HOME/index), or exact mode.
+
+    New training images are added to the existing index and removed ones dropped from it, where the
+    index parameters and the embedder are unchanged; otherwise (or with `rebuild`) it is built anew.
+    """
+    params = HnswParams(config.metric, config.dtype, config.connectivity, config.expansion_add, config.expansion_search)
+    mode = MatchParams(index_mode=config.index_mode, exact_below=config.exact_below, metric=config.metric)
+    train = embedding_matrix(train_embeddings)
+    folder = index_folder(gmv_home, own_partition(context))
+    embedder = train_embeddings["embedder"][0] if train_embeddings.height else ""
+    spec = index_spec(mode, params, train, embedder, embeddings_version(train_embeddings))
+    build = build_or_extend(folder, spec, train, train_embeddings, config.threads, config.rebuild)
+    metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}
+    if spec["mode"] == "hnsw":
+        # Queries: a seeded sample of training vectors (each finds itself; the rest is the test).
+        recall = sample_recall(train, train, [build.shard], min(config.recall_k, len(train)), config.metric,
+                               config.recall_sample, config.seed, matching_device.torch_device())
+        path = folder / "train_index.usearch"
+        metadata.update({
+            "build_seconds": round(build.seconds, 3), "action": build.action, "path": str(path),
+            "size_bytes": path.stat().st_size, f"recall@{config.recall_k}": recall,
+            "vectors_per_second": round(len(train) / max(build.seconds, 1e-9), 1),
+        })
+        context.log.info(f"HNSW over {len(train)} vectors {build.action} in {build.seconds:.3f} s, recall {recall:.4f}")
+    return dg.MaterializeResult(metadata={**metadata, "content_version": build.version},
+                                data_version=dg.DataVersion(build.version))
+
+
+def index_folder(gmv_home: GmvHome, shard: str | None) -> Path:
+    """GMV_HOME/index, or GMV_HOME/index/<shard> for one shard of the training images."""
+    return gmv_home.subdir("index" if shard is None else f"index/{shard}")
+
+
+def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tuple[list[dict], list[IndexShard]]:
+    """(spec, IndexShard) of each shard of these training embeddings (one, unsharded), rows in table order.
+
+    Refuses an index that was made from other embeddings than these: the values would be wrong.
+    """
+    if "shard" in train_embeddings.columns:
+        parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
+            pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+        slices = [(key, start, last + 1) for key, start, last in parts.iter_rows()]
+    else:
+        slices = [(None, 0, train_embeddings.height)]
+    specs, shards = [], []
+    for key, start, stop in slices:
+        rows = train_embeddings.slice(start, stop - start)
+        spec, shard = open_index(index_folder(gmv_home, key), rows["id"], embeddings_version(rows), start,
+                                 f"train_index shard {key}" if key else "train_index")
+        specs.append(spec)
+        shards.append(shard)
+    if len({spec["params"]["metric"] for spec in specs}) > 1:
+        raise ValueError("the shards of train_index use different metrics: rematerialise every shard with one config")
+    return specs, shards
+
+
+class MatchesConfig(dg.Config):
+    k: int = Field(default=_M.k, gt=0, description="contributors kept per generated image (top k)")
+    candidates: int = Field(default=_M.candidates, gt=0, description="K': recalled before re-ranking")
+    rerank: str = Field(default="none", description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), lpips (local AlexNet file)")
+    rerank_weights_path: str | None = Field(default=None, description="AlexNet state dict for rerank=lpips")
+    recall_sample: int = Field(default=200, gt=0, description="generated images checked against exact search")
+    seed: int = 0
+
+
+@dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": dg.AssetIn(partition_mapping=ALL_SHARDS)},
+          metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
+def matches(
+    context, config: MatchesConfig, train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame,
+    training_images: pl.DataFrame, generated_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource,
+) -> dg.Output[pl.DataFrame]:
+    """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
+    if not train_embeddings["id"].equals(training_images["id"]):
+        raise ValueError("train_embeddings do not hold the current training images in their order (a shard was not "
+                         "rematerialised after training_images changed): materialise every shard of train_embeddings "
+                         "and train_index")
+    specs, shards = open_index_shards(gmv_home, train_embeddings)
+    train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
+    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
+    device = matching_device.torch_device()
+    reranking = None
+    pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
+    if pair_distance is not None:
+        uris = training_images["uri"].to_list()
+        progress = Progress(context.log, f"re-ranking with {config.rerank}", len(gen))
+        reranking = Reranking(pair_distance, load_images(generated_images["uri"].to_list()),
+                              lambda rows: load_images([uris[i] for i in rows]), lambda _: progress(1))
+    timings: dict = {}
+    idx, dist = match(train, gen, params, shards, device, reranking, timings)
+    df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
+        batch=pl.lit(context.partition_key))
+    modes = sorted({spec["mode"] for spec in specs})
+    extra = {"mode": "+".join(modes), "shards": len(shards), "k": config.k, "candidates": params.candidates, "rerank": config.rerank,
+             **{k: round(v, 3) for k, v in timings.items()},
+             **config_metadata(config)}
+    if "hnsw" in modes:
+        extra[f"recall@{config.k}_vs_exact"] = sample_recall(
+            train, gen, shards, config.k, params.metric, config.recall_sample, config.seed, device)
+    return versioned(df, **extra)

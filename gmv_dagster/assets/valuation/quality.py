@@ -1,0 +1,63 @@
+"""q_j: no-reference quality of each generated image, in [0, 1], from a scorer calibrated once on the training images."""
+
+
+import json
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ...common.sampling import seeded_rows
+from ...common.timing import timed
+from ...method.quality import Calibration, load_quality_model
+from ...resources import DeviceResource, GmvHome, QualityScorerResource
+from ...sources.images import load_images
+from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..metadata import Progress, config_metadata, versioned
+
+
+class QualityConfig(dg.Config):
+    reference_size: int = Field(default=1000, ge=10, description="training images that calibrate the scorer")
+    seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
+
+
+@dg.asset(group_name="quality", code_version="1", automation_condition=FOLLOWS_INPUTS)
+def quality_calibration(
+    context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
+    quality_device: DeviceResource, gmv_home: GmvHome,
+) -> dg.Output[pl.DataFrame]:
+    """The scorer fitted and anchored on a seeded sample of training images (one row): every batch is scored with it."""
+    rows = seeded_rows(training_images.height, config.reference_size, config.seed)
+    timings: dict = {}
+    with timed(timings, "fit_seconds"):
+        reference = load_images(training_images["uri"].gather(rows).to_list())
+        calibration = quality_scorer.calibrate(reference, quality_device.torch_device(), config.seed,
+                                               gmv_home.subdir("quality"),
+                                               Progress(context.log, f"calibrating {quality_scorer.metric}", 0))
+    context.log.info(f"calibrated {calibration.metric} on {len(rows)} training images in {timings['fit_seconds']} s")
+    df = pl.DataFrame([{**calibration.to_dict(), "reference_size": len(rows), "seed": config.seed}],
+                      schema={"metric": pl.String, "good": pl.Float64, "bad": pl.Float64, "params_file": pl.String,
+                              "params_sha256": pl.String, "input_size": pl.Int64, "reference_size": pl.Int64,
+                              "seed": pl.Int64})
+    return versioned(df, **timings, reference_size=config.reference_size, seed=config.seed, **config_metadata(config))
+
+
+@dg.asset(group_name="quality", code_version="3", partitions_def=generated_batches, metadata=BATCH_TABLE,
+          automation_condition=FOLLOWS_INPUTS)
+def quality_scores(
+    context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, quality_device: DeviceResource,
+) -> dg.Output[pl.DataFrame]:
+    """Quality q of each generated image of a batch (gen_id, raw_score, q, batch)."""
+    row = quality_calibration.row(0, named=True)
+    calibration = Calibration.from_row(row)
+    device = quality_device.torch_device()
+    model = load_quality_model(calibration, device)
+    timings: dict = {}
+    with timed(timings, "score_seconds"):
+        raw, q = model.score(load_images(generated_images["uri"].to_list()),
+                             Progress(context.log, f"scoring with {model.metric}", 0))
+    context.log.info(f"scored {len(q)} generated images with {model.metric} in {timings['score_seconds']} s")
+    df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q, "batch": generated_images["batch"]})
+    return versioned(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()) if len(q) else 0.0,
+                     device=str(device), reference_size=row["reference_size"], seed=row["seed"], **timings,
+                     calibration=dg.MetadataValue.json(json.loads(json.dumps(row))))

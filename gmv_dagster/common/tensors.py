@@ -1,0 +1,37 @@
+"""Images to torch tensors, and weights files read as tensors only."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A model's weights are not on disk; the message says which file to provide."""
+
+
+def load_weights(path: Path | str) -> dict:
+    """A weights file's tensors, never code: torch.load(weights_only=True), which refuses pickled objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds pickled objects besides tensors and was not loaded (weights load with "
+                         "weights_only=True, as they may come from anywhere): save the model's state_dict() instead"
+                         ) from exc
+
+
+def to_tensor_batch(
+    images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR
+) -> torch.Tensor:
+    """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [
+        np.asarray(Image.fromarray(img).convert(mode).resize((size, size), resample), dtype=np.float32)
+        for img in images
+    ]
+    batch = torch.from_numpy(np.stack(arrays)) / 255.0
+    return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,126 @@
+"""The pixels behind a manifest's uris, and the checks that tell an image from a bad file.
+
+A uri is a file path, or `container#row` for an image stored in an array container (`.npz` with
+`images`, or an IDX file as Fashion-MNIST ships). Every image comes out as uint8 HxW (grey) or HxWx3
+(colour), whatever the file's mode or bit depth.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class SourceError(ValueError):
+    """A source of images that cannot be read, with what to do about it."""
+
+
+def image_problem(data: bytes) -> str | None:
+    """Why these file bytes are not an image that can be valued, or None when they are one."""
+    if not data:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            pixels = to_uint8_image(img)
+    except Exception as exc:  # PIL raises many types for bad files
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    if pixels.size == 0:
+        return "image has no pixels"
+    return None
+
+
+def array_hash(image: np.ndarray) -> str:
+    h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+def to_uint8_image(img: Image.Image) -> np.ndarray:
+    """HxW (grey) or HxWx3 (colour) uint8, whatever the file's mode or bit depth."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        return np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode in ("L", "LA", "1"):
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_uint8_image(img)
+    except Exception as exc:  # PIL raises many types for bad files
+        raise SourceError(f"cannot read image {path}: {exc}. Remove or replace the file.") from exc
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@lru_cache(maxsize=8)
+def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data:
+                raise SourceError(f"{path}: no array named `images` (found {sorted(data.files)})")
+            images = data["images"]
+            labels = data["labels"] if "labels" in data else None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"cannot read {path}: {exc}") from exc
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
+        raise SourceError(f"{path}: `images` must be (N,H,W) or (N,H,W,C) with C in 1/3/4, got {images.shape}")
+    if labels is not None and len(labels) != len(images):
+        raise SourceError(f"{path}: {len(labels)} labels for {len(images)} images")
+    return images, labels
+
+
+@lru_cache(maxsize=4)
+def _load_container(path: str) -> np.ndarray:
+    if path.endswith(".npz"):
+        return load_npz(path)[0]
+    return read_idx(Path(path))
+
+
+def normalise_array_image(image: np.ndarray) -> np.ndarray:
+    """Array images to the same uint8 HxW / HxWx3 form as files."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        scale = 255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 1.0
+        img = np.clip(img.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
+    return img
+
+
+def load_image(uri: str) -> np.ndarray:
+    container, sep, row = uri.rpartition("#")
+    if sep and (container.endswith(".npz") or "idx" in Path(container).name):
+        return normalise_array_image(_load_container(container)[int(row)])
+    return read_image_file(Path(uri))
+
+
+def load_images(uris: list[str]) -> list[np.ndarray]:
+    return [load_image(u) for u in uris]

@@ -1,0 +1,148 @@
+"""Baselines, TracIn, pollution and derived attributes."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from gmv_dagster.demo.generator import (
+    ConditionalVAE,
+)
+from gmv_dagster.evaluation.attributes import derived_attributes, image_statistics
+from gmv_dagster.evaluation.experiments import Generations, Suite, run_methods
+from gmv_dagster.evaluation.methods import (
+    EmbeddedSets,
+    SimilaritySetup,
+    random_method,
+    score_method,
+    uniform_method,
+)
+from gmv_dagster.evaluation.pollution import make_pollution, pollution_count
+from gmv_dagster.evaluation.tracin import (
+    TracInParams,
+    projected_gradients,
+    tracin_scores,
+    vae_losses,
+)
+from gmv_dagster.method import MatchParams, MethodSettings
+from gmv_dagster.method.embedders import make_embedder
+
+
+def _grey(train):
+    return [np.asarray(img.mean(axis=2) if img.ndim == 3 else img, dtype=np.uint8) for img in train]
+
+
+def test_random_and_uniform_hand_out_the_total_and_rank_depth_contributors():
+    train, gen = [f"t{i}" for i in range(30)], ["g0", "g1"]
+    for method in (random_method(train, gen, 1.5, 5, seed=0), uniform_method(train, gen, 1.5, 5, seed=0)):
+        assert method.values["value"].sum() == pytest.approx(1.5)
+        c = method.contributors
+        assert c.height == 10 and c.group_by("gen_id").agg(pl.col("train_id").n_unique())["train_id"].to_list() == [5, 5]
+    assert random_method(train, gen, 1.0, 5, 0).values.equals(random_method(train, gen, 1.0, 5, 0).values)
+
+
+def test_score_method_ranks_by_score_and_values_are_column_sums():
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]])
+    out = score_method("s", scores, ["a", "b", "c"], ["g0", "g1"], 2, {})
+    assert out.contributors.filter(pl.col("gen_id") == "g0")["train_id"].to_list() == ["b", "c"]
+    assert out.contributors.filter(pl.col("gen_id") == "g1")["train_id"].to_list() == ["a", "c"]
+    np.testing.assert_allclose(out.values.sort("train_id")["value"], [0.8, 1.1, 0.8])
+
+
+def test_run_methods_on_near_copies_gives_every_method_and_credits_the_sources(known_answer):
+    train, labels, gen_images, _, sources = known_answer
+    embed = make_embedder("pixels")
+    train_list, gen_list = list(train), list(gen_images)
+    ids, gen_ids = [f"t{i:03d}" for i in range(len(train))], [f"g{j}" for j in range(len(gen_list))]
+    sets = EmbeddedSets(ids, gen_ids, embed.embed(train_list), embed.embed(gen_list),
+                        pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, len(gen_ids))}))
+    from gmv_dagster.method.rerank import l2_distance
+
+    suite = Suite(SimilaritySetup(MethodSettings(MatchParams(k=5, candidates=10)), depth=10), {"l2": l2_distance()})
+    outputs, skipped = run_methods(suite, sets, lambda rows: [train_list[i] for i in rows], [str(x) for x in labels],
+                                   Generations(gen_ids, gen_list, [str(labels[s]) for s in sources]), None,
+                                   exact_search=True)
+    names = [o.method for o in outputs]
+    assert names == ["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform"]
+    assert set(skipped) == {"gmv_rerank_lpips", "tracin"}
+    by = {o.method: o for o in outputs}
+    # gmv with exact search is gmv_exact; q = 1 hands out one unit per generated image
+    assert by["gmv"].values.equals(by["gmv_exact"].values)
+    assert by["gmv_q1"].values["value"].sum() == pytest.approx(len(gen_ids))
+    for method in ("gmv", "gmv_rerank_l2"):
+        top1 = by[method].contributors.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
+        assert top1 == [f"t{s:03d}" for s in sources]
+    # a second generated set gets a fresh random draw
+    other = EmbeddedSets(ids, [g + "x" for g in gen_ids], sets.train, sets.gen, sets.quality.with_columns(gen_id=pl.col("gen_id") + "x"))
+    again, _ = run_methods(suite, other, lambda rows: [train_list[i] for i in rows], [str(x) for x in labels],
+                           Generations(other.gen_ids, gen_list, [str(labels[s]) for s in sources]), None, exact_search=True)
+    assert not again[4].values.equals(by["random"].values)
+
+
+def _tiny_vae_and_data(n=24):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(n)]
+    torch.manual_seed(0)
+    return ConditionalVAE(3, latent=2, hidden=16), images, [i % 3 for i in range(n)]
+
+
+def test_projected_gradients_without_projection_are_the_exact_per_example_gradients():
+    model, images, labels = _tiny_vae_and_data(6)
+    exact = projected_gradients(model, model.state_dict(), images, labels, TracInParams(factor=None, batch_size=4))
+    from gmv_dagster.common.tensors import to_tensor_batch
+
+    for b in (0, 5):
+        model.zero_grad()
+        x = to_tensor_batch([images[b]], 28, 1).flatten(1)
+        vae_losses(model, x, torch.tensor([labels[b]])).sum().backward()
+        # per layer: weight (out x in) then bias, in the hook's [W | b] layout
+        want = torch.cat([torch.cat([m.weight.grad, m.bias.grad[:, None]], 1).reshape(-1)
+                          for m in model.modules() if isinstance(m, torch.nn.Linear)])
+        np.testing.assert_allclose(exact[b], want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_projected_tracin_tracks_the_exact_inner_products():
+    model, images, labels = _tiny_vae_and_data(24)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    classes = ["0", "1", "2"]
+    str_labels = [str(y) for y in labels]
+    exact, _ = tracin_scores(model, [state], 1.0, classes, images[:16], str_labels[:16], images[16:], str_labels[16:],
+                             TracInParams(factor=None))
+    def projected(factor, seed=0):
+        return tracin_scores(model, [state], 1.0, classes, images[:16], str_labels[:16], images[16:], str_labels[16:],
+                             TracInParams(factor=factor, seed=seed))[0]
+
+    assert exact.shape == (8, 16)
+    assert np.corrcoef(exact.ravel(), projected(64).ravel())[0, 1] > 0.9
+    # unbiased: the mean over projection seeds converges to the exact scores
+    mean = np.mean([projected(16, seed) for seed in range(30)], axis=0)
+    assert np.corrcoef(exact.ravel(), mean.ravel())[0, 1] > 0.97
+    with pytest.raises(ValueError, match="snapshots"):
+        tracin_scores(model, [], 1.0, classes, images, str_labels, images, str_labels, TracInParams())
+
+
+def test_pollution_is_seeded_counted_and_of_every_kind(known_answer):
+    train = _grey(known_answer[0])
+    assert pollution_count(95, 0.05) == 5
+    p = make_pollution(train, ["a", "b"], 7, seed=2)
+    assert p.kinds == ["noise", "corrupted", "digits", "noise", "corrupted", "digits", "noise"]
+    assert all(img.shape == train[0].shape and img.dtype == np.uint8 for img in p.images)
+    assert [s >= 0 for s in p.sources] == [k == "corrupted" for k in p.kinds]
+    again = make_pollution(train, ["a", "b"], 7, seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(p.images, again.images)) and p.labels == again.labels
+    with pytest.raises(ValueError, match="unknown pollution kind"):
+        make_pollution(train, ["a"], 2, 0, ("fog",))
+
+
+def test_derived_attributes_cut_both_sides_at_the_training_median():
+    full = np.full((28, 28), 255, np.uint8)
+    half = full.copy()
+    half[:, 14:] = 0
+    stats = image_statistics([full, half])
+    assert stats["ink"][0] == pytest.approx(1.0) and stats["ink"][1] == pytest.approx(0.5, abs=0.05)
+    assert stats["symmetry"][0] == pytest.approx(1.0) and stats["symmetry"][1] < 0.1
+    train_attr, gen_attr, cuts = derived_attributes([full, half, half], [full])
+    assert json.loads(gen_attr[0])["symmetry"] == "high" and json.loads(train_attr[1])["symmetry"] == "low"
+    assert set(cuts) == {"ink", "brightness", "aspect", "symmetry"}

@@ -1,0 +1,65 @@
+"""The method end to end on data with a known answer."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gmv_dagster.method import (
+    MatchParams,
+    MethodSettings,
+    ValuationConfig,
+    value_training_set,
+)
+
+CFG = ValuationConfig(quality_metric="none")
+
+
+def test_source_is_top1_and_takes_most_credit(known_answer, tmp_path):
+    train, labels, gen, gen_labels, sources = known_answer
+    result = value_training_set(train, gen, CFG, train_labels=labels, work_dir=tmp_path)
+    top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")
+    assert top1["train_id"].to_list() == [f"train:{s:06d}" for s in sources]
+    assert (top1["weight"] > 0.5).all(), top1
+    # the sources are the most valuable training images
+    assert set(result.values.head(len(sources))["train_id"]) == {f"train:{s:06d}" for s in sources}
+    assert result.values["value"].sum() == pytest.approx(len(gen))
+    assert result.attribution("generated:000000")["train_id"][0] == f"train:{sources[0]:06d}"
+
+
+def test_same_inputs_give_same_values(known_answer, tmp_path):
+    train, labels, gen, *_ = known_answer
+    a = value_training_set(train, gen, CFG, work_dir=tmp_path)
+    b = value_training_set(train, gen, CFG, work_dir=tmp_path)
+    assert a.values.equals(b.values)
+
+
+def test_hnsw_and_exact_give_the_same_values_on_small_data(known_answer, tmp_path):
+    train, labels, gen, *_ = known_answer
+    exact = value_training_set(train, gen, CFG, work_dir=tmp_path)
+    ann = value_training_set(
+        train, gen, ValuationConfig(quality_metric="none", method=MethodSettings(MatchParams(index_mode="hnsw"))), work_dir=tmp_path
+    )
+    assert exact.values.equals(ann.values)
+
+
+def test_folders_and_arrays_give_the_same_values(known_answer, image_folders, tmp_path):
+    train, labels, gen, *_ = known_answer
+    from_arrays = value_training_set(train, gen, CFG, work_dir=tmp_path)
+    from_folders = value_training_set(*image_folders, CFG, work_dir=tmp_path)
+    np.testing.assert_allclose(
+        np.sort(from_arrays.values["value"].to_numpy()), np.sort(from_folders.values["value"].to_numpy()), atol=1e-9
+    )
+    assert from_folders.values["train_id"][0].split("/")[0] in {"bar", "ring", "cross"}
+
+
+def test_l2_rerank_keeps_the_source_first(known_answer, tmp_path):
+    train, labels, gen, _, sources = known_answer
+    result = value_training_set(train, gen, ValuationConfig(quality_metric="none", rerank="l2"), work_dir=tmp_path)
+    top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
+    assert top1 == [f"train:{s:06d}" for s in sources]
+
+
+def test_empty_generated_set_is_refused(known_answer, tmp_path):
+    train, *_ = known_answer
+    with pytest.raises(Exception, match="holds no images|empty"):
+        value_training_set(train, np.zeros((0, 24, 24), np.uint8), CFG, work_dir=tmp_path)

@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gmv_dagster.sources import fashion_mnist as fashion_mnist_mod
+from gmv_dagster.sources import manifests as manifests_mod
+from gmv_dagster.sources.fashion_mnist import (
+    fashion_mnist_manifest,
+    locate_fashion_mnist,
+)
+from gmv_dagster.sources.images import SourceError, load_images
+from gmv_dagster.sources.manifests import folder_manifest, manifest_from_path
+
+
+def test_folder_manifest_labels_attributes_and_modes(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog").mkdir()
+    Image.fromarray(np.full((10, 12), 100, np.uint8)).save(tmp_path / "cat" / "a.png")
+    Image.fromarray(np.full((20, 20, 3), 50, np.uint8)).convert("RGBA").save(tmp_path / "cat" / "b.png")
+    Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(tmp_path / "dog" / "c.png")
+    Image.fromarray(np.full((9, 9, 3), 200, np.uint8)).save(tmp_path / "dog" / "d.JPG")
+    (tmp_path / "attributes.csv").write_text("file,hat\ncat/a.png,1\nc.png,0\n")
+    df = manifest_from_path(str(tmp_path)).manifest
+    assert df["id"].to_list() == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.JPG"]
+    assert df["label"].to_list() == ["cat", "cat", "dog", "dog"]
+    assert json.loads(df["attributes"][0]) == {"hat": "1"} and json.loads(df["attributes"][2]) == {"hat": "0"}
+    loaded = load_images(df["uri"].to_list())
+    assert [im.dtype for im in loaded] == [np.uint8] * 4
+    assert loaded[1].shape == (20, 20, 3) and loaded[2].shape == (8, 8) and loaded[2].max() > 200
+    assert manifest_from_path(str(tmp_path)).manifest["content_hash"].equals(df["content_hash"])
+
+
+def test_a_rescan_decodes_only_bytes_it_has_not_seen_and_keeps_the_file_order(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for i in range(40):  # more files than scan threads, in nested folders, so order is at stake
+        folder = tmp_path / f"c{i % 3}" / f"sub{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (6 + i % 5, 7), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    decoded = []
+    check = manifests_mod.image_problem
+    monkeypatch.setattr(manifests_mod, "image_problem", lambda data: decoded.append(1) or check(data))
+    seen = []
+    monkeypatch.setattr(manifests_mod, "SCAN_CHUNK", 16)
+    first = folder_manifest(tmp_path, progress=lambda n, total: seen.append((n, total)))
+    assert len(decoded) == 40 and first.known == 0 and seen == [(16, 40), (16, 40), (8, 40)]
+    assert first.manifest["id"].to_list() == sorted(first.manifest["id"].to_list())
+
+    changed = tmp_path / "c0" / "sub0" / "00.png"
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(changed)
+    decoded.clear()
+    again = folder_manifest(tmp_path, known_good=frozenset(first.manifest["content_hash"]))
+    assert len(decoded) == 1 and again.known == 39  # only the changed file is decoded
+    assert again.manifest.drop("content_hash").equals(first.manifest.drop("content_hash"))
+    assert (again.manifest["content_hash"] != first.manifest["content_hash"]).to_list() == [True] + [False] * 39
+
+    changed.write_bytes(b"\x89PNG not really")  # a known-good list never vouches for bytes it does not hold
+    with pytest.raises(SourceError, match="00.png: not a readable image"):
+        folder_manifest(tmp_path, known_good=frozenset(first.manifest["content_hash"]))
+
+
+def test_attributes_row_naming_an_unknown_file_is_refused(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "attributes.csv").write_text("file,hat\nz.png,1\n")
+    with pytest.raises(SourceError, match=r"attributes.csv, line 2: 'z.png'"):
+        manifest_from_path(str(tmp_path))
+
+
+def test_npz_source(tmp_path):
+    np.savez(tmp_path / "gen.npz", images=np.zeros((3, 5, 5), np.uint8), labels=np.array([1, 2, 3]))
+    df = manifest_from_path(str(tmp_path / "gen.npz")).manifest
+    assert df["id"].to_list() == ["gen:000000", "gen:000001", "gen:000002"] and df["label"].to_list() == ["1", "2", "3"]
+    assert load_images(df["uri"].to_list())[0].shape == (5, 5)
+
+
+def test_bad_sources_name_the_path(tmp_path):
+    with pytest.raises(SourceError, match="neither a folder"):
+        manifest_from_path(str(tmp_path / "nothing"))
+    with pytest.raises(SourceError, match="no PNG or JPEG"):
+        manifest_from_path(str(tmp_path))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    df = manifest_from_path(str(tmp_path)).manifest
+    (tmp_path / "x.png").write_bytes(b"not a png")  # replaced after its manifest was made
+    with pytest.raises(SourceError, match="x.png"):
+        load_images(df["uri"].to_list())
+
+
+def test_fashion_mnist_subset_is_seeded(fashion_mnist_dir):
+    a = fashion_mnist_manifest(fashion_mnist_dir, "train", 50, seed=3)
+    assert a.equals(fashion_mnist_manifest(fashion_mnist_dir, "train", 50, seed=3))
+    assert not a.equals(fashion_mnist_manifest(fashion_mnist_dir, "train", 50, seed=4))
+    assert load_images(a["uri"].head(2).to_list())[0].shape == (28, 28)
+
+
+def test_missing_fashion_mnist_names_all_three_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist_mod, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no internet here either way; fail fast
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(SourceError) as err:
+        locate_fashion_mnist(str(tmp_path / "mine"), tmp_path / "dl")
+    text = str(err.value)
+    assert "GMV_FASHION_MNIST_DIR" in text and "dataset-fashion-mnist" in text and "torchvision download" in text
+
+
+def test_a_link_out_of_the_data_root_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(outside / "secret.png")
+    root = tmp_path / "train" / "cls"
+    root.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "ok.png")
+    (root / "sneaky.png").symlink_to(outside / "secret.png")
+    with pytest.raises(SourceError, match=r"sneaky.png links to .*secret.png, outside the data root"):
+        folder_manifest(tmp_path / "train")
+    (root / "sneaky.png").unlink()
+    (root / "inside.png").symlink_to(root / "ok.png")  # a link that stays inside is fine
+    assert folder_manifest(tmp_path / "train").manifest.height == 2

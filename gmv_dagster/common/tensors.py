@@ -29,8 +29,10 @@ def to_tensor_batch(
 ) -> torch.Tensor:
     """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
     mode = "L" if channels == 1 else "RGB"
+    if not len(images):
+        return torch.empty((0, channels, size, size))
     arrays = [
-        np.asarray(Image.fromarray(img).convert(mode).resize((size, size), resample), dtype=np.float32)
+        np.asarray(Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), resample), dtype=np.float32)
         for img in images
     ]
     batch = torch.from_numpy(np.stack(arrays)) / 255.0

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from ..common.tensors import to_tensor_batch
 
 __all__ = [
     "SimilarityModel",
@@ -111,20 +112,6 @@ class SimilarityParams:
 
 # ---------------------------------------------------------------------------------------------
 # preprocessing (identical to the project's embedders.to_tensor_batch)
-
-
-def to_tensor_batch(images: Sequence[np.ndarray], size: int, channels: int) -> torch.Tensor:
-    """(B, channels, size, size) float32 in [0, 1]: PIL convert L / RGB, bilinear resize, / 255."""
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [
-        np.asarray(Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), Image.BILINEAR),
-                   dtype=np.float32)
-        for img in images
-    ]
-    if not arrays:
-        return torch.empty((0, channels, size, size))
-    batch = torch.from_numpy(np.stack(arrays)) / 255.0
-    return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()
 
 
 def _is_colour(image: np.ndarray) -> bool:

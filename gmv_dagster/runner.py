@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -79,14 +80,30 @@ def run_valuation(home: str | Path, instance: dg.DagsterInstance, run_config: di
     batch), against the training side as last materialised.
     """
     env = dict(os.environ if env is None else env)
-    defs = defs or build_definitions(home, env)
-    run_config = run_config or {}
     distributed = env.get("GMV_EXECUTOR") in ("celery", "k8s")
-    if distributed:
-        # Workers rebuild the definitions from their environment (CODE_POINTER); so does this process.
-        os.environ.update({**env, "GMV_HOME": str(home)})
-        if not instance.is_persistent:
-            raise ValueError("a distributed executor needs a persistent Dagster instance (DAGSTER_HOME) shared with its workers")
+    if distributed and not instance.is_persistent:
+        raise ValueError("a distributed executor needs a persistent Dagster instance (DAGSTER_HOME) shared with its workers")
+    # Workers rebuild the definitions from their environment (CODE_POINTER); so do this process's children.
+    with _environment({**env, "GMV_HOME": str(home)}) if distributed else contextlib.nullcontext():
+        return _run_stages(defs or build_definitions(home, env), instance, run_config or {}, distributed, batches,
+                           with_reports)
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]):
+    """os.environ with `values` set for the duration, then as it was: a run must not leak its settings into the
+    caller's later work (a later `dagster dev` started from this process would load a dead broker's executor)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_stages(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, distributed: bool,
+                batches: list[str] | None, with_reports: bool):
     execute = _distributed if distributed else _in_process
     keys = batch_keys(defs.resources["image_sources"])
     unknown = [b for b in batches or [] if b not in keys]

@@ -145,6 +145,21 @@ class DevServer:
             return json.loads(resp.read())
 
 
+    def location_state(self) -> str:
+        """The code location's load status and error, if the server answers (why no asset is served)."""
+        query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+                 "locationOrLoadError { __typename ... on PythonError { message stack } } } } } }")
+        try:
+            return json.dumps(self.graphql(query))[-4000:]
+        except OSError as e:
+            return f"no answer ({e})"
+
+
+def busiest_processes() -> str:
+    return subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True,
+                          text=True).stdout[:3000]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,11 +184,11 @@ def dagster_dev(tmp_path, dagster_env):
     proc = subprocess.Popen(
         ["setsid", "env", "--default-signal=INT,TERM", str(BIN / "dagster"), "dev", "-m", "gmv_dagster.definitions",
          "-h", "127.0.0.1", "-p", str(port)],
-        env=dagster_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+        env=dagster_env, cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT,
     )
     server = DevServer(f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 300
         while True:
             try:
                 if server.graphql("{ assetNodes { id } }")["data"]["assetNodes"]:
@@ -181,7 +196,8 @@ def dagster_dev(tmp_path, dagster_env):
             except (OSError, KeyError, TypeError):
                 pass
             if time.time() > deadline:
-                pytest.fail(f"dagster dev did not serve assets in 180 s:\n{log.read_text()[-3000:]}")
+                pytest.fail(f"dagster dev did not serve assets in 300 s; its code location: {server.location_state()}"
+                            f"\nits log:\n{log.read_text()[-4000:]}\nbusiest processes:\n{busiest_processes()}")
             time.sleep(2)
         yield server
     finally:

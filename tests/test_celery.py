@@ -29,3 +29,18 @@ def test_two_celery_workers_value_two_shards_like_one_process(tmp_path, celery_c
     assert run_valuation(reference, dg.DagsterInstance.ephemeral(), env=plain).success
     assert read(home, "training_values", "train_id").equals(read(reference, "training_values", "train_id"))
     assert read(home, "matches", "gen_id, rank").equals(read(reference, "matches", "gen_id, rank"))
+
+
+def test_a_distributed_run_leaves_the_callers_environment_as_it_was(tmp_path, dagster_env):
+    """run_valuation sets the run's environment for its workers' children only while it runs, even when it fails:
+    a later `dagster dev` or run started from the same process must not inherit GMV_EXECUTOR=celery."""
+    import os
+
+    import pytest
+
+    env = {**dagster_env, "GMV_EXECUTOR": "celery", "GMV_CELERY_BROKER": "redis://127.0.0.1:1/0"}
+    before = dict(os.environ)
+    with dg.instance_for_test() as instance:
+        with pytest.raises(ValueError, match="no batch 'nope'"):
+            run_valuation(tmp_path / "home", instance, env=env, batches=["nope"])
+    assert dict(os.environ) == before

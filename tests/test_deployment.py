@@ -22,9 +22,10 @@ from gmv_dagster.definitions import build_definitions
 
 DEPLOY = Path(__file__).parents[1] / "deploy" / "k8s"
 PACKAGE = Path(__file__).parents[1] / "gmv_dagster"
-# The steps that run torch on large inputs ask for a GPU; quality (pyiqa's NIQE runs on the CPU), credit
+# The steps that run torch on large inputs ask for a GPU (NIQE runs in torch on the quality device too); credit
 # and the bookkeeping assets do not.
-GPU_STEPS = {"train_embeddings", "generated_embeddings", "train_index", "matches", "demo_generator"}
+GPU_STEPS = {"train_embeddings", "generated_embeddings", "train_index", "matches", "demo_generator",
+             "quality_calibration", "quality_scores"}
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,31 @@
 A scorer gives a raw score per image; a mapping anchored on the data turns it into q:
 q = 1 at the median raw score of held-out training images (what "clean" looks like here),
 q = 0 at the median raw score of uniform-noise images of the same size, linear between,
-clipped to [0, 1]. The same formula serves lower-better and higher-better metrics.
+clipped to [0, 1]. The same formula serves lower-better and higher-better metrics. So q says how
+much an image looks like the training data, not how good it is in absolute terms.
 
-Backends: `niqe_refit` (default; NIQE whose pristine model is refit on the training images,
-through pyiqa), pyiqa's `maniqa`, `topiq_nr`, `musiq` (local weights file), `piqe` (offline,
-but it inverts on small images: see README), and `none` (q = 1, the ablation).
+Backends: `niqe_refit` (default; NIQE whose pristine model is refit on the training images, computed by
+niqe.py in the project), pyiqa's `maniqa`, `topiq_nr`, `musiq` (local weights file), `piqe` (offline,
+but it inverts on small images: see README), and `none` (q = 1, the ablation). An image a metric cannot
+score (NIQE of a blank image: no block has local contrast) gets q = 0 and a note saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..common.files import sha256_file, write_atomically
+from ..common.files import sha256_file
 from ..common.sampling import chunks
 from ..common.tensors import WeightsNotFoundError, to_tensor_batch
+from . import niqe
 
 # Metrics that need a weights file, and where their authors publish it.
 WEIGHTED_METRICS = {
@@ -35,7 +36,12 @@ WEIGHTED_METRICS = {
     "musiq": "MUSIQ checkpoint (musiq_koniq_ckpt-*.pth from the pyiqa release)",
 }
 METRICS = ("niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
-NIQE_SIZE = 192  # NIQE uses 96-px blocks; 192 px gives 4 blocks per image at the first scale.
+# NIQE's working size: it measures 96-px blocks, so an image is scaled (aspect kept) until its shorter side is at
+# least NIQE_MIN_SIDE (2 blocks) and at most NIQE_MAX_SIDE (cost grows with pixels; larger images keep their detail
+# up to there instead of being squeezed to one size), then cropped around its centre to whole blocks.
+NIQE_BLOCK = 96
+NIQE_MIN_SIDE = 192
+NIQE_MAX_SIDE = 384
 # Bicubic keeps edges that bilinear upsampling of small images would blur (measured: with
 # bilinear, heavily blurred Fashion-MNIST images kept a median q of 0.49; see README).
 UPSAMPLE = Image.BICUBIC
@@ -65,15 +71,21 @@ class QualityModel:
     params_file: str | None = None
     params_sha256: str | None = None
 
-    def score(self, images: list[np.ndarray],
+    def score(self, images: Sequence[np.ndarray],
               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(raw scores, q); `progress(n, total)` after each n of the `total` images."""
+        """(raw scores, q); `progress(n, total)` after each n of the `total` images.
+
+        `images` may be any sequence whose slices load images on demand (sources.images.ImageSequence): they are
+        scored a batch at a time. An image the metric cannot score (raw score NaN) gets q = 0: see `unscored`.
+        """
         raw = self.raw_score(images, _counting(progress, len(images)))
-        if not np.isfinite(raw).all():
-            bad = int(np.flatnonzero(~np.isfinite(raw))[0])
-            raise ValueError(f"quality metric {self.metric} gave a non-finite score for image #{bad}")
         q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
-        return raw, q
+        return raw, np.where(np.isfinite(raw), q, 0.0)
+
+    def unscored(self, raw: np.ndarray) -> list[str | None]:
+        """Per image, why it has no score (q = 0), or None: the note stored beside q."""
+        why = (UNSCORED_NIQE if self.metric == "niqe_refit" else f"{self.metric} gave no finite score") + "; q = 0"
+        return [None if np.isfinite(r) else why for r in raw]
 
     def describe(self) -> dict:
         out = {"metric": self.metric, "params_file": self.params_file, "params_sha256": self.params_sha256}
@@ -82,9 +94,39 @@ class QualityModel:
         return out
 
 
-def noise_like(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, size=img.shape, dtype=np.uint8) for img in images]
+UNSCORED_NIQE = ("NIQE undefined: no block of the image has local contrast in every plane NIQE reads (a blank image,"
+                 " or a grey image scored against a colour training set)")
+
+
+class NoiseLike(Sequence):
+    """Uniform-noise images of the shapes of `images`, image i drawn from the seed (seed, i): the same noise
+    whichever slices are asked for, so the q = 0 anchor does not depend on the batch size."""
+
+    def __init__(self, images: Sequence[np.ndarray], seed: int):
+        self.images, self.seed = images, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            rows = range(*index.indices(len(self)))
+            return [self._noise(i, img) for i, img in zip(rows, self.images[index])]
+        return self._noise(index, self.images[index])
+
+    def _noise(self, i: int, image: np.ndarray) -> np.ndarray:
+        return np.random.default_rng([self.seed, i]).integers(0, 256, size=image.shape, dtype=np.uint8)
+
+
+def calibration_split(n: int, seed: int, share: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, anchor rows) of `n` reference images: a seeded shuffle, then `share` to fit and the rest to anchor.
+
+    Shuffled because reference samples come sorted (by id, so by class for folder sources): a plain cut would fit
+    the pristine model on the first classes and anchor q = 1 on the last, which the model never saw.
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(n * share)
+    return np.sort(order[:cut]), np.sort(order[cut:])
 
 
 def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
@@ -103,48 +145,85 @@ def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_siz
     return np.concatenate(out) if out else np.empty(0)
 
 
-def niqe_features(images: list[np.ndarray], batch_size: int = 64, done: Callable[[int], None] | None = None) -> np.ndarray:
-    """NIQE's 36-d block features at two scales, exactly as pyiqa computes them for scoring."""
-    from pyiqa.archs.niqe_arch import (
-        blockproc,
-        compute_feature,
-        normalize_img_with_gauss,
-    )
-    from pyiqa.matlab_utils import imresize
-    from pyiqa.utils.color_util import to_y_channel
+def niqe_input(image: np.ndarray) -> np.ndarray:
+    """The RGB uint8 image NIQE reads: scaled bicubically (aspect kept) so that its shorter side lies in
+    [NIQE_MIN_SIDE, NIQE_MAX_SIDE], then cropped around its centre to a whole number of 96-px blocks."""
+    h, w = image.shape[:2]
+    short = min(h, w)
+    scale = min(max(short, NIQE_MIN_SIDE), NIQE_MAX_SIDE) / short
+    size = (max(NIQE_MIN_SIDE, round(w * scale)), max(NIQE_MIN_SIDE, round(h * scale)))
+    img = Image.fromarray(image).convert("RGB")
+    arr = np.asarray(img if size == img.size else img.resize(size, Image.BICUBIC))
+    ch, cw = arr.shape[0] // NIQE_BLOCK * NIQE_BLOCK, arr.shape[1] // NIQE_BLOCK * NIQE_BLOCK
+    top, left = (arr.shape[0] - ch) // 2, (arr.shape[1] - cw) // 2
+    return arr[top : top + ch, left : left + cw]
 
-    feats = []
-    for chunk in chunks(images, batch_size):
-        img = to_y_channel(to_tensor_batch(chunk, NIQE_SIZE, 3, UPSAMPLE).double(), 255, "yiq")
-        per_scale = []
-        for scale in (1, 2):
-            normalised = normalize_img_with_gauss(img, padding="replicate")
-            per_scale.append(blockproc(normalised, [96 // scale, 96 // scale], fun=compute_feature))
-            if scale == 1:
-                img = imresize(img / 255.0, scale=0.5, antialiasing=True) * 255.0
-        feats.append(torch.cat(per_scale, -1).reshape(-1, 36).numpy())
+
+def has_colour(image: np.ndarray) -> bool:
+    """Whether an image's channels differ somewhere (an RGB file of a grey image has none)."""
+    return image.ndim == 3 and image.shape[2] >= 3 and not (
+        np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
+
+
+def _niqe_batches(images: Sequence[np.ndarray], batch_size: int, device, colour: bool,
+                  done: Callable[[int], None] | None):
+    """(rows, planes (B, P, H, W)) per group of equally sized working images, `batch_size` images at a time:
+    luminance (P = 1), or Y, Cb, Cr for a colour model (P = 3)."""
+    to_planes = niqe.colour_planes if colour else niqe.y_channel
+    for start in range(0, len(images), batch_size):
+        prepared = [niqe_input(img) for img in images[start : start + batch_size]]
+        shapes: dict[tuple, list[int]] = {}
+        for i, arr in enumerate(prepared):
+            shapes.setdefault(arr.shape, []).append(i)
+        for rows in shapes.values():
+            rgb = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device).permute(0, 3, 1, 2)
+            yield [start + i for i in rows], to_planes(rgb.to(torch.float32) / 255.0)
         if done is not None:
-            done(len(chunk))
-    return np.concatenate(feats)
+            done(len(prepared))
 
 
-def fit_niqe_params(images: list[np.ndarray], path: Path, done: Callable[[int], None] | None = None) -> Path:
-    """Refit NIQE's pristine multivariate Gaussian on `images` and save it as pyiqa reads it (path-<sha>.mat)."""
-    import scipy.io
+def niqe_features(images: Sequence[np.ndarray], colour: bool, batch_size: int = 64, device="cpu",
+                  done: Callable[[int], None] | None = None) -> np.ndarray:
+    """NIQE's block features at two scales of every image (rows of all images end to end): 36 per block, or
+    108 (Y, Cb, Cr) for `colour`."""
+    tables = niqe.NiqeTables.build(torch.device(device))
+    feats = [niqe.plane_features(p, tables=tables).reshape(-1, p.shape[1] * niqe.FEATURES).cpu().numpy()
+             for _, p in _niqe_batches(images, batch_size, device, colour, done)]
+    return np.concatenate(feats) if feats else np.empty((0, (3 if colour else 1) * niqe.FEATURES))
 
-    f = niqe_features(images, done=done)
-    f = f[np.isfinite(f).all(1)]
-    if len(f) < 2 * f.shape[1]:
-        raise ValueError(f"NIQE refit needs more reference images: {len(f)} usable blocks for {f.shape[1]} features")
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"mu_prisparam": f.mean(0)[None], "cov_prisparam": np.cov(f.T)})
-    # The MAT header's 116 bytes of text carry the time of writing; a fixed text makes equal parameters equal files
-    # (and so equal names and data versions: a recalibration that changes nothing triggers nothing downstream).
-    data = bytearray(buffer.getvalue())
-    data[:116] = b"MATLAB 5.0 MAT-file, written by gmv-dagster".ljust(116)
-    # Named by content: a later fit on other images never overwrites parameters still in use.
-    final = path.with_name(f"{path.stem}-{hashlib.sha256(data).hexdigest()[:16]}{path.suffix}")
-    return write_atomically(final, lambda tmp: tmp.write_bytes(bytes(data)))
+
+def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], None] | None = None,
+                    device="cpu") -> Path:
+    """Refit NIQE's pristine multivariate Gaussian on `images` and save it (path-<sha>.mat, pyiqa's format).
+
+    Colour-aware: if any of `images` has colour, the model is NIQE's colour variant (luminance and chroma
+    planes, 108 features; see niqe.colour_planes), else pyiqa's NIQE on luminance (36). The file's shape says
+    which. Named by content: a later fit on other images never overwrites parameters still in use, and an identical
+    refit gives an identical file (the MAT header is fixed text), so a recalibration that changes nothing triggers
+    nothing.
+    """
+    colour = any(has_colour(img) for part in chunks(images, 256) for img in part)  # stops at the first colour
+    mu, cov = niqe.fit_pristine(niqe_features(images, colour, device=device, done=done))
+    tmp = niqe.save_pristine(path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}"), mu, cov)
+    final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
+    os.replace(tmp, final)
+    return final
+
+
+class _NiqeScorer:
+    """Raw NIQE of images with a refit pristine model (luminance or colour, as the model), on a device; NaN for an
+    image with no scorable block."""
+
+    def __init__(self, params_file: str, device, batch_size: int):
+        self.scorer = niqe.NiqeScorer.from_file(params_file, device)
+        self.device, self.batch_size = device, batch_size
+
+    def __call__(self, images: Sequence[np.ndarray], done: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.empty(len(images))
+        with torch.inference_mode():
+            for rows, planes in _niqe_batches(images, self.batch_size, self.device, self.scorer.planes == 3, done):
+                out[rows] = self.scorer.score(planes).cpu().numpy()
+        return out
 
 
 @contextlib.contextmanager
@@ -182,8 +261,6 @@ def _create_pyiqa(metric: str, device, weights_path: str | None):
             kwargs["backbone_pretrain"] = False
         with _offline_backbones():
             return pyiqa.create_metric(metric, device=device, **kwargs)
-    if weights_path:  # niqe with refit parameters
-        return pyiqa.create_metric(metric, device=device, pretrained_model_path=weights_path)
     return pyiqa.create_metric(metric, device=device)
 
 
@@ -209,15 +286,14 @@ class Calibration:
 
 def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, batch_size: int):
     if metric == "niqe_refit":
-        net, size = _create_pyiqa("niqe", device, params_file), NIQE_SIZE
-    else:
-        net, size = _create_pyiqa(metric, device, params_file), input_size
-    return lambda images, done=None: _pyiqa_scores(net, images, size, device, batch_size, done)
+        return _NiqeScorer(params_file, device, batch_size)
+    net = _create_pyiqa(metric, device, params_file)
+    return lambda images, done=None: _pyiqa_scores(net, images, input_size, device, batch_size, done)
 
 
 def calibrate(
     metric: str,
-    reference: list[np.ndarray],
+    reference: Sequence[np.ndarray],
     device: torch.device | str = "cpu",
     seed: int = 0,
     work_dir: Path | None = None,
@@ -228,9 +304,9 @@ def calibrate(
 ) -> Calibration:
     """Fit the scorer and anchor its mapping on `reference` (training) images.
 
-    For niqe_refit, 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
-    content) and 20% anchors q = 1. `progress(n, total)` after each n of the `total` images it scores
-    (the anchor images twice: clean and as noise).
+    For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
+    content) and the other 20% anchors q = 1 (calibration_split). `progress(n, total)` after each n of the
+    `total` images it scores (the anchor images twice: clean and as noise). `reference` may load lazily.
     """
     if metric not in METRICS:
         raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
@@ -238,20 +314,46 @@ def calibrate(
         return Calibration("none")
     if len(reference) < 10:
         raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
-    split = int(len(reference) * 0.8) if metric == "niqe_refit" else 0
-    anchor_set = reference[split:]
-    done = _counting(progress, split + 2 * len(anchor_set))
+    fit_rows, anchor_rows = calibration_split(len(reference), seed) if metric == "niqe_refit" else ([], range(len(reference)))
+    anchor_set = _Rows(reference, anchor_rows)
+    done = _counting(progress, len(fit_rows) + 2 * len(anchor_set))
     if metric == "niqe_refit":
-        params_file = str(fit_niqe_params(reference[:split], (work_dir or Path(".")) / "niqe_refit.mat", done))
+        params_file = str(fit_niqe_params(_Rows(reference, fit_rows), (work_dir or Path(".")) / "niqe_refit.mat",
+                                          done, device))
     else:
         params_file = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
     raw_score = _raw_scorer(metric, params_file, input_size, device, batch_size)
     return Calibration(
-        metric, good=float(np.median(raw_score(anchor_set, done))),
-        bad=float(np.median(raw_score(noise_like(anchor_set, seed), done))),
+        metric, good=_median_finite(raw_score(anchor_set, done), "reference images"),
+        bad=float(np.median(raw_score(NoiseLike(anchor_set, seed), done))),
         params_file=params_file, params_sha256=sha256_file(Path(params_file)) if params_file else None,
         input_size=input_size,
     )
+
+
+class _Rows(Sequence):
+    """The rows `rows` of a sequence, sliced lazily (a sequence that loads images loads only what is asked)."""
+
+    def __init__(self, items: Sequence, rows):
+        self.items, self.rows = items, list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            picked = self.rows[index]
+            if picked and picked == list(range(picked[0], picked[-1] + 1)):
+                return list(self.items[picked[0] : picked[-1] + 1])  # one contiguous read
+            return [self.items[i] for i in picked]
+        return self.items[self.rows[index]]
+
+
+def _median_finite(raw: np.ndarray, what: str) -> float:
+    finite = raw[np.isfinite(raw)]
+    if not len(finite):
+        raise ValueError(f"quality calibration: no {what} could be scored (all blank?): check the training images")
+    return float(np.median(finite))
 
 
 def load_quality_model(calibration: Calibration, device: torch.device | str = "cpu", batch_size: int = 64) -> QualityModel:

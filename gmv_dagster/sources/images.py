@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -124,3 +125,19 @@ def load_image(uri: str) -> np.ndarray:
 
 def load_images(uris: list[str]) -> list[np.ndarray]:
     return [load_image(u) for u in uris]
+
+
+class ImageSequence(Sequence):
+    """The images at `uris`, each loaded when asked for: a consumer that reads a batch at a time holds one batch,
+    not the whole table (quality scoring, calibration)."""
+
+    def __init__(self, uris: Sequence[str]):
+        self.uris = list(uris)
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return load_images(self.uris[index])
+        return load_image(self.uris[index])

@@ -11,9 +11,9 @@ from ...common.sampling import seeded_rows
 from ...common.timing import timed
 from ...method.quality import Calibration, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
-from ...sources.images import load_images
+from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from ..metadata import Progress, config_metadata, versioned
+from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
 
 
 class QualityConfig(dg.Config):
@@ -21,7 +21,7 @@ class QualityConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
 
 
-@dg.asset(group_name="quality", code_version="1", automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="quality", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
     quality_device: DeviceResource, gmv_home: GmvHome,
@@ -30,7 +30,7 @@ def quality_calibration(
     rows = seeded_rows(training_images.height, config.reference_size, config.seed)
     timings: dict = {}
     with timed(timings, "fit_seconds"):
-        reference = load_images(training_images["uri"].gather(rows).to_list())
+        reference = ImageSequence(training_images["uri"].gather(rows).to_list())
         calibration = quality_scorer.calibrate(reference, quality_device.torch_device(), config.seed,
                                                gmv_home.subdir("quality"),
                                                Progress(context.log, f"calibrating {quality_scorer.metric}", 0))
@@ -42,22 +42,29 @@ def quality_calibration(
     return versioned(df, **timings, reference_size=config.reference_size, seed=config.seed, **config_metadata(config))
 
 
-@dg.asset(group_name="quality", code_version="3", partitions_def=generated_batches, metadata=BATCH_TABLE,
-          automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="quality", code_version="4", op_tags=GPU_TAGS, partitions_def=generated_batches,
+          metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
 def quality_scores(
     context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, quality_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
-    """Quality q of each generated image of a batch (gen_id, raw_score, q, batch)."""
+    """Quality q of each generated image of a batch (gen_id, raw_score, q, note, batch); images are read a scoring
+    batch at a time. An image the scorer cannot score gets q = 0 and a note saying why (logged with its id)."""
     row = quality_calibration.row(0, named=True)
     calibration = Calibration.from_row(row)
     device = quality_device.torch_device()
     model = load_quality_model(calibration, device)
     timings: dict = {}
     with timed(timings, "score_seconds"):
-        raw, q = model.score(load_images(generated_images["uri"].to_list()),
+        raw, q = model.score(ImageSequence(generated_images["uri"].to_list()),
                              Progress(context.log, f"scoring with {model.metric}", 0))
     context.log.info(f"scored {len(q)} generated images with {model.metric} in {timings['score_seconds']} s")
-    df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q, "batch": generated_images["batch"]})
+    notes = model.unscored(raw)
+    for gen_id, note in zip(generated_images["id"], notes):
+        if note is not None:
+            context.log.warning(f"generated image {gen_id}: {note}")
+    df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q,
+                       "note": pl.Series(notes, dtype=pl.String), "batch": generated_images["batch"]})
     return versioned(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()) if len(q) else 0.0,
+                     unscored=sum(n is not None for n in notes),
                      device=str(device), reference_size=row["reference_size"], seed=row["seed"], **timings,
                      calibration=dg.MetadataValue.json(json.loads(json.dumps(row))))

@@ -134,6 +134,10 @@ def dagster_env(tmp_path, image_folders):
             "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_SENSOR_INTERVAL": "5"}
 
 
+# The dev server is on loopback: never through a proxy (urlopen's global opener keeps the proxies it saw first).
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class DevServer:
     def __init__(self, url: str, log: Path):
         self.url, self.log = url, log
@@ -141,7 +145,7 @@ class DevServer:
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         req = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with LOOPBACK.open(req, timeout=30) as resp:
             return json.loads(resp.read())
 
 

@@ -1,5 +1,7 @@
 import json
 
+import urllib.request
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,6 +99,9 @@ def test_missing_fashion_mnist_names_all_three_ways(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist_mod, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no internet here either way; fail fast
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    # urlopen builds its global opener, proxies included, on first use and keeps it: restore it after the test,
+    # or every later urlopen in this process (the dagster dev fixtures' GraphQL calls) goes to that dead proxy
+    monkeypatch.setattr(urllib.request, "_opener", None)
     with pytest.raises(SourceError) as err:
         locate_fashion_mnist(str(tmp_path / "mine"), tmp_path / "dl")
     text = str(err.value)

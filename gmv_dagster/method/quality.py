@@ -145,14 +145,15 @@ def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_siz
     return np.concatenate(out) if out else np.empty(0)
 
 
-def niqe_input(image: np.ndarray) -> np.ndarray:
-    """The RGB uint8 image NIQE reads: scaled bicubically (aspect kept) so that its shorter side lies in
-    [NIQE_MIN_SIDE, NIQE_MAX_SIDE], then cropped around its centre to a whole number of 96-px blocks."""
+def niqe_input(image: np.ndarray, grey_as_luminance: bool = False) -> np.ndarray:
+    """The uint8 image NIQE reads: scaled bicubically (aspect kept) so that its shorter side lies in
+    [NIQE_MIN_SIDE, NIQE_MAX_SIDE], then cropped around its centre to a whole number of 96-px blocks. RGB, or with
+    `grey_as_luminance` a grey image as one plane (H, W): its luminance already, and a third of the work."""
     h, w = image.shape[:2]
     short = min(h, w)
     scale = min(max(short, NIQE_MIN_SIDE), NIQE_MAX_SIDE) / short
     size = (max(NIQE_MIN_SIDE, round(w * scale)), max(NIQE_MIN_SIDE, round(h * scale)))
-    img = Image.fromarray(image).convert("RGB")
+    img = Image.fromarray(image).convert("L" if grey_as_luminance and not has_colour(image) else "RGB")
     arr = np.asarray(img if size == img.size else img.resize(size, Image.BICUBIC))
     ch, cw = arr.shape[0] // NIQE_BLOCK * NIQE_BLOCK, arr.shape[1] // NIQE_BLOCK * NIQE_BLOCK
     top, left = (arr.shape[0] - ch) // 2, (arr.shape[1] - cw) // 2
@@ -171,13 +172,16 @@ def _niqe_batches(images: Sequence[np.ndarray], batch_size: int, device, colour:
     luminance (P = 1), or Y, Cb, Cr for a colour model (P = 3)."""
     to_planes = niqe.colour_planes if colour else niqe.y_channel
     for start in range(0, len(images), batch_size):
-        prepared = [niqe_input(img) for img in images[start : start + batch_size]]
+        prepared = [niqe_input(img, grey_as_luminance=not colour) for img in images[start : start + batch_size]]
         shapes: dict[tuple, list[int]] = {}
         for i, arr in enumerate(prepared):
             shapes.setdefault(arr.shape, []).append(i)
         for rows in shapes.values():
-            rgb = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device).permute(0, 3, 1, 2)
-            yield [start + i for i in rows], to_planes(rgb.to(torch.float32) / 255.0)
+            batch = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device)
+            if batch.ndim == 3:  # grey, for the luminance model: the plane is the luminance (pyiqa's Y of R = G = B)
+                yield [start + i for i in rows], batch[:, None].to(torch.float32)
+            else:
+                yield [start + i for i in rows], to_planes(batch.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
         if done is not None:
             done(len(prepared))
 

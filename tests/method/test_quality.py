@@ -163,3 +163,19 @@ def test_colour_photos_get_the_colour_model_and_blur_and_noise_rank_below_clean(
     grey = np.asarray(Image.fromarray(test[0]).convert("L"))
     raw, q = model.score([grey])
     assert q.tolist() == [0.0] and "grey image scored against a colour training set" in model.unscored(raw)[0]
+
+
+def test_a_grey_image_scores_the_same_as_one_plane_or_as_rgb(fashion_mnist_dir, tmp_path):
+    """Grey images take a one-plane path (a third of the work); pyiqa's luminance of R = G = B is the grey level,
+    so the score must be bit for bit that of the RGB path."""
+    from gmv_dagster.method.niqe import NiqeScorer
+
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
+    test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:20])
+    calibration = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)
+    grey_raw, _ = load_quality_model(calibration).score(test)
+    assert niqe_input(test[0], grey_as_luminance=True).ndim == 2 and niqe_input(test[0]).ndim == 3
+    rgb = torch.from_numpy(np.stack([niqe_input(i) for i in test])).permute(0, 3, 1, 2).float() / 255.0
+    rgb_raw = NiqeScorer.from_file(calibration.params_file).score_rgb(rgb).numpy()
+    assert np.isfinite(grey_raw).all() and len(set(grey_raw.tolist())) == 20
+    np.testing.assert_array_equal(grey_raw, rgb_raw)

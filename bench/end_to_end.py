@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from PIL import Image
 
 from gmv_dagster.runner import run_valuation
-from gmv_dagster.sources.batches import COMPLETE_MARKER
+from gmv_dagster.sources.batches import write_inbox_batch
 from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
 from gmv_dagster.sources.images import read_idx
 
@@ -78,11 +77,7 @@ def main() -> None:
     print(f"\nwhole first run, wall clock (incl. the demo generator's training, manifests, checks, galleries): {wall:.1f} s")
 
     images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[: args.batch_size]
-    batch = inbox / "new-batch"
-    batch.mkdir(parents=True)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(batch / f"img{i:05d}.png")
-    (batch / COMPLETE_MARKER).touch()
+    write_inbox_batch(inbox, "new-batch", images)
     start = time.perf_counter()
     assert run_valuation(home, instance, env=env, batches=["new-batch"]).success
     batch_wall = time.perf_counter() - start

@@ -21,10 +21,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import numpy as np
-from PIL import Image
 
 from gmv_dagster.runner import run_valuation
-from gmv_dagster.sources.batches import COMPLETE_MARKER
+from gmv_dagster.sources.batches import write_inbox_batch
 from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
 from gmv_dagster.sources.images import read_idx
 
@@ -59,11 +58,7 @@ def main() -> None:
     timed("1. demo valued in a fresh home (1 batch)", lambda: run_valuation(incremental, instance, env=env))
 
     images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[: args.batch_size]
-    batch = inbox / "new-batch"
-    batch.mkdir(parents=True)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(batch / f"img{i:05d}.png")
-    (batch / COMPLETE_MARKER).touch()
+    write_inbox_batch(inbox, "new-batch", images)
     timed(f"2. one new batch of {len(images)} images, then the sum",
           lambda: run_valuation(incremental, instance, env=env, batches=["new-batch"]))
     timed("3. both batches from scratch in another fresh home",

@@ -26,8 +26,9 @@ def build_jobs(sharded: bool) -> list:
             description="One batch of generated images: manifest, embeddings, quality, matches, credits (the sum follows)",
         ),
         dg.define_asset_job(
-            "refresh_sources", selection=dg.AssetSelection.assets(sources.training_images, embeddings.embedding_model),
-            description="Rescan the training images and the embedder; whatever their change affects follows by automation",
+            "refresh_sources", selection=dg.AssetSelection.assets(sources.training_images, embeddings.similarity_model,
+                                                                   embeddings.embedding_model),
+            description="Rescan the training images and the embedder (training a learned one); whatever their change affects follows by automation",
         ),
         dg.define_asset_job(
             "criteria", selection=dg.AssetSelection.all() - training,

@@ -173,11 +173,30 @@ def torchvision_embedder(arch: str, image_size: int = 224, weights_path: str | N
 
 
 def make_embedder(backbone: str, image_size: int | None = None, weights_path: str | None = None) -> Embedder:
-    """`pixels`, `efficientnet_lite0` or `torchvision:<arch>`; a missing weights file is an error."""
+    """`pixels`, `efficientnet_lite0`, `similarity` (trained weights file) or `torchvision:<arch>`; a missing
+    weights file is an error."""
     if backbone == "pixels":
         return pixel_embedder(image_size or 32)
     if backbone == "efficientnet_lite0":
         return efficientnet_lite0_embedder(image_size or 64, weights_path)
     if backbone.startswith("torchvision:"):
         return torchvision_embedder(backbone.split(":", 1)[1], image_size or 224, weights_path)
-    raise ValueError(f"unknown backbone {backbone!r}: use pixels, efficientnet_lite0 or torchvision:<arch>")
+    if backbone == "similarity":
+        return similarity_embedder(weights_path, image_size)
+    raise ValueError(f"unknown backbone {backbone!r}: use pixels, efficientnet_lite0, similarity or torchvision:<arch>")
+
+
+def similarity_embedder(weights_path: str | None, image_size: int | None = None) -> Embedder:
+    """The similarity learned from the training images (method/similarity.py), from its weights file: the
+    `similarity_model` asset trains it and passes the file; its input size is the one it was trained at."""
+    from .similarity import embedder_kwargs
+
+    if not weights_path or not Path(weights_path).is_file():
+        raise WeightsNotFoundError(
+            f"the similarity backbone needs its trained weights file ({weights_path!r} does not exist): "
+            "materialise the similarity_model asset, which trains it on the training images")
+    kwargs = embedder_kwargs(weights_path)
+    if image_size not in (None, kwargs["image_size"]):
+        raise ValueError(f"the similarity in {weights_path} was trained at {kwargs['image_size']} px, not {image_size}: "
+                         "set image_size in the similarity_model config instead")
+    return Embedder(**kwargs)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from ..common.tensors import WeightsNotFoundError, load_weights, to_tensor_batch
+from .aligned import aligned_distance
 from .search import sort_neighbours
 
-RERANKERS = ("none", "l2", "lpips")
+RERANKERS = ("none", "l2", "aligned", "lpips")
 PairDistance = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
 
@@ -80,6 +81,8 @@ def make_pair_distance(name: str, weights_path: str | None, device):
         return None
     if name == "l2":
         return l2_distance()
+    if name == "aligned":  # offline and shift-robust: normalised distance minimised over shifts of up to 3 px
+        return aligned_distance()
     if name == "lpips":
         return lpips_distance(weights_path, device=device)
-    raise ValueError(f"rerank must be one of none, l2, lpips; got {name!r}")
+    raise ValueError(f"rerank must be one of {', '.join(RERANKERS)}; got {name!r}")

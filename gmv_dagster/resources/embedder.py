@@ -4,6 +4,7 @@
 from functools import lru_cache
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
 from ..method.embedders import Embedder, make_embedder
@@ -15,14 +16,24 @@ def _cached(backbone: str, image_size: int | None, weights_path: str | None) -> 
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """`pixels` (default, chosen by measured C1 on the demo), `efficientnet_lite0`, `torchvision:<arch>`."""
+    """`pixels` (default, chosen by measured C1 on the demo), `similarity` (learned from the training images by
+    the similarity_model asset), `efficientnet_lite0`, `torchvision:<arch>`."""
 
-    backbone: str = Field(default="pixels", description="pixels | efficientnet_lite0 | torchvision:<arch>")
+    backbone: str = Field(default="pixels", description="pixels | similarity | efficientnet_lite0 | torchvision:<arch>")
     image_size: int | None = Field(default=None, description="input size in px; default per backbone (32/64/224)")
     weights_path: str | None = Field(
         default=None, description="local weights file; torchvision falls back to $TORCH_HOME/hub/checkpoints"
     )
 
-    def load(self) -> Embedder:
-        """The embedder; a missing weights file raises WeightsNotFoundError, never a silent switch."""
-        return _cached(self.backbone, self.image_size, self.weights_path)
+    @property
+    def learned(self) -> bool:
+        """Whether the embedder is trained by the pipeline (its weights come from the similarity_model asset)."""
+        return self.backbone == "similarity"
+
+    def load(self, trained: pl.DataFrame | None = None) -> Embedder:
+        """The embedder; for `similarity` the weights file of `trained` (the similarity_model table). A missing
+        weights file raises WeightsNotFoundError, never a silent switch."""
+        weights = self.weights_path
+        if self.learned:
+            weights = trained["weights_file"][0] if trained is not None and trained.height else None
+        return _cached(self.backbone, self.image_size, weights)

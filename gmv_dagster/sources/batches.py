@@ -9,11 +9,13 @@ and are left alone. The name is the batch's key (its Dagster partition), and eve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from PIL import Image
 
 from .images import SourceError
 from .manifests import Scan, manifest_from_path
@@ -47,6 +49,17 @@ def scan_inbox(inbox: Path) -> tuple[list[str], dict[str, str]]:
         else:
             ready.append(folder.name)
     return ready, waiting
+
+
+def write_inbox_batch(inbox: Path, key: str, images: Sequence[np.ndarray]) -> Path:
+    """A batch as a producer should write it: the images (PNG) into inbox/key, then the _COMPLETE marker last,
+    so that the inbox sensor never takes a half-written batch."""
+    folder = Path(inbox) / key
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"img{i:05d}.png")
+    (folder / COMPLETE_MARKER).touch()
+    return folder
 
 
 def inbox_batch_path(inbox: Path, key: str) -> Path:

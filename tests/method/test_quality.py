@@ -7,8 +7,14 @@ import torchvision.transforms.functional as TF
 
 from gmv_dagster.common.tensors import WeightsNotFoundError
 from gmv_dagster.evaluation.near_copies import photo_crops
-from gmv_dagster.method.quality import (UNSCORED_NIQE, AnchoredMapping, calibrate, calibration_split,
-                                        load_quality_model, niqe_input)
+from gmv_dagster.method.quality import (
+    UNSCORED_NIQE,
+    AnchoredMapping,
+    calibrate,
+    calibration_split,
+    load_quality_model,
+    niqe_input,
+)
 from gmv_dagster.sources.images import read_idx
 
 
@@ -179,3 +185,10 @@ def test_a_grey_image_scores_the_same_as_one_plane_or_as_rgb(fashion_mnist_dir, 
     rgb_raw = NiqeScorer.from_file(calibration.params_file).score_rgb(rgb).numpy()
     assert np.isfinite(grey_raw).all() and len(set(grey_raw.tolist())) == 20
     np.testing.assert_array_equal(grey_raw, rgb_raw)
+
+
+def test_too_few_reference_images_for_the_niqe_fit_name_the_setting_to_raise(fashion_mnist_dir, tmp_path):
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:12])  # 9 fit images: 36 blocks < 72
+    with pytest.raises(ValueError, match=r"needs at least 72 image blocks.*gave 36.*Raise quality_calibration's "
+                                         r"reference_size"):
+        calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)

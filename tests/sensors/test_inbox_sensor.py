@@ -70,4 +70,4 @@ def test_revaluation_schedule_rescans_the_sources_on_the_configured_cron(tmp_pat
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.job_name == "refresh_sources"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     selected = defs.resolve_job_def("refresh_sources").asset_layer.executable_asset_keys
-    assert {k.to_user_string() for k in selected} == {"training_images", "embedding_model"}
+    assert {k.to_user_string() for k in selected} == {"training_images", "similarity_model", "embedding_model"}

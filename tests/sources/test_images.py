@@ -1,5 +1,4 @@
 import json
-
 import urllib.request
 
 import numpy as np

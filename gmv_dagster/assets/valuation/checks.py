@@ -24,9 +24,9 @@ def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
     return df.filter(pl.col(column) == context.partition_key)
 
 
-def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetCheckResult:
+def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     emb = embedding_matrix(df)
-    expected = embedder.load().dim
+    expected = embedder.load(gmv_home.stored_rows("similarity_model") if embedder.learned else None).dim
     finite = np.isfinite(emb).all(axis=1)
     bad = df["id"].filter(~pl.Series(finite)).head(3).to_list()
     return dg.AssetCheckResult(
@@ -38,16 +38,16 @@ def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource) -> dg.AssetChec
 
 @dg.asset_check(asset=embeddings.train_embeddings, blocking=True)
 def train_embeddings_finite(context: dg.AssetCheckExecutionContext, train_embeddings: pl.DataFrame,
-                            embedder: EmbedderResource) -> dg.AssetCheckResult:
+                            embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     """Every training embedding (of the shard) is finite and has the embedder's dimension."""
-    return _embeddings_ok(_this_partition(context, train_embeddings, "shard"), embedder)
+    return _embeddings_ok(_this_partition(context, train_embeddings, "shard"), embedder, gmv_home)
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
 def generated_embeddings_finite(context: dg.AssetCheckExecutionContext, generated_embeddings: pl.DataFrame,
-                                embedder: EmbedderResource) -> dg.AssetCheckResult:
+                                embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
-    return _embeddings_ok(_this_partition(context, generated_embeddings, "batch"), embedder)
+    return _embeddings_ok(_this_partition(context, generated_embeddings, "batch"), embedder, gmv_home)
 
 
 class RecallCheckConfig(dg.Config):

@@ -2,27 +2,42 @@
 
 
 import hashlib
+import json
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 
+from ...common.files import sha256_file, write_atomically
+from ...method.similarity import FORMAT as SIMILARITY_FORMAT
+from ...method.similarity import SimilarityParams, load_similarity, train_similarity
 from ...pipeline.reuse import in_manifest_order, reusable_embeddings, still_to_embed
 from ...pipeline.shards import shard_slice
 from ...resources import DeviceResource, EmbedderResource, GmvHome
-from ...sources.images import load_images
+from ...sources.images import ImageSequence, load_images
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from ..metadata import GPU_TAGS, Progress, embedding_frame, own_partition, versioned
+from ..metadata import (
+    GPU_TAGS,
+    Progress,
+    config_metadata,
+    embedding_frame,
+    own_partition,
+    versioned,
+)
+
+_SIM = SimilarityParams()
 
 
 def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | None, embedder: EmbedderResource,
-                   device: DeviceResource, **partition: str) -> dg.Output[pl.DataFrame]:
+                   device: DeviceResource, trained: pl.DataFrame, **partition: str) -> dg.Output[pl.DataFrame]:
     """id, content_hash, embedder (fingerprint), embedding [, batch] [, partition columns] for every manifest row.
 
     Rows of `previous` with the same id, content hash and embedder fingerprint are kept as they are;
     a new backbone, weights file, input size or dtype changes the fingerprint and re-embeds everything.
     """
-    model = embedder.load()
+    model = embedder.load(trained)
     dev, dtype = device.torch_device(), device.torch_dtype()
     model.to(dev, dtype)
     fingerprint = model.fingerprint(dtype)
@@ -53,11 +68,64 @@ def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | Non
     )
 
 
-@dg.asset(group_name="embeddings", code_version="1")
-def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource) -> dg.MaterializeResult:
+class SimilarityConfig(dg.Config):
+    image_size: int = Field(default=_SIM.image_size, ge=8, description="input size in px the similarity is trained at")
+    dim: int = Field(default=_SIM.dim, ge=2, le=256, description="embedding dimension")
+    steps: int = Field(default=_SIM.steps, ge=0, description="optimiser steps (a fixed amount of work: deterministic)")
+    max_train_images: int = Field(default=_SIM.max_train_images, ge=2, description="seeded sample trained on")
+    seed: int = Field(default=_SIM.seed, description="seed of the sample, the initial weights and the augmentations")
+
+    def params(self) -> SimilarityParams:
+        return replace(_SIM, image_size=self.image_size, dim=self.dim, steps=self.steps,
+                       max_train_images=self.max_train_images, seed=self.seed)
+
+
+SIMILARITY_SCHEMA = {"weights_file": pl.String, "weights_sha256": pl.String, "state_sha256": pl.String,
+                     "training_key": pl.String, "channels": pl.Int64, "dim": pl.Int64, "image_size": pl.Int64,
+                     "train_images": pl.Int64, "reused": pl.Boolean}
+
+
+@dg.asset(group_name="embeddings", code_version="1", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+def similarity_model(context, config: SimilarityConfig, training_images: pl.DataFrame, embedder: EmbedderResource,
+                     embedding_device: DeviceResource, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
+    """The similarity learned from the training images (contrastive, method/similarity.py), when the embedder's
+    backbone is `similarity`; no row for any other backbone. Its weights are saved under GMV_HOME/similarity, named
+    by what decides them (training images in order, their content hashes, the config): while those are unchanged
+    the file is reused, not trained again; a change trains a new one (and, through automation, re-embeds)."""
+    if not embedder.learned:
+        context.log.info(f"backbone {embedder.backbone} is not learned: no similarity to train")
+        return versioned(pl.DataFrame(schema=SIMILARITY_SCHEMA), backbone=embedder.backbone)
+    params = config.params()
+    key = hashlib.sha256(json.dumps([SIMILARITY_FORMAT, params.to_dict(), training_images["id"].to_list(),
+                                     training_images["content_hash"].to_list()]).encode()).hexdigest()
+    path = gmv_home.subdir("similarity") / f"similarity-{key[:16]}.pt"
+    reused = path.is_file()
+    device = embedding_device.torch_device()
+    if reused:
+        model = load_similarity(path)
+        context.log.info(f"similarity for these training images and config exists: reusing {path}")
+    else:
+        progress = Progress(context.log, f"training the similarity ({params.dim}-d, {params.image_size} px)", params.steps)
+        model = train_similarity(ImageSequence(training_images["uri"].to_list()), params, device,
+                                 lambda step, steps: progress(step - progress.done, steps))
+        write_atomically(path, model.save)
+        context.log.info(f"similarity trained on {model.info['train_images']} images in {model.info['seconds']} s")
+    row = {"weights_file": str(path), "weights_sha256": sha256_file(path), "state_sha256": model.sha256,
+           "training_key": key, "channels": model.channels, "dim": model.dim, "image_size": model.image_size,
+           "train_images": int(model.info.get("train_images", 0)), "reused": reused}
+    info = {k: v for k, v in model.info.items() if isinstance(v, (int, float, str, bool))}
+    # The data version is the weights' hash: downstream re-embeds only when the weights change.
+    return versioned(pl.DataFrame([row], schema=SIMILARITY_SCHEMA), version=model.sha256[:24], **row,
+                     **{f"training/{k}": v for k, v in info.items()}, device=str(device),
+                     seconds=float(info.get("seconds", 0.0)) if not reused else 0.0, **config_metadata(config))
+
+
+@dg.asset(group_name="embeddings", code_version="2")
+def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource,
+                    similarity_model: pl.DataFrame) -> dg.MaterializeResult:
     """The feature extractor f as data: its fingerprint (backbone, weights sha256, input size, precision) is the
     data version, so a new backbone or weights file re-embeds every training image and every batch."""
-    model = embedder.load()
+    model = embedder.load(similarity_model)
     fingerprint = model.fingerprint(embedding_device.torch_dtype())
     version = hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
     return dg.MaterializeResult(
@@ -71,7 +139,8 @@ def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource
 @dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
           deps=[embedding_model])
 def train_embeddings(
-    context, training_images: pl.DataFrame, embedder: EmbedderResource, embedding_device: DeviceResource, gmv_home: GmvHome
+    context, training_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
+    embedding_device: DeviceResource, gmv_home: GmvHome
 ) -> dg.Output[pl.DataFrame]:
     """L2-normalised feature vector of every training image (of one shard, where GMV_TRAIN_SHARDS > 1); new images
     are embedded, the rest reused."""
@@ -79,16 +148,17 @@ def train_embeddings(
     previous = gmv_home.stored_rows("train_embeddings")
     key = own_partition(context)
     if key is None:
-        return embed_manifest(context, training_images, previous, embedder, embedding_device)
+        return embed_manifest(context, training_images, previous, embedder, embedding_device, similarity_model)
     shard = training_images[shard_slice(training_images.height, key)]
-    return embed_manifest(context, shard, previous, embedder, embedding_device, shard=key)
+    return embed_manifest(context, shard, previous, embedder, embedding_device, similarity_model, shard=key)
 
 
 @dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS, deps=[embedding_model])
 def generated_embeddings(
-    context, generated_images: pl.DataFrame, embedder: EmbedderResource, embedding_device: DeviceResource, gmv_home: GmvHome
+    context, generated_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
+    embedding_device: DeviceResource, gmv_home: GmvHome
 ) -> dg.Output[pl.DataFrame]:
     """L2-normalised feature vector of every generated image of one batch."""
     previous = gmv_home.stored_rows("generated_embeddings", batch=context.partition_key)
-    return embed_manifest(context, generated_images, previous, embedder, embedding_device)
+    return embed_manifest(context, generated_images, previous, embedder, embedding_device, similarity_model)

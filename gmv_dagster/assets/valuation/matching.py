@@ -111,7 +111,8 @@ def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tupl
 class MatchesConfig(dg.Config):
     k: int = Field(default=_M.k, gt=0, description="contributors kept per generated image (top k)")
     candidates: int = Field(default=_M.candidates, gt=0, description="K': recalled before re-ranking")
-    rerank: str = Field(default="none", description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), lpips (local AlexNet file)")
+    rerank: str = Field(default="none", description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), aligned (offline, "
+                                                     "robust to shifts of up to 3 px), lpips (local AlexNet file)")
     rerank_weights_path: str | None = Field(default=None, description="AlexNet state dict for rerank=lpips")
     recall_sample: int = Field(default=200, gt=0, description="generated images checked against exact search")
     seed: int = 0

@@ -1,0 +1,61 @@
+"""The linear datamodeling score (LDS; TRAK, Park et al. 2023; D-TRAK, Zheng et al. 2024), the computation only.
+
+Given attributions tau(z_j)_i of generated sample j to training image i, S random training subsets (masks) and,
+for each subset s, the output f_s(z_j) of a model retrained on it, LDS_j is the Spearman correlation over s of
+sum_{i in S_s} tau(z_j)_i and f_s(z_j); LDS is the mean over j, with a bootstrap interval over the samples.
+The output must grow with attribution (TRAK uses the log-probability): for a loss, pass its negative.
+Retraining the generator on the subsets, and which outputs to use, belong to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class LdsResult:
+    mean: float  # LDS: mean over the samples with a defined correlation
+    low: float  # bootstrap 95% interval of the mean
+    high: float
+    per_sample: np.ndarray  # (m,) Spearman per generated sample; NaN where undefined (constant predictions)
+    defined: int  # samples with a defined correlation
+
+
+def random_subsets(n: int, count: int, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """(count, n) boolean masks, each exactly round(fraction * n) training images drawn without replacement,
+    seeded: the same masks for the same arguments (D-TRAK: half of the training set, S >= 32)."""
+    if not 0 < fraction < 1 or count < 2 or n < 2:
+        raise ValueError(f"subsets need 0 < fraction < 1, count >= 2 and n >= 2 (got {fraction}, {count}, {n})")
+    size = round(fraction * n)
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((count, n), dtype=bool)
+    for s in range(count):
+        masks[s, rng.choice(n, size=size, replace=False)] = True
+    return masks
+
+
+def linear_datamodeling_score(attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray,
+                              n_bootstrap: int = 1000, seed: int = 0) -> LdsResult:
+    """LDS of `attributions` (m generated x n training) against `outputs` (S subsets x m) of models retrained on
+    `subsets` (S x n masks). A sample whose predicted sums are constant over the subsets (all attribution on
+    images in every subset or none, e.g. all zero) has no correlation: NaN, left out of the mean and counted."""
+    a, masks, y = np.asarray(attributions, np.float64), np.asarray(subsets, bool), np.asarray(outputs, np.float64)
+    if a.ndim != 2 or masks.ndim != 2 or y.shape != (masks.shape[0], a.shape[0]) or masks.shape[1] != a.shape[1]:
+        raise ValueError(f"shapes do not fit: attributions {a.shape} (m x n), subsets {masks.shape} (S x n), "
+                         f"outputs {y.shape} (S x m)")
+    predicted = masks.astype(np.float64) @ a.T  # (S, m): each subset's summed attribution per sample
+    per_sample = np.full(a.shape[0], np.nan)
+    for j in range(a.shape[0]):
+        p, o = predicted[:, j], y[:, j]
+        if np.ptp(p) > 0 and np.ptp(o) > 0:
+            per_sample[j] = stats.spearmanr(p, o).statistic
+    ok = per_sample[np.isfinite(per_sample)]
+    if not len(ok):
+        return LdsResult(float("nan"), float("nan"), float("nan"), per_sample, 0)
+    rng = np.random.default_rng(seed)
+    means = ok[rng.integers(0, len(ok), size=(n_bootstrap, len(ok)))].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return LdsResult(float(ok.mean()), float(low), float(high), per_sample, len(ok))

@@ -46,9 +46,17 @@ try:  # the package is being restructured: valuation/ -> method/
 except ImportError:  # pragma: no cover - before the move
     from gmv_dagster.valuation.embedders import Embedder, make_embedder  # noqa: F401
 
-from gmv_dagster.evaluation.near_copies import DEFAULT_STRENGTHS, near_copy_set, photo_crops
+from gmv_dagster.evaluation.near_copies import (
+    DEFAULT_STRENGTHS,
+    near_copy_set,
+    photo_crops,
+)
 from gmv_dagster.method.aligned import aligned_distance
-from gmv_dagster.method.similarity import SimilarityParams, to_tensor_batch, train_similarity
+from gmv_dagster.method.similarity import (
+    SimilarityParams,
+    to_tensor_batch,
+    train_similarity,
+)
 
 FASHION_MNIST = Path(os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 K = 50

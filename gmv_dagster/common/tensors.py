@@ -37,3 +37,10 @@ def to_tensor_batch(
     ]
     batch = torch.from_numpy(np.stack(arrays)) / 255.0
     return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()
+
+
+def has_colour(image: np.ndarray) -> bool:
+    """Whether an image's channels differ somewhere (an RGB file of a grey image has none)."""
+    a = np.asarray(image)
+    return a.ndim == 3 and a.shape[2] >= 3 and not (
+        np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]))

@@ -25,16 +25,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-__all__ = ["PairDistance", "aligned_distance", "fused_distance", "is_colour"]
+from ..common.tensors import has_colour
+
+__all__ = ["PairDistance", "aligned_distance", "fused_distance"]
 
 PairDistance = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
-
-
-def is_colour(image: np.ndarray) -> bool:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] < 3:
-        return False
-    return not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]))
 
 
 def _resized(images: Sequence[np.ndarray], size: int, channels: int) -> np.ndarray:
@@ -65,7 +60,7 @@ def aligned_distance(size: int = 32, max_shift: int = 3, channels: int | None = 
     def distance(generated: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
         if len(candidates) == 0:
             return np.empty(0, dtype=np.float64)
-        ch = channels or (3 if is_colour(generated) or any(is_colour(c) for c in candidates) else 1)
+        ch = channels or (3 if has_colour(generated) or any(has_colour(c) for c in candidates) else 1)
         g = _resized([generated], size, ch)[0, max_shift : max_shift + m, max_shift : max_shift + m]
         g = _standardise(g, (0, 1, 2))
         c = _resized(candidates, size, ch)  # (N, S, S, C)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..common.files import sha256_file
 from ..common.sampling import chunks
-from ..common.tensors import WeightsNotFoundError, to_tensor_batch
+from ..common.tensors import WeightsNotFoundError, has_colour, to_tensor_batch
 from . import niqe
 
 # Metrics that need a weights file, and where their authors publish it.
@@ -158,12 +158,6 @@ def niqe_input(image: np.ndarray, grey_as_luminance: bool = False) -> np.ndarray
     ch, cw = arr.shape[0] // NIQE_BLOCK * NIQE_BLOCK, arr.shape[1] // NIQE_BLOCK * NIQE_BLOCK
     top, left = (arr.shape[0] - ch) // 2, (arr.shape[1] - cw) // 2
     return arr[top : top + ch, left : left + cw]
-
-
-def has_colour(image: np.ndarray) -> bool:
-    """Whether an image's channels differ somewhere (an RGB file of a grey image has none)."""
-    return image.ndim == 3 and image.shape[2] >= 3 and not (
-        np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def _niqe_batches(images: Sequence[np.ndarray], batch_size: int, device, colour: bool,

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..common.tensors import to_tensor_batch
+from ..common.tensors import has_colour, to_tensor_batch
 
 __all__ = [
     "SimilarityModel",
@@ -114,17 +114,9 @@ class SimilarityParams:
 # preprocessing (identical to the project's embedders.to_tensor_batch)
 
 
-def _is_colour(image: np.ndarray) -> bool:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] < 3:
-        return False
-    r, g, b = a[..., 0], a[..., 1], a[..., 2]
-    return not (np.array_equal(r, g) and np.array_equal(g, b))
-
-
 def detect_channels(images: Sequence[np.ndarray]) -> int:
     """3 when any image has 3 channels that differ (a colour set), else 1."""
-    return 3 if any(_is_colour(img) for img in images) else 1
+    return 3 if any(has_colour(img) for img in images) else 1
 
 
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -41,19 +41,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-try:  # the package is being restructured: valuation/ -> method/
-    from gmv_dagster.method.embedders import Embedder, make_embedder
-except ImportError:  # pragma: no cover - before the move
-    from gmv_dagster.valuation.embedders import Embedder, make_embedder  # noqa: F401
-
 from gmv_dagster.evaluation.near_copies import (
     DEFAULT_STRENGTHS,
     near_copy_set,
     photo_crops,
 )
 from gmv_dagster.method.aligned import aligned_distance
+from gmv_dagster.method.embedders import Embedder, make_embedder
 from gmv_dagster.method.similarity import (
     SimilarityParams,
+    embedder_kwargs,
     to_tensor_batch,
     train_similarity,
 )
@@ -155,11 +152,11 @@ def run_domain(name: str, args, params: SimilarityParams) -> tuple[list[dict], d
             progress = _progress_printer(name, t)
             model = train_similarity(train, params, progress=progress)
             train_s = time.perf_counter() - t
-            embed = model.embed
+            embedder = Embedder(**embedder_kwargs(model))
             extra["similarity_info"] = model.info | {"channels": model.channels, "sha256": model.sha256}
         else:
-            e = make_embedder(emb_name, 96 if emb_name == "efficientnet_lite0" else None)
-            embed = lambda ims, e=e: e.embed(ims, batch_size=256)
+            embedder = make_embedder(emb_name, 96 if emb_name == "efficientnet_lite0" else None)
+        embed = lambda ims, e=embedder: e.embed(ims, batch_size=256)
         t = time.perf_counter()
         train_emb = embed(train)
         index_s = time.perf_counter() - t

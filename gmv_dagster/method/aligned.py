@@ -83,7 +83,7 @@ def fused_distance(
     channels: int | None = None,
 ) -> PairDistance:
     """aligned distance + weight x (1 - cosine) of `embed` (any images -> L2-normalised rows, e.g.
-    `SimilarityModel.embed`); the candidates are embedded again (cheap for a small model)."""
+    an `Embedder.embed`); the candidates are embedded again (cheap for a small model)."""
     aligned = aligned_distance(size, max_shift, channels)
 
     def distance(generated: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:

@@ -288,7 +288,8 @@ def fit_pristine(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(features, dtype=np.float64)
     f = f[np.isfinite(f).all(1)]
     if len(f) < 2 * f.shape[1]:
-        raise ValueError(f"NIQE refit needs more reference images: {len(f)} usable blocks for {f.shape[1]} features")
+        raise ValueError(f"NIQE refit needs more reference images: a model of {f.shape[1]} features needs at least "
+                         f"{2 * f.shape[1]} image blocks to fit, the images gave {len(f)} usable ones")
     return f.mean(0), np.cov(f.T)
 
 

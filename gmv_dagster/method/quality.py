@@ -201,15 +201,12 @@ def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[in
     nothing.
     """
     colour = any(has_colour(img) for part in chunks(images, 256) for img in part)  # stops at the first colour
-    features = niqe_features(images, colour, device=device, done=done)
-    usable = int(np.isfinite(features).all(1).sum())
-    if usable < 2 * features.shape[1]:
-        raise ValueError(
-            f"quality calibration: NIQE's {'colour ' if colour else ''}model has {features.shape[1]} features and needs "
-            f"at least {2 * features.shape[1]} image blocks to fit; {len(images)} reference images gave {usable} "
-            f"(about 4 per small image). Raise quality_calibration's reference_size (fit on 80% of it), or use "
-            "more training images")
-    mu, cov = niqe.fit_pristine(features)
+    try:
+        mu, cov = niqe.fit_pristine(niqe_features(images, colour, device=device, done=done))
+    except ValueError as e:  # too few blocks: say which setting gives more
+        raise ValueError(f"quality calibration on {len(images)} {'colour ' if colour else ''}reference images (about 4 "
+                         f"blocks per small image): {e}. Raise quality_calibration's reference_size (fit on 80% of "
+                         "it), or use more training images") from e
     tmp = niqe.save_pristine(path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}"), mu, cov)
     final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
     os.replace(tmp, final)

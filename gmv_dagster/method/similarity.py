@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common.sampling import chunks
 from ..common.tensors import has_colour, to_tensor_batch
 
 __all__ = [
@@ -117,11 +118,6 @@ class SimilarityParams:
 def detect_channels(images: Sequence[np.ndarray]) -> int:
     """3 when any image has 3 channels that differ (a colour set), else 1."""
     return 3 if any(has_colour(img) for img in images) else 1
-
-
-def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +338,7 @@ def _deterministic_cudnn(device: torch.device):
 
 @dataclass
 class SimilarityModel:
-    """A trained similarity: `embed` gives L2-normalised (N, dim) float32 rows."""
+    """A trained similarity; embed with the project's `Embedder(**embedder_kwargs(model))` (one way to embed)."""
 
     module: SimilarityNet
     channels: int
@@ -372,27 +368,6 @@ class SimilarityModel:
             else:
                 x = x.expand(-1, 3, -1, -1)
         return self.module(x)
-
-    @torch.inference_mode()
-    def embed(
-        self,
-        images: Sequence[np.ndarray],
-        device: torch.device | str = "cpu",
-        batch_size: int = 512,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        self.module.to(device).eval()
-        out = []
-        for chunk in _batches(images, batch_size):
-            x = to_tensor_batch(chunk, self.image_size, self.channels).to(device)
-            out.append(self.module(x).float().cpu().numpy())
-            if on_batch:
-                on_batch(len(chunk))
-        if not out:
-            return np.empty((0, self.dim), dtype=np.float32)
-        emb = np.concatenate(out).astype(np.float32)
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return emb
 
     def save(self, path: str | Path) -> Path:
         """One torch file of tensors and plain types (loads with torch.load(weights_only=True))."""
@@ -459,7 +434,7 @@ def train_similarity(
         raise ValueError(f"channels must be 1 or 3, got {ch}")
     # kept as uint8 (4x less memory); k / 255 -> uint8 -> / 255 is exact, so batches equal to_tensor_batch's
     data = torch.cat([(to_tensor_batch(chunk, p.image_size, ch) * 255.0).round_().to(torch.uint8)
-                      for chunk in _batches(subset, 1024)])
+                      for chunk in chunks(subset, 1024)])
     n = len(data)
     bs = min(p.batch_size, n)
     device = torch.device(device)

@@ -37,3 +37,8 @@ class EmbedderResource(dg.ConfigurableResource):
         if self.learned:
             weights = trained["weights_file"][0] if trained is not None and trained.height else None
         return _cached(self.backbone, self.image_size, weights)
+
+    def load_stored(self, gmv_home) -> Embedder:
+        """The embedder as last materialised, for code outside the embedding assets (checks, reports): for
+        `similarity`, the weights of the stored similarity_model table."""
+        return self.load(gmv_home.stored_rows("similarity_model") if self.learned else None)

@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from gmv_dagster.evaluation.near_copies import near_copy, near_copy_set, photo_crops
 from gmv_dagster.method.aligned import aligned_distance, fused_distance
+from gmv_dagster.method.embedders import Embedder
 from gmv_dagster.method.similarity import (
     SimilarityParams,
     detect_channels,
@@ -96,12 +97,13 @@ def test_save_load_round_trip_gives_the_same_embeddings(tmp_path, tiny_images):
     assert blob["format"] == "gmv-similarity/1" and blob["channels"] == 1
     loaded = load_similarity(path)
     assert loaded.params == model.params and loaded.channels == 1 and sha(loaded) == sha(model)
-    e1, e2 = model.embed(tiny_images), loaded.embed(tiny_images)
+    embed = lambda m, **kw: Embedder(**embedder_kwargs(m)).embed(tiny_images, **kw)  # as the pipeline embeds
+    e1, e2 = embed(model), embed(loaded)
     assert e1.dtype == np.float32 and e1.shape == (24, 16)
     np.testing.assert_array_equal(e1, e2)
     np.testing.assert_allclose(np.linalg.norm(e1, axis=1), 1.0, rtol=1e-5)
     # eval mode: the batch does not matter (beyond float rounding of differently blocked matmuls)
-    np.testing.assert_allclose(e1, model.embed(tiny_images, batch_size=5), atol=1e-6)
+    np.testing.assert_allclose(e1, embed(model, batch_size=5), atol=1e-6)
     kw = embedder_kwargs(path)
     assert (kw["image_size"], kw["channels"], kw["dim"]) == (16, 1, 16)
     with torch.inference_mode():
@@ -125,7 +127,7 @@ def test_learned_similarity_finds_near_copy_sources_where_pixels_fail(kind):
     copies, rows, _ = near_copy_set(train, 120, strengths=(0.5, 1.0, 1.5), seed=3)
     model = train_similarity(train, QUICK)
     assert model.channels == (1 if kind == "grey" else 3)
-    learned = top1(train, copies, rows, model.embed)
+    learned = top1(train, copies, rows, Embedder(**embedder_kwargs(model)).embed)
     pixels = top1(train, copies, rows, pixel_embed)
     assert learned >= 0.95, (learned, pixels)
     assert learned > pixels, (learned, pixels)

@@ -26,7 +26,7 @@ def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
 
 def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     emb = embedding_matrix(df)
-    expected = embedder.load(gmv_home.stored_rows("similarity_model") if embedder.learned else None).dim
+    expected = embedder.load_stored(gmv_home).dim
     finite = np.isfinite(emb).all(axis=1)
     bad = df["id"].filter(~pl.Series(finite)).head(3).to_list()
     return dg.AssetCheckResult(

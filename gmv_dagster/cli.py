@@ -128,26 +128,15 @@ def cmd_report(args) -> int:
     return 0
 
 
-LINEAGE = ["training_images", "demo_generator", "generated_images", "embedding_model", "train_embeddings", "generated_embeddings",
-           "train_index", "matches", "quality_calibration", "quality_scores", "credits", "training_values"]
+LINEAGE = ["training_images", "demo_generator", "generated_images", "similarity_model", "embedding_model", "train_embeddings",
+           "generated_embeddings", "train_index", "credit_temperature", "matches", "quality_calibration", "quality_scores", "credits", "training_values"]
 PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
 INPUT_TAG = "dagster/input_data_version/"  # Dagster records the data version of each input it read
 AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "metric", "action", "params_sha256",
-              "temperature")
+              "temperature", "median_spread", "temperature_source")
 
 
 SHARDED = ("train_embeddings", "train_index")  # one partition per training shard when GMV_TRAIN_SHARDS > 1
-
-
-def _latest(instance, name: str, partition: str | None):
-    """The latest materialisation event of an asset, or of one of its partitions."""
-    import dagster as dg
-
-    if partition is None:
-        return instance.get_latest_materialization_event(dg.AssetKey(name))
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=1, ascending=False).records
-    return records[0].event_log_entry if records else None
 
 
 def shards_of(home: Path, train_id: str | None = None) -> list[str]:
@@ -164,6 +153,8 @@ def provenance(instance, assets: list[str], batch: str | None = None, shards: li
     `shards`): run, time, code and data version, and the settings that produced it."""
     import polars as pl
 
+    from .assets.metadata import latest_materialization
+
     rows = []
     for name in assets:
         if name in PER_BATCH and batch is not None:
@@ -173,7 +164,7 @@ def provenance(instance, assets: list[str], batch: str | None = None, shards: li
         else:
             partitions = [None]
         for partition in partitions:
-            rows.append(_provenance_row(name, _latest(instance, name, partition), partition))
+            rows.append(_provenance_row(name, latest_materialization(instance, name, partition), partition))
     return pl.DataFrame(rows)
 
 
@@ -198,6 +189,8 @@ def _provenance_row(name: str, event, partition: str | None) -> dict:
 def cmd_audit(args) -> int:
     import polars as pl
 
+    from .assets.metadata import latest_materialization
+
     home = _home(args)
     instance = _instance(home)
     if args.kind == "train":
@@ -207,7 +200,7 @@ def cmd_audit(args) -> int:
         if value.is_empty():
             print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
             return 1
-        events = {b: _latest(instance, "credits", b) for b in df["batch"].unique().to_list()}
+        events = {b: latest_materialization(instance, "credits", b) for b in df["batch"].unique().to_list()}
         runs = {b: event.run_id if event else None for b, event in events.items()}
         df = df.with_columns(credits_run=pl.col("batch").replace_strict(runs, default=None, return_dtype=pl.String))
         title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "

@@ -95,13 +95,23 @@ def embedding_matrix(df: pl.DataFrame) -> np.ndarray:
     return col.to_numpy().astype(np.float32, copy=False).reshape(df.height, -1)
 
 
-def latest_metadata(context, asset: str) -> dict:
-    """Plain values of the latest materialisation's metadata of `asset` ({} if never materialised).
+def latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
+    """The latest materialisation event of an asset, or of one of its partitions (None if there is none)."""
+    if partition is None:
+        return instance.get_latest_materialization_event(dg.AssetKey(asset))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1, ascending=False).records
+    return records[0].event_log_entry if records else None
+
+
+def latest_metadata(context, asset: str, partition: str | None = None) -> dict:
+    """Plain values of the latest materialisation's metadata of `asset` (of its `partition`; {} if never
+    materialised).
 
     Reports read the pipeline's settings (k, temperature, generator spec, timings) from here, so they
     describe the run that produced the tables they read.
     """
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    event = latest_materialization(context.instance, asset, partition)
     if event is None or event.asset_materialization is None:
         return {}
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}

@@ -8,7 +8,7 @@ another generation seed and another generator family (consistency); `removal_set
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -85,8 +85,11 @@ def run_methods(
             skipped[method] = f"rerank={name} not available here (lpips needs the AlexNet weights file)"
             continue
         log(f"{method}: re-ranking {len(generations.ids)} x {max(setup.settings.match.candidates, setup.depth)} candidates")
-        outputs.append(similarity_method(method, sets, setup, **search, pair_distance=suite.reranks[name],
-                                         load_train=train_images, gen_images=generations.images, device=suite.device))
+        # Its distances have their own scale: the temperature is fitted to them, as the pipeline would.
+        own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
+        outputs.append(similarity_method(method, sets, own_scale, **search, pair_distance=suite.reranks[name],
+                                         load_train=train_images, gen_images=generations.images, device=suite.device,
+                                         seed=suite.seed))
     for out in outputs:  # stages every similarity variant shares with gmv (embedding, quality, index)
         for stage, sec in shared.items():
             if stage == "quality" and out.method == "gmv_q1" or stage == "index" and out.method == "gmv_exact":

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from ..common.timing import timed
-from ..method.core import MethodSettings, Reranking, match, value
+from ..method.core import MethodSettings, Reranking, fit_temperature, match, value
 from ..method.matching import IndexShard, MatchParams, matches_table
 from ..method.search import build_hnsw
 
@@ -55,9 +55,12 @@ def timed_call(seconds: dict, key: str, fn: Callable, *args, **kwargs):
 def similarity_method(
     name: str, sets: EmbeddedSets, setup: SimilaritySetup, *, exact: bool = False,
     shards: Sequence[IndexShard] | None = None, unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
-    gen_images: list[np.ndarray] | None = None, device="cpu",
+    gen_images: list[np.ndarray] | None = None, device="cpu", seed: int = 0,
 ) -> MethodOutput:
     """GMValuator with one change: exact search, given indexes, q = 1, or a re-rank distance.
+
+    The temperature is `setup.settings.temperature`, or where that is None fitted to this variant's own
+    distances (fit_temperature, seeded by `seed`), as the pipeline fits it to its own.
 
     Without `shards` and `exact`, an HNSW index with `setup.settings.hnsw` is built (and timed); `shards` are the
     pipeline's own indexes (see matching.IndexShard), so that its values are reproduced exactly.
@@ -76,10 +79,15 @@ def similarity_method(
     seconds["match"] = timings["search_seconds"]
     if reranking is not None:
         seconds["rerank"] = timings["rerank_seconds"]
+    temperature = settings.temperature
+    if temperature is None:
+        with timed(seconds, "temperature", digits=None):
+            temperature = fit_temperature(sets.train, settings.match, shards, device, pair_distance, load_train,
+                                          seed=seed).temperature
     with timed(seconds, "credit", digits=None):
         matches = matches_table(sets.gen_ids, sets.train_ids, idx, dist, settings.match.k)
         quality = sets.quality.with_columns(q=pl.lit(1.0)) if unit_quality else sets.quality
-        _, values = value(matches, quality, pl.Series(sets.train_ids), settings.temperature)
+        _, values = value(matches, quality, pl.Series(sets.train_ids), temperature)
     contributors = matches_table(sets.gen_ids, sets.train_ids, idx, dist, depth).select(list(CONTRIBUTOR_SCHEMA))
     return MethodOutput(name, values.select("train_id", "value"), contributors, seconds)
 

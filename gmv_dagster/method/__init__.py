@@ -9,20 +9,30 @@ core.py is the one place that runs match-and-value and holds the defaults; api.p
 """
 
 from .api import ValuationConfig, ValuationResult, value_training_set
-from .core import DEFAULT_TEMPERATURE, DEFAULTS, MethodSettings, match, value
+from .core import (
+    DEFAULTS,
+    TEMPERATURE_DIVISOR,
+    MethodSettings,
+    TemperatureFit,
+    fit_temperature,
+    match,
+    value,
+)
 from .credit import compute_credits, softmax_weights, training_values
 from .matching import MatchParams
 from .search import HnswParams
 
 __all__ = [
     "DEFAULTS",
-    "DEFAULT_TEMPERATURE",
     "HnswParams",
     "MatchParams",
     "MethodSettings",
+    "TEMPERATURE_DIVISOR",
+    "TemperatureFit",
     "ValuationConfig",
     "ValuationResult",
     "compute_credits",
+    "fit_temperature",
     "match",
     "softmax_weights",
     "training_values",

@@ -16,7 +16,7 @@ import torch
 from ..common.sampling import seeded_rows
 from ..sources.images import load_images, normalise_array_image
 from ..sources.manifests import arrays_manifest, manifest_from_path
-from .core import MethodSettings, Reranking, match, value
+from .core import MethodSettings, Reranking, fit_temperature, match, value
 from .embedders import make_embedder
 from .matching import IndexShard, matches_table
 from .quality import calibrate, load_quality_model
@@ -47,6 +47,7 @@ class ValuationResult:
     values: pl.DataFrame  # train_id, value, n_generated, rank
     credits: pl.DataFrame  # gen_id, train_id, rank, distance, weight, credit
     quality: pl.DataFrame  # gen_id, raw_score, q
+    temperature: float  # tau used (config's, or fitted to the similarity's distances: core.fit_temperature)
     training_images: pl.DataFrame
     generated_images: pl.DataFrame
     config: ValuationConfig
@@ -96,7 +97,8 @@ def value_training_set(
     pair_distance = make_pair_distance(cfg.rerank, cfg.rerank_weights_path, device)
     reranking = None if pair_distance is None else Reranking(
         pair_distance, gen_images, lambda rows: [train_images[i] for i in rows])
-    idx, dist = match(train_emb, gen_emb, m.match, [IndexShard(0, len(train_emb), index)], device, reranking)
+    shards = [IndexShard(0, len(train_emb), index)]
+    idx, dist = match(train_emb, gen_emb, m.match, shards, device, reranking)
     matches = matches_table(gen_manifest["id"], train_manifest["id"], idx, dist, m.match.k)
 
     reference = [train_images[i] for i in seeded_rows(len(train_images), cfg.quality_reference, cfg.seed)]
@@ -106,5 +108,8 @@ def value_training_set(
     raw, q = model.score(gen_images)
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
-    credits, values = value(matches, quality, train_manifest["id"], m.temperature)
-    return ValuationResult(values, credits, quality, train_manifest, gen_manifest, cfg)
+    temperature = m.temperature or fit_temperature(
+        train_emb, m.match, shards, device, pair_distance, lambda rows: [train_images[i] for i in rows], seed=cfg.seed
+    ).temperature
+    credits, values = value(matches, quality, train_manifest["id"], temperature)
+    return ValuationResult(values, credits, quality, temperature, train_manifest, gen_manifest, cfg)

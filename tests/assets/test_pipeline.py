@@ -63,6 +63,35 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
     assert read(home, "training_values").equals(values)
 
 
+def test_credits_use_the_temperature_fitted_to_the_same_ranking(tmp_path, image_folders, read):
+    train_dir, gen_dir = image_folders
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    home = tmp_path / "home"
+    assert materialise(home, env).success
+    fit = read(home, "credit_temperature").row(0, named=True)
+    api = value_training_set(train_dir, gen_dir, ValuationConfig(quality_reference=36), work_dir=tmp_path)
+    assert fit["temperature"] == pytest.approx(api.temperature, rel=1e-12)
+    assert fit["temperature"] == pytest.approx(fit["median_spread"] / 4, rel=1e-12)
+    assert (fit["k"], fit["candidates"], fit["rerank"]) == (10, 50, "none")
+
+    # matches ranked another way than the temperature was fitted to: refused, naming both and the fix
+    other_k = {"ops": {**FAST["ops"], "matches": {"config": {"k": 5}}}}
+    result = materialise(home, env, other_k)
+    assert not result.success
+    message = failure_message(result)
+    assert "credit_temperature was fitted to another ranking" in message and "k 10 there, 5 in matches" in message
+    # an explicit temperature is used as given, and the metadata says where tau came from
+    explicit = {"ops": {**other_k["ops"], "credits": {"config": {"temperature": 0.02}}}}
+    result = materialise(home, env, explicit)
+    assert result.success, failure_message(result)
+    meta = result.asset_materializations_for_node("credits")[0].metadata
+    assert (meta["temperature"].value, meta["temperature_source"].value) == (0.02, "config")
+    weights = read(home, "credits").filter(pl.col("rank") <= 2).sort("gen_id", "rank")
+    first, second = weights["distance"].to_numpy().reshape(-1, 2).T
+    ratio = weights["weight"].to_numpy().reshape(-1, 2).T
+    np.testing.assert_allclose(ratio[1] / ratio[0], np.exp(-(second - first) / 0.02), rtol=1e-9)
+
+
 def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read):
     home = tmp_path / "home"
     config = {"ops": {

@@ -14,12 +14,15 @@ from gmv_dagster.method import (
 CFG = ValuationConfig(quality_metric="none")
 
 
-def test_source_is_top1_and_takes_most_credit(known_answer, tmp_path):
+def test_source_is_top1_and_the_sources_are_the_most_valuable(known_answer, tmp_path):
     train, labels, gen, gen_labels, sources = known_answer
-    result = value_training_set(train, gen, CFG, train_labels=labels, work_dir=tmp_path)
+    # 36 images in 3 shape classes: k = 3 keeps a neighbourhood inside its class, as k = 10 does in real data
+    # sets, so the temperature fitted to it (d_k - d_1) is the within-class scale.
+    cfg = ValuationConfig(quality_metric="none", method=MethodSettings(MatchParams(k=3)))
+    result = value_training_set(train, gen, cfg, train_labels=labels, work_dir=tmp_path)
     top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")
     assert top1["train_id"].to_list() == [f"train:{s:06d}" for s in sources]
-    assert (top1["weight"] > 0.5).all(), top1
+    # (how much of its credit a near-copy takes under the fitted temperature: tests/method/test_temperature.py)
     # the sources are the most valuable training images
     assert set(result.values.head(len(sources))["train_id"]) == {f"train:{s:06d}" for s in sources}
     assert result.values["value"].sum() == pytest.approx(len(gen))

@@ -6,34 +6,50 @@ import polars as pl
 from pydantic import Field
 
 from ...common.timing import timed
-from ...method.core import DEFAULT_TEMPERATURE
 from ...method.credit import compute_credits
 from ...method.credit import training_values as value_training_images
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
 from ..galleries import contributors_gallery, histogram, values_gallery
-from ..metadata import config_metadata, versioned
+from ..metadata import config_metadata, latest_metadata, versioned
 
 SUM_TOLERANCE = 1e-6  # relative
 
 
 class CreditConfig(dg.Config):
-    temperature: float = Field(default=DEFAULT_TEMPERATURE, gt=0, description="tau of the softmax over distances")
+    temperature: float | None = Field(default=None, gt=0, description="tau of the softmax over distances; unset: "
+                                      "credit_temperature's, fitted to the similarity's distance scale")
     gallery_size: int = Field(default=8, ge=0, description="generated images shown beside their contributors")
 
 
-@dg.asset(group_name="credit", code_version="2", partitions_def=generated_batches, metadata=BATCH_TABLE,
+@dg.asset(group_name="credit", code_version="3", partitions_def=generated_batches, metadata=BATCH_TABLE,
           automation_condition=FOLLOWS_INPUTS)
 def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame,
-            training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+            credit_temperature: pl.DataFrame, training_images: pl.DataFrame,
+            generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k, for one batch."""
+    temperature = config.temperature or fitted_temperature(context, credit_temperature)
     timings: dict = {}
     with timed(timings, "seconds"):
-        df = compute_credits(matches, quality_scores, config.temperature)
+        df = compute_credits(matches, quality_scores, temperature)
     top1 = df.filter(pl.col("rank") == 1)["weight"]
     shown = generated_images["id"].head(config.gallery_size).to_list()
-    return versioned(df, temperature=config.temperature, mean_top1_weight=float(top1.mean() or 0.0), **timings,
+    return versioned(df, temperature=temperature, temperature_source="config" if config.temperature else "credit_temperature",
+                     mean_top1_weight=float(top1.mean() or 0.0), **timings,
                      **config_metadata(config),
                      contributors=dg.MetadataValue.md(contributors_gallery(df, training_images, generated_images, shown)))
+
+
+def fitted_temperature(context, credit_temperature: pl.DataFrame) -> float:
+    """credit_temperature's tau, refused where it was fitted to another ranking than this batch's matches had."""
+    fit = credit_temperature.row(0, named=True)
+    used = latest_metadata(context, "matches", context.partition_key)
+    differs = {key: (fit[key], used[key]) for key in ("k", "candidates", "rerank") if key in used and fit[key] != used[key]}
+    if differs:
+        shown = ", ".join(f"{key} {a!r} there, {b!r} in matches" for key, (a, b) in differs.items())
+        raise ValueError(f"credit_temperature was fitted to another ranking than batch {context.partition_key!r}'s matches "
+                         f"({shown}): give credit_temperature the matches' k, candidates and rerank and materialise it, "
+                         "or set credits.temperature")
+    return float(fit["temperature"])
 
 
 @dg.asset(group_name="credit", code_version="2", automation_condition=FOLLOWS_INPUTS)

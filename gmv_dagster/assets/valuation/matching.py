@@ -7,7 +7,15 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ...method.core import DEFAULTS, Reranking, match
+from ...common.timing import timed
+from ...method.core import (
+    DEFAULTS,
+    TEMPERATURE_DIVISOR,
+    TEMPERATURE_SAMPLE,
+    Reranking,
+    fit_temperature,
+    match,
+)
 from ...method.index import build_or_extend, index_spec, open_index
 from ...method.matching import (
     INDEX_MODES,
@@ -108,14 +116,66 @@ def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tupl
     return specs, shards
 
 
-class MatchesConfig(dg.Config):
+class RankingConfig(dg.Config):
+    """How contributors are found and ranked: what `matches` uses and `credit_temperature` must fit to."""
+
     k: int = Field(default=_M.k, gt=0, description="contributors kept per generated image (top k)")
     candidates: int = Field(default=_M.candidates, gt=0, description="K': recalled before re-ranking")
     rerank: str = Field(default="none", description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), aligned (offline, "
                                                      "robust to shifts of up to 3 px), lpips (local AlexNet file)")
     rerank_weights_path: str | None = Field(default=None, description="AlexNet state dict for rerank=lpips")
+
+    def ranking(self) -> dict:
+        return {"k": self.k, "candidates": self.candidates, "rerank": self.rerank}
+
+
+class MatchesConfig(RankingConfig):
     recall_sample: int = Field(default=200, gt=0, description="generated images checked against exact search")
     seed: int = 0
+
+
+def _train_loader(training_images: pl.DataFrame):
+    """Training rows -> their images (for a re-rank)."""
+    uris = training_images["uri"].to_list()
+    return lambda rows: load_images([uris[i] for i in rows])
+
+
+def _check_current(train_embeddings: pl.DataFrame, training_images: pl.DataFrame) -> None:
+    if not train_embeddings["id"].equals(training_images["id"]):
+        raise ValueError("train_embeddings do not hold the current training images in their order (a shard was not "
+                         "rematerialised after training_images changed): materialise every shard of train_embeddings "
+                         "and train_index")
+
+
+class CreditTemperatureConfig(RankingConfig):
+    sample: int = Field(default=TEMPERATURE_SAMPLE, gt=0, description="training images whose neighbours set the spread")
+    divisor: float = Field(default=TEMPERATURE_DIVISOR, gt=0, description="tau = median (d_k - d_1) / divisor")
+    seed: int = 0
+
+
+@dg.asset(group_name="matching", code_version="1", op_tags=GPU_TAGS,
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": dg.AssetIn(partition_mapping=ALL_SHARDS)},
+          automation_condition=FOLLOWS_INPUTS)
+def credit_temperature(context, config: CreditTemperatureConfig, train_embeddings: pl.DataFrame,
+                       training_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource) -> dg.Output[pl.DataFrame]:
+    """tau of the credit softmax, fitted to the similarity's own distance scale: the median gap between the 1st
+    and the k-th nearest other training image of a seeded sample of training images, found the way `matches`
+    finds a generated image's (same index, K' and re-rank), divided by `divisor` (method/core.py)."""
+    _check_current(train_embeddings, training_images)
+    specs, shards = open_index_shards(gmv_home, train_embeddings)
+    train = embedding_matrix(train_embeddings)
+    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
+    device = matching_device.torch_device()
+    pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
+    progress = Progress(context.log, f"re-ranking training neighbours with {config.rerank}", min(config.sample, len(train)))
+    timings: dict = {}
+    with timed(timings, "seconds"):
+        fit = fit_temperature(train, params, shards, device, pair_distance, _train_loader(training_images),
+                              config.sample, config.seed, config.divisor, lambda _: progress(1))
+    context.log.info(f"temperature {fit.temperature:.4g} = median spread {fit.median_spread:.4g} / {fit.divisor:g} "
+                     f"({fit.queries} training images, k = {fit.k}, rerank {config.rerank})")
+    row = {**config.ranking(), **fit.as_dict()}  # fit's k is at most n - 1
+    return versioned(pl.DataFrame([row]), **row, **timings, **config_metadata(config))
 
 
 @dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
@@ -126,10 +186,7 @@ def matches(
     training_images: pl.DataFrame, generated_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
     """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
-    if not train_embeddings["id"].equals(training_images["id"]):
-        raise ValueError("train_embeddings do not hold the current training images in their order (a shard was not "
-                         "rematerialised after training_images changed): materialise every shard of train_embeddings "
-                         "and train_index")
+    _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
     params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
@@ -137,16 +194,15 @@ def matches(
     reranking = None
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
     if pair_distance is not None:
-        uris = training_images["uri"].to_list()
         progress = Progress(context.log, f"re-ranking with {config.rerank}", len(gen))
         reranking = Reranking(pair_distance, load_images(generated_images["uri"].to_list()),
-                              lambda rows: load_images([uris[i] for i in rows]), lambda _: progress(1))
+                              _train_loader(training_images), lambda _: progress(1))
     timings: dict = {}
     idx, dist = match(train, gen, params, shards, device, reranking, timings)
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
         batch=pl.lit(context.partition_key))
     modes = sorted({spec["mode"] for spec in specs})
-    extra = {"mode": "+".join(modes), "shards": len(shards), "k": config.k, "candidates": params.candidates, "rerank": config.rerank,
+    extra = {"mode": "+".join(modes), "shards": len(shards), **config.ranking(), "candidates": params.candidates,
              **{k: round(v, 3) for k, v in timings.items()},
              **config_metadata(config)}
     if "hnsw" in modes:

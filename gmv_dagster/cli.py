@@ -122,8 +122,12 @@ def cmd_report(args) -> int:
     page = results_markdown(df, header)
     print(page)
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(page + "\n")
+        from .common.files import marked_sections
+
+        target = Path(args.markdown)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        kept = marked_sections(target.read_text()) if target.is_file() else []  # benchmarks' sections stay
+        target.write_text("\n".join([page + "\n", *kept]))
         print(f"\nwritten to {args.markdown}; criteria ran in {elapsed:.0f} s", file=sys.stderr)
     return 0
 

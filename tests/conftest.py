@@ -132,7 +132,9 @@ def dagster_env(tmp_path, image_folders):
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     train_dir, gen_dir = image_folders
     return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(tmp_path / "gmv_home"),
-            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_SENSOR_INTERVAL": "5"}
+            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_SENSOR_INTERVAL": "5",
+            # pixels: these processes test serving, sensors and executors, not the learned similarity (the default)
+            "GMV_BACKBONE": "pixels"}
 
 
 # The dev server is on loopback: never through a proxy (urlopen's global opener keeps the proxies it saw first).

@@ -16,7 +16,7 @@ def gmv(env, *args, timeout=600):
 
 
 def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
-    env = dagster_env
+    env = {k: v for k, v in dagster_env.items() if k != "GMV_BACKBONE"}  # the default: the learned similarity
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}))
     # `gmv run` registers the configured source as the batch `generated` and values it ...
@@ -37,7 +37,11 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     assert not_run and all("needs the demo generator" in note for (note,) in not_run)
 
     top = subprocess.run([str(BIN / "gmv"), "top", "-n", "3"], env=env, capture_output=True, text=True, timeout=120)
-    assert top.returncode == 0 and top.stdout.count("train_id") == 1 and "t0" in top.stdout
+    assert top.returncode == 0 and top.stdout.count("train_id") == 1
+    with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
+        best = con.execute("SELECT rank, train_id FROM training_values ORDER BY rank LIMIT 3").fetchall()
+    rows = [[cell.strip() for cell in line.strip("│").split("┆")][:2] for line in top.stdout.splitlines() if "┆" in line]
+    assert rows[-3:] == [[str(rank), train_id] for rank, train_id in best]  # the table's top 3, in order
     gen_id = "generated/bar/g000.png"
     picture = tmp_path / "contributors.png"
     who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,
@@ -48,9 +52,12 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     assert audit.returncode == 0, audit.stderr
     assert "training image bar/t000.png" in audit.stdout and "generated/bar/g000.png" in audit.stdout
     lineage = [line for line in audit.stdout.splitlines() if " run " in line]
-    assert len(lineage) == 12 and all("code v" in line and "data " in line for line in lineage)
+    assert len(lineage) == 14 and all("code v" in line and "data " in line for line in lineage)
     assert len({line.split(" run ")[1].split()[0] for line in lineage}) == 1  # one run made them all
-    assert '"temperature": 0.003' in audit.stdout and '"backbone": "pixels"' in audit.stdout
+    assert '"backbone": "similarity"' in audit.stdout and '"temperature_source": "credit_temperature"' in audit.stdout
+    with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
+        tau = con.execute("SELECT temperature FROM credit_temperature").fetchone()[0]
+    assert f'"temperature": {tau}' in audit.stdout  # the credits used the fitted tau
     # each asset lists the data versions (content hashes) of the inputs it was computed from
     lines = audit.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("credits") and " run " in line)

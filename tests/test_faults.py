@@ -19,6 +19,9 @@ from dagster._core.instance.ref import InstanceRef
 
 from gmv_dagster.runner import run_valuation
 
+# Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
+PIXELS = {"GMV_BACKBONE": "pixels"}
+
 GMV = Path(sys.executable).parent / "gmv"
 TABLES = ["training_images", "generated_images", "train_embeddings", "generated_embeddings", "quality_calibration",
           "quality_scores", "matches", "credits", "training_values"]
@@ -63,7 +66,7 @@ def kill_inside(proc: subprocess.Popen, instance: dg.DagsterInstance, asset: str
 def references(tmp_path, image_folders):
     """The tables of uninterrupted runs: the first configuration, and the one the killed runs use."""
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     out = {}
     for name, config in (("old", {"ops": BASE}), ("new", NEW)):
         assert run_valuation(tmp_path / f"ref_{name}", dg.DagsterInstance.ephemeral(), config, env=env).success

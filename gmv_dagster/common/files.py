@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -32,3 +33,21 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+_SECTION = re.compile(r"<!-- begin (?P<name>[\w./-]+) -->\n.*?<!-- end (?P=name) -->\n?", re.S)
+
+
+def marked_sections(text: str) -> list[str]:
+    """The blocks of a page that a benchmark wrote (`<!-- begin NAME -->` ... `<!-- end NAME -->`), in order, so
+    that a tool regenerating the rest of the page (`gmv report --markdown`) keeps them."""
+    return [m.group(0).rstrip("\n") + "\n" for m in _SECTION.finditer(text)]
+
+
+def put_marked_section(path: Path, name: str, body: str) -> None:
+    """Write `body` as the block NAME of the page at `path`: in place of the old block, else at the end."""
+    block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->\n"
+    text = path.read_text() if path.is_file() else ""
+    old = next((m for m in _SECTION.finditer(text) if m.group("name") == name), None)
+    text = text[: old.start()] + block + text[old.end():] if old else text.rstrip("\n") + ("\n\n" if text else "") + block
+    write_atomically(path, lambda tmp: tmp.write_text(text))

@@ -17,20 +17,22 @@ from ..common.sampling import seeded_rows
 from ..sources.images import load_images, normalise_array_image
 from ..sources.manifests import arrays_manifest, manifest_from_path
 from .core import MethodSettings, Reranking, fit_temperature, match, value
-from .embedders import make_embedder
+from .embedders import DEFAULT_BACKBONE, Embedder, make_embedder
 from .matching import IndexShard, matches_table
 from .quality import calibrate, load_quality_model
 from .rerank import make_pair_distance
 from .search import build_hnsw
+from .similarity import SimilarityParams, embedder_kwargs, train_similarity
 
 ImageSet = Union[str, Path, np.ndarray]
 
 
 @dataclass(frozen=True)
 class ValuationConfig:
-    backbone: str = "pixels"
+    backbone: str = DEFAULT_BACKBONE
     image_size: int | None = None
-    weights_path: str | None = None
+    weights_path: str | None = None  # for `similarity`: a trained file; None trains it here on the training images
+    similarity: SimilarityParams = field(default_factory=SimilarityParams)
     method: MethodSettings = field(default_factory=MethodSettings)
     rerank: str = "none"
     rerank_weights_path: str | None = None
@@ -68,6 +70,16 @@ def _resolve(images: ImageSet, labels, prefix: str) -> tuple[pl.DataFrame, list[
     return arrays_manifest(arr, labels, prefix), [normalise_array_image(a) for a in arr]
 
 
+def _embedder(cfg: ValuationConfig, train_images: list[np.ndarray], device) -> Embedder:
+    """The configured embedder; the learned `similarity` without a weights file is trained on `train_images`
+    first, as the similarity_model asset trains it (same images in the same order, same params: same weights)."""
+    if cfg.backbone == "similarity" and cfg.weights_path is None:
+        if cfg.image_size not in (None, cfg.similarity.image_size):
+            raise ValueError(f"image_size {cfg.image_size} for the similarity: set similarity.image_size instead")
+        return Embedder(**embedder_kwargs(train_similarity(train_images, cfg.similarity, device)))
+    return make_embedder(cfg.backbone, cfg.image_size, cfg.weights_path)
+
+
 def value_training_set(
     train: ImageSet,
     generated: ImageSet,
@@ -88,7 +100,7 @@ def value_training_set(
     if not gen_images:
         raise ValueError("the generated set is empty: nothing to value")
 
-    embedder = make_embedder(cfg.backbone, cfg.image_size, cfg.weights_path).to(torch.device(device))
+    embedder = _embedder(cfg, train_images, device).to(torch.device(device))
     train_emb = embedder.embed(train_images, device)
     gen_emb = embedder.embed(gen_images, device)
 

@@ -14,7 +14,7 @@ distance = 1 - dot product.
 
 Preprocessing matches the project's `to_tensor_batch` exactly (PIL convert to L / RGB,
 bilinear resize to `image_size`, / 255), so the module plugs into an `Embedder` whose
-`features` is `model.features` (see `embedder_kwargs`). Imports nothing from the project.
+`features` is `model.features` (see `embedder_kwargs`). Imports only the common helpers (no Dagster).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common.files import sha256_file
 from ..common.sampling import chunks
 from ..common.tensors import has_colour, to_tensor_batch
 
@@ -499,14 +500,7 @@ def embedder_kwargs(model: SimilarityModel | str | Path, name: str = "similarity
     if not isinstance(model, SimilarityModel):
         path = Path(model)
         model = load_similarity(path)
-    if path is not None:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        sha = h.hexdigest()
-    else:
-        sha = model.sha256
+    sha = sha256_file(path) if path is not None else model.sha256
     return {
         "name": name,
         "image_size": model.image_size,

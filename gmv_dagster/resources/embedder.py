@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ..method.embedders import Embedder, make_embedder
+from ..method.embedders import DEFAULT_BACKBONE, Embedder, make_embedder
 
 
 @lru_cache(maxsize=4)
@@ -16,10 +16,10 @@ def _cached(backbone: str, image_size: int | None, weights_path: str | None) -> 
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """`pixels` (default, chosen by measured C1 on the demo), `similarity` (learned from the training images by
-    the similarity_model asset), `efficientnet_lite0`, `torchvision:<arch>`."""
+    """`similarity` (default: learned from the training images by the similarity_model asset; chosen by near-copy
+    retrieval in two domains, bench/attribution.py), `pixels`, `efficientnet_lite0`, `torchvision:<arch>`."""
 
-    backbone: str = Field(default="pixels", description="pixels | similarity | efficientnet_lite0 | torchvision:<arch>")
+    backbone: str = Field(default=DEFAULT_BACKBONE, description="similarity | pixels | efficientnet_lite0 | torchvision:<arch>")
     image_size: int | None = Field(default=None, description="input size in px; default per backbone (32/64/224)")
     weights_path: str | None = Field(
         default=None, description="local weights file; torchvision falls back to $TORCH_HOME/hub/checkpoints"

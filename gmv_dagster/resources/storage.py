@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from ..method.embedders import DEFAULT_BACKBONE
 from ..sources.batches import source_batch_key
 from ..sources.manifests import check_policy
 from .device import DeviceResource
@@ -94,7 +95,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
             fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
             on_bad_image=env.get("GMV_ON_BAD_IMAGE", "fail"),
         ),
-        "embedder": EmbedderResource(),
+        "embedder": EmbedderResource(backbone=env.get("GMV_BACKBONE", DEFAULT_BACKBONE)),
         "quality_scorer": QualityScorerResource(),
         "report_settings": ReportSettings(),
         # One device resource per torch-running asset group, each overridable in run config.

@@ -6,6 +6,9 @@ import numpy as np
 
 from gmv_dagster.runner import run_valuation
 
+# Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
+PIXELS = {"GMV_BACKBONE": "pixels"}
+
 
 def salt(folder):
     labels = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -23,7 +26,7 @@ def failure(result) -> str:
 
 def test_salted_training_folder_refused_or_valued_as_configured(tmp_path, image_folders, read):
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "home"
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, env=env).success
@@ -62,7 +65,7 @@ def test_invalid_config_values_are_refused_naming_the_field(tmp_path):
     from gmv_dagster.assets.valuation.quality import QualityConfig
     from gmv_dagster.definitions import build_definitions
 
-    job = build_definitions(tmp_path / "home", {}).resolve_job_def("valuation")
+    job = build_definitions(tmp_path / "home", PIXELS).resolve_job_def("valuation")
     with pytest.raises(dg.DagsterInvalidConfigError, match=r'Invalid scalar at path root:ops:matches:config:candidates. Value "fifty"'):
         dg.validate_run_config(job, {"ops": {"matches": {"config": {"candidates": "fifty"}}}})
     for config, field, bad, bound in [(MatchesConfig, "k", 0, "greater than 0"),

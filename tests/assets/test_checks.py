@@ -14,7 +14,7 @@ from gmv_dagster.resources import EmbedderResource, GmvHome
 
 
 def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension(tmp_path):
-    embedder = EmbedderResource()  # pixels at 32 px: 1024 dimensions
+    embedder = EmbedderResource(backbone="pixels")  # 32 px: 1024 dimensions
     home = GmvHome(path=str(tmp_path))
     good = embedding_frame(pl.DataFrame({"id": ["a", "b"]}), np.ones((2, 1024), np.float32))
     assert train_embeddings_finite(context=None, train_embeddings=good, embedder=embedder, gmv_home=home).passed

@@ -8,6 +8,9 @@ from gmv_dagster.definitions import build_definitions
 from gmv_dagster.resources import EmbedderResource
 from gmv_dagster.runner import run_valuation
 
+# Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
+PIXELS = {"GMV_BACKBONE": "pixels"}
+
 HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
 
 
@@ -42,7 +45,7 @@ def execute_requested(defs, instance, evaluation):
 def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path, image_folders, drop_batch, read):
     train_dir, gen_dir = image_folders
     inbox = tmp_path / "inbox"
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
     home = tmp_path / "incremental"
     defs = build_definitions(home, env)
     instance = dg.DagsterInstance.ephemeral()
@@ -87,7 +90,7 @@ def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path,
 
 def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders, known_answer, read):
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "incremental"
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, HNSW, env=env).success
@@ -115,7 +118,7 @@ def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders
     assert read(fresh, "training_values").equals(values)  # full recall on 38 vectors: same candidates
 
     # A new backbone configuration re-embeds everything and rebuilds the index.
-    defs = build_definitions(home, env, embedder=EmbedderResource(image_size=16))
+    defs = build_definitions(home, env, embedder=EmbedderResource(backbone="pixels", image_size=16))
     assert run_valuation(home, instance, HNSW, env=env, defs=defs).success
     embeddings = latest(instance, "train_embeddings")
     assert (embeddings["reused"], embeddings["embedded"], embeddings["dim"]) == (0, 38, 256)
@@ -126,12 +129,12 @@ def test_a_new_embedder_reembeds_every_batch_through_automation(tmp_path, image_
     train_dir, gen_dir = image_folders
     inbox = tmp_path / "inbox"
     drop_batch(inbox, "b2", [2, 8])
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_INBOX": str(inbox)}
     home = tmp_path / "home"
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, env=env).success
     cursor = dg.evaluate_automation_conditions(defs=build_definitions(home, env), instance=instance).cursor
-    defs = build_definitions(home, env, embedder=EmbedderResource(image_size=16))
+    defs = build_definitions(home, env, embedder=EmbedderResource(backbone="pixels", image_size=16))
     assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     requested = {k.to_user_string(): evaluation.get_requested_partitions(k) for k in

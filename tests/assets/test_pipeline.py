@@ -10,6 +10,8 @@ from gmv_dagster.method import ValuationConfig, value_training_set
 from gmv_dagster.runner import run_valuation
 
 FAST = {"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}
+# Where a test is about the pipeline's mechanics, not the embedder: no similarity to train.
+PIXELS = {"GMV_BACKBONE": "pixels"}
 
 
 def materialise(home, env, run_config=FAST, instance=None):
@@ -65,11 +67,12 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
 
 def test_credits_use_the_temperature_fitted_to_the_same_ranking(tmp_path, image_folders, read):
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     home = tmp_path / "home"
     assert materialise(home, env).success
     fit = read(home, "credit_temperature").row(0, named=True)
-    api = value_training_set(train_dir, gen_dir, ValuationConfig(quality_reference=36), work_dir=tmp_path)
+    api = value_training_set(train_dir, gen_dir, ValuationConfig(backbone="pixels", quality_reference=36),
+                             work_dir=tmp_path)
     assert fit["temperature"] == pytest.approx(api.temperature, rel=1e-12)
     assert fit["temperature"] == pytest.approx(fit["median_spread"] / 4, rel=1e-12)
     assert (fit["k"], fit["candidates"], fit["rerank"]) == (10, 50, "none")
@@ -99,6 +102,7 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read)
         "demo_generator": {"config": {"epochs": 1, "n_samples": 20}},
         "quality_calibration": {"config": {"reference_size": 40}},
         "train_index": {"config": {"index_mode": "hnsw"}},
+        "similarity_model": {"config": {"steps": 20}},  # the default backbone, trained briefly
     }}
     result = materialise(home, {"GMV_FASHION_MNIST_DIR": str(fashion_mnist_dir)}, config)
     assert result.success
@@ -108,6 +112,7 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read)
     assert list((home / "checkpoints").glob("vae-*.pt"))
     index_meta = result.asset_materializations_for_node("train_index")[0].metadata
     assert index_meta["mode"].value == "hnsw" and index_meta["recall@10"].value >= 0.9
+    assert index_meta["dim"].value == 128  # the learned similarity's compact embeddings
     values = read(home, "training_values")
     assert values["value"].sum() == pytest.approx(read(home, "quality_scores")["q"].sum())
     # the HNSW index is built the same way every time: a rerun gives identical values
@@ -118,10 +123,10 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read)
 def test_a_failed_run_leaves_the_last_good_tables(tmp_path, image_folders, read):
     train_dir, gen_dir = image_folders
     home = tmp_path / "home"
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     assert materialise(home, env).success
     before = read(home, "training_values")
-    bad = {"GMV_TRAIN_SOURCE": str(tmp_path / "missing"), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    bad = {**PIXELS, "GMV_TRAIN_SOURCE": str(tmp_path / "missing"), "GMV_GENERATED_SOURCE": str(gen_dir)}
     failed = materialise(home, bad)
     assert not failed.success and "neither a folder of images" in failure_message(failed)
     assert read(home, "training_values").equals(before)

@@ -15,6 +15,7 @@ SMALL = {"ops": {
     "quality_calibration": {"config": {"reference_size": 40}},
     "train_index": {"config": {"index_mode": "hnsw"}},
     "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
+    "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
 }}
 
 

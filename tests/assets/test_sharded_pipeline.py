@@ -8,6 +8,9 @@ import pytest
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.runner import run_valuation
 
+# Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
+PIXELS = {"GMV_BACKBONE": "pixels"}
+
 HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
 
 
@@ -18,7 +21,7 @@ def materialisations(instance, asset):
 @pytest.mark.parametrize("run_config", [{}, HNSW], ids=["exact", "hnsw"])
 def test_three_shards_value_like_one(tmp_path, image_folders, run_config, read):
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     assert run_valuation(whole, dg.DagsterInstance.ephemeral(), run_config, env=env).success
     instance = dg.DagsterInstance.ephemeral()
@@ -45,7 +48,7 @@ def test_a_new_training_image_reruns_every_shard_and_a_stale_shard_is_refused(tm
     """A training image added after the shards were embedded: automation asks for every shard again, and
     matches, run before they are, names what to rematerialise."""
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
     home = tmp_path / "home"
     instance = dg.DagsterInstance.ephemeral()
     defs = build_definitions(home, env)
@@ -68,7 +71,7 @@ def test_a_shard_run_checks_its_own_shard_while_another_is_unfinished(tmp_path, 
     """Shard runs run at once: shard 1's checks must not read shard 0, whose index may not be written yet
     (under Celery it was not, and shard 1's run failed)."""
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "2"}
     home, instance = tmp_path / "home", dg.DagsterInstance.ephemeral()
     defs = build_definitions(home, env)
     assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
@@ -90,7 +93,7 @@ def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, mo
     from gmv_dagster.cli import main
 
     train_dir, gen_dir = image_folders
-    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "3"}
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_TRAIN_SHARDS": "3"}
     home, dagster_home = tmp_path / "home", tmp_path / "dagster"
     dagster_home.mkdir()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:

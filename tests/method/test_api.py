@@ -11,14 +11,14 @@ from gmv_dagster.method import (
     value_training_set,
 )
 
-CFG = ValuationConfig(quality_metric="none")
+CFG = ValuationConfig(backbone="pixels", quality_metric="none")
 
 
 def test_source_is_top1_and_the_sources_are_the_most_valuable(known_answer, tmp_path):
     train, labels, gen, gen_labels, sources = known_answer
     # 36 images in 3 shape classes: k = 3 keeps a neighbourhood inside its class, as k = 10 does in real data
     # sets, so the temperature fitted to it (d_k - d_1) is the within-class scale.
-    cfg = ValuationConfig(quality_metric="none", method=MethodSettings(MatchParams(k=3)))
+    cfg = ValuationConfig(backbone="pixels", quality_metric="none", method=MethodSettings(MatchParams(k=3)))
     result = value_training_set(train, gen, cfg, train_labels=labels, work_dir=tmp_path)
     top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")
     assert top1["train_id"].to_list() == [f"train:{s:06d}" for s in sources]
@@ -29,18 +29,22 @@ def test_source_is_top1_and_the_sources_are_the_most_valuable(known_answer, tmp_
     assert result.attribution("generated:000000")["train_id"][0] == f"train:{sources[0]:06d}"
 
 
-def test_same_inputs_give_same_values(known_answer, tmp_path):
-    train, labels, gen, *_ = known_answer
-    a = value_training_set(train, gen, CFG, work_dir=tmp_path)
-    b = value_training_set(train, gen, CFG, work_dir=tmp_path)
-    assert a.values.equals(b.values)
+def test_the_default_learned_similarity_finds_every_source_and_repeats_exactly(known_answer, tmp_path):
+    train, labels, gen, gen_labels, sources = known_answer
+    default = ValuationConfig(quality_metric="none")
+    assert default.backbone == "similarity"
+    a = value_training_set(train, gen, default, work_dir=tmp_path)  # trains the similarity on `train` first
+    top1 = a.credits.filter(pl.col("rank") == 1).sort("gen_id")
+    assert top1["train_id"].to_list() == [f"train:{s:06d}" for s in sources]
+    b = value_training_set(train, gen, default, work_dir=tmp_path)  # same seed: same weights, same values
+    assert a.values.equals(b.values) and a.temperature == b.temperature
 
 
 def test_hnsw_and_exact_give_the_same_values_on_small_data(known_answer, tmp_path):
     train, labels, gen, *_ = known_answer
     exact = value_training_set(train, gen, CFG, work_dir=tmp_path)
     ann = value_training_set(
-        train, gen, ValuationConfig(quality_metric="none", method=MethodSettings(MatchParams(index_mode="hnsw"))), work_dir=tmp_path
+        train, gen, ValuationConfig(backbone="pixels", quality_metric="none", method=MethodSettings(MatchParams(index_mode="hnsw"))), work_dir=tmp_path
     )
     assert exact.values.equals(ann.values)
 
@@ -57,7 +61,7 @@ def test_folders_and_arrays_give_the_same_values(known_answer, image_folders, tm
 
 def test_l2_rerank_keeps_the_source_first(known_answer, tmp_path):
     train, labels, gen, _, sources = known_answer
-    result = value_training_set(train, gen, ValuationConfig(quality_metric="none", rerank="l2"), work_dir=tmp_path)
+    result = value_training_set(train, gen, ValuationConfig(backbone="pixels", quality_metric="none", rerank="l2"), work_dir=tmp_path)
     top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
     assert top1 == [f"train:{s:06d}" for s in sources]
 

@@ -84,7 +84,7 @@ def test_with_the_fitted_temperature_a_near_copy_takes_nearly_all_its_credit(dom
     rng = np.random.default_rng(1)
     sources = rng.choice(len(train), 40, replace=False)
     copies = np.clip(train[sources] + rng.normal(0, 6, train[sources].shape), 0, 255).astype(np.uint8)
-    result = value_training_set(train, copies, ValuationConfig(quality_metric="none"))
+    result = value_training_set(train, copies, ValuationConfig(backbone="pixels", quality_metric="none"))
     top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")
     assert top1["train_id"].to_list() == [f"train:{s:06d}" for s in sources]
     assert top1["weight"].median() > 0.95, (result.temperature, top1["weight"].describe())

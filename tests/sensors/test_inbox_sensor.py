@@ -7,6 +7,9 @@ import dagster as dg
 from gmv_dagster.assets.automation import generated_batches
 from gmv_dagster.definitions import build_definitions
 
+# Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
+PIXELS = {"GMV_BACKBONE": "pixels"}
+
 
 def tick(defs, instance, cursor=None):
     sensor = defs.get_sensor_def("inbox_sensor")
@@ -21,7 +24,7 @@ def apply(instance, result):
 
 def test_complete_batches_become_partitions_with_runs_and_partial_ones_wait(tmp_path, image_folders, drop_batch):
     inbox = tmp_path / "inbox"
-    defs = build_definitions(tmp_path / "home", env={"GMV_TRAIN_SOURCE": str(image_folders[0]),
+    defs = build_definitions(tmp_path / "home", env={**PIXELS, "GMV_TRAIN_SOURCE": str(image_folders[0]),
                                                    "GMV_GENERATED_SOURCE": str(image_folders[1]), "GMV_INBOX": str(inbox)})
     instance = dg.DagsterInstance.ephemeral()
 
@@ -58,7 +61,7 @@ def test_complete_batches_become_partitions_with_runs_and_partial_ones_wait(tmp_
 def test_inbox_folder_named_like_the_source_batch_is_refused(tmp_path, image_folders, drop_batch):
     inbox = tmp_path / "inbox"
     drop_batch(inbox, "generated", [2])
-    defs = build_definitions(tmp_path / "home", env={"GMV_TRAIN_SOURCE": str(image_folders[0]),
+    defs = build_definitions(tmp_path / "home", env={**PIXELS, "GMV_TRAIN_SOURCE": str(image_folders[0]),
                                                    "GMV_GENERATED_SOURCE": str(image_folders[1]), "GMV_INBOX": str(inbox)})
     result, _ = tick(defs, dg.DagsterInstance.ephemeral())
     assert result.run_requests == []

@@ -16,6 +16,7 @@ import polars as pl
 
 from ..common.timing import timed
 from ..demo.generator import DemoGenerator
+from ..method.embedders import Embedder
 from ..method.matching import IndexShard
 from ..method.rerank import PairDistance
 from ..method.search import build_hnsw
@@ -33,7 +34,7 @@ from .methods import (
 from .tracin import TracInParams, tracin_scores
 
 # The method and its ablations, then the baselines; the order of rows in every report.
-METHODS = ("gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "gmv_rerank_lpips", "random", "uniform", "tracin")
+METHODS = ("gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_efficientnet_lite0", "gmv_rerank_l2", "gmv_rerank_lpips", "random", "uniform", "tracin")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Suite:
     tracin: TracInParams = field(default_factory=TracInParams)
     seed: int = 0
     device: str = "cpu"
+    embedders: dict[str, Embedder] = field(default_factory=dict)  # other backbones to run GMValuator with
 
 
 @dataclass
@@ -79,6 +81,16 @@ def run_methods(
     outputs.append(similarity_method("gmv", sets, setup, **search, device=suite.device))
     outputs.append(similarity_method("gmv_q1", sets, setup, **search, unit_quality=True, device=suite.device))
     outputs.append(similarity_method("gmv_exact", sets, setup, exact=True, device=suite.device))
+    own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
+    for name, embedder in suite.embedders.items():  # the same method on another backbone's distances
+        embedded: dict[str, float] = {}
+        train = timed_call(embedded, "embed_train", embedder.embed, train_images(np.arange(len(sets.train_ids))), suite.device)
+        other = replace(sets, train=train, gen=timed_call(embedded, "embed_generated", embedder.embed, generations.images,
+                                                          suite.device))
+        log(f"gmv_{name}: GMValuator on {name} embeddings ({other.train.shape[1]} dimensions)")
+        outputs.append(similarity_method(f"gmv_{name}", other, own_scale, exact=exact_search, device=suite.device,
+                                         seed=suite.seed))
+        outputs[-1].seconds.update(embedded)
     for name in ("l2", "lpips"):
         method = f"gmv_rerank_{name}"
         if name not in suite.reranks:
@@ -86,7 +98,6 @@ def run_methods(
             continue
         log(f"{method}: re-ranking {len(generations.ids)} x {max(setup.settings.match.candidates, setup.depth)} candidates")
         # Its distances have their own scale: the temperature is fitted to them, as the pipeline would.
-        own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
         outputs.append(similarity_method(method, sets, own_scale, **search, pair_distance=suite.reranks[name],
                                          load_train=train_images, gen_images=generations.images, device=suite.device,
                                          seed=suite.seed))

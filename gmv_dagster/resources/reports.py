@@ -7,6 +7,7 @@ from pydantic import Field
 from ..evaluation.experiments import Suite
 from ..evaluation.methods import SimilaritySetup
 from ..evaluation.tracin import TracInParams
+from ..method.embedders import make_embedder
 from ..method.rerank import make_pair_distance
 
 
@@ -19,12 +20,16 @@ class ReportSettings(dg.ConfigurableResource):
         default=None, description="AlexNet state dict for the lpips re-rank baseline; without it lpips is reported as not run")
     tracin_factor: int = Field(default=24, gt=0, description="TracIn projection: factor^2 dimensions per layer")
     seed: int = Field(default=0, description="seed of the random baselines and the random removal set")
+    embedders: list[str] = Field(
+        default=["pixels"], description="other backbones GMValuator also runs with (method gmv_<backbone>, its own "
+                                        "temperature), beside the configured one; the configured one is skipped")
 
-    def suite(self, setup: SimilaritySetup, device) -> Suite:
+    def suite(self, setup: SimilaritySetup, device, backbone: str) -> Suite:
         reranks = {}
         for name in self.rerank:
             if name == "lpips" and self.lpips_weights_path is None:
                 continue  # reported as "not run" with the reason, never replaced by another distance
             reranks[name] = make_pair_distance(name, self.lpips_weights_path, device)
+        embedders = {name: make_embedder(name) for name in self.embedders if name != backbone}
         return Suite(SimilaritySetup(setup.settings, self.depth), reranks,
-                     TracInParams(factor=self.tracin_factor, seed=self.seed), self.seed, device)
+                     TracInParams(factor=self.tracin_factor, seed=self.seed), self.seed, device, embedders)

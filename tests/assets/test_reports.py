@@ -37,7 +37,7 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
     criteria = set(report["criterion"])
     assert criteria == {"C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "C4 efficiency",
                         "fidelity", "diversity", "consistency", "reasonableness"}
-    ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform", "tracin"}
+    ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_rerank_l2", "random", "uniform", "tracin"}  # gmv: learned
     for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "diversity",
                       "reasonableness"):
         assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion

@@ -102,7 +102,7 @@ def report_kit(context, gmv_home: GmvHome, embedder: EmbedderResource, quality_s
     setup = SimilaritySetup(MethodSettings(match, hnsw, float(credits_md["temperature"])))
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None
     return ReportKit(
-        context, setup, index_md["mode"], report_settings.suite(setup, matching_device.torch_device()),
+        context, setup, index_md["mode"], report_settings.suite(setup, matching_device.torch_device(), embedder.backbone),
         embedder.load_stored(gmv_home), embedding_device, quality_scorer, quality_device, generator_device, gmv_home, spec,
         int(generator_md.get("n_samples", 0)), spec.params.seed if spec else 0,
         int(quality_md.get("reference_size", 1000)), int(quality_md.get("seed", 0)),

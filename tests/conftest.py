@@ -121,7 +121,7 @@ def asset_names() -> set[str]:
             "train_index", "credit_temperature", "matches", "quality_calibration", "quality_scores", "credits", "training_values", "method_values",
             "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
             "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
-            "criterion_consistency", "criterion_report"}
+            "criterion_consistency", "criterion_lds", "criterion_report"}
 
 
 @pytest.fixture

@@ -4,15 +4,23 @@ Given attributions tau(z_j)_i of generated sample j to training image i, S rando
 for each subset s, the output f_s(z_j) of a model retrained on it, LDS_j is the Spearman correlation over s of
 sum_{i in S_s} tau(z_j)_i and f_s(z_j); LDS is the mean over j, with a bootstrap interval over the samples.
 The output must grow with attribution (TRAK uses the log-probability): for a loss, pass its negative.
-Retraining the generator on the subsets, and which outputs to use, belong to the caller.
+Retraining the generator on the subsets belongs to the caller (the criterion_lds asset); the demo VAE's output is
+`vae_log_likelihoods`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import polars as pl
+import torch
 from scipy import stats
+
+from ..common.tensors import to_tensor_batch
+from ..demo.generator import IMAGE_SIZE
+from .tracin import vae_losses
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,36 @@ def linear_datamodeling_score(attributions: np.ndarray, subsets: np.ndarray, out
     means = ok[rng.integers(0, len(ok), size=(n_bootstrap, len(ok)))].mean(1)
     low, high = np.quantile(means, [0.025, 0.975])
     return LdsResult(float(ok.mean()), float(low), float(high), per_sample, len(ok))
+
+
+def attribution_matrix(contributors: pl.DataFrame, gen_ids: Sequence[str], train_ids: Sequence[str]) -> np.ndarray:
+    """(m, n) float32 attributions from a method's listed contributors (gen_id, train_id, score); a training image
+    not listed for a generated image gets 0 (exact for GMValuator, whose credit stops at the top k; a truncation
+    for dense methods such as TracIn)."""
+    gen_row = {g: j for j, g in enumerate(gen_ids)}
+    train_col = {t: i for i, t in enumerate(train_ids)}
+    unknown = [g for g in contributors["gen_id"].unique().to_list() if g not in gen_row]
+    if unknown:
+        raise ValueError(f"contributors name {len(unknown)} generated image(s) not in the generated set, e.g. {unknown[0]!r}")
+    out = np.zeros((len(gen_ids), len(train_ids)), dtype=np.float32)
+    rows = np.fromiter((gen_row[g] for g in contributors["gen_id"]), dtype=np.int64, count=contributors.height)
+    cols = np.fromiter((train_col[t] for t in contributors["train_id"]), dtype=np.int64, count=contributors.height)
+    np.add.at(out, (rows, cols), contributors["score"].to_numpy().astype(np.float32))
+    return out
+
+
+def vae_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarray], labels: Sequence[str],
+                        batch_size: int = 512) -> np.ndarray:
+    """The model output of LDS for the demo VAE: minus the negative ELBO of each image (z = mu: no sampling noise,
+    so a retrained model's output depends only on its weights). Higher = the model explains the image better."""
+    position = {c: i for i, c in enumerate(classes)}
+    missing = sorted({str(label) for label in labels} - set(position))
+    if missing:
+        raise ValueError(f"labels {missing} are not classes of the generator ({', '.join(classes)})")
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(images), batch_size):
+            x = to_tensor_batch(list(images[s : s + batch_size]), IMAGE_SIZE, 1).flatten(1)
+            y = torch.tensor([position[str(label)] for label in labels[s : s + batch_size]], dtype=torch.int64)
+            out.append(-vae_losses(model.eval(), x, y).double().numpy())
+    return np.concatenate(out) if out else np.empty(0)

@@ -18,7 +18,8 @@ from ..method.core import MethodSettings, Reranking, fit_temperature, match, val
 from ..method.matching import IndexShard, MatchParams, matches_table
 from ..method.search import build_hnsw
 
-CONTRIBUTOR_SCHEMA = {"gen_id": pl.String, "train_id": pl.String, "rank": pl.Int32}
+# score: the method's attribution of gen_id to train_id (higher = stronger; LDS sums it over training subsets).
+CONTRIBUTOR_SCHEMA = {"gen_id": pl.String, "train_id": pl.String, "rank": pl.Int32, "score": pl.Float64}
 
 
 @dataclass
@@ -87,18 +88,26 @@ def similarity_method(
     with timed(seconds, "credit", digits=None):
         matches = matches_table(sets.gen_ids, sets.train_ids, idx, dist, settings.match.k)
         quality = sets.quality.with_columns(q=pl.lit(1.0)) if unit_quality else sets.quality
-        _, values = value(matches, quality, pl.Series(sets.train_ids), temperature)
-    contributors = matches_table(sets.gen_ids, sets.train_ids, idx, dist, depth).select(list(CONTRIBUTOR_SCHEMA))
+        credits, values = value(matches, quality, pl.Series(sets.train_ids), temperature)
+    # Attribution = the credit (q_j w_ij) within the top k; contributors ranked deeper get none.
+    contributors = (matches_table(sets.gen_ids, sets.train_ids, idx, dist, depth)
+                    .join(credits.select("gen_id", "rank", score="credit"), on=["gen_id", "rank"], how="left")
+                    .with_columns(pl.col("score").fill_null(0.0)).select(list(CONTRIBUTOR_SCHEMA)))
     return MethodOutput(name, values.select("train_id", "value"), contributors, seconds)
 
 
-def _random_contributors(train_ids: list[str], gen_ids: list[str], depth: int, rng: np.random.Generator) -> pl.DataFrame:
+def _random_contributors(train_ids: list[str], gen_ids: list[str], depth: int, rng: np.random.Generator,
+                         scores: np.ndarray | None = None) -> pl.DataFrame:
+    """`depth` random contributors per generated image, with `scores` (m, depth) in rank order (default: random,
+    descending)."""
     depth = min(depth, len(train_ids))
     rows = np.stack([rng.choice(len(train_ids), size=depth, replace=False) for _ in gen_ids]) if gen_ids else np.empty((0, depth), int)
+    if scores is None:
+        scores = -np.sort(-rng.random((len(gen_ids), depth)), axis=1)
     train_arr = np.asarray(train_ids, dtype=object)
     return pl.DataFrame(
         {"gen_id": np.repeat(np.asarray(gen_ids, dtype=object), depth), "train_id": train_arr[rows.reshape(-1)],
-         "rank": np.tile(np.arange(1, depth + 1, dtype=np.int32), len(gen_ids))},
+         "rank": np.tile(np.arange(1, depth + 1, dtype=np.int32), len(gen_ids)), "score": scores.reshape(-1)},
         schema=CONTRIBUTOR_SCHEMA,
     )
 
@@ -114,7 +123,9 @@ def random_method(train_ids: list[str], gen_ids: list[str], total: float, depth:
 def uniform_method(train_ids: list[str], gen_ids: list[str], total: float, depth: int, seed: int) -> MethodOutput:
     """Every training image gets total / n; contributors are all tied, so C1 / C2 see a random order."""
     values = pl.DataFrame({"train_id": train_ids, "value": np.full(len(train_ids), total / len(train_ids))})
-    return MethodOutput("uniform", values, _random_contributors(train_ids, gen_ids, depth, np.random.default_rng(seed + 1)))
+    equal = np.full((len(gen_ids), min(depth, len(train_ids))), total / max(len(gen_ids), 1) / len(train_ids))
+    return MethodOutput("uniform", values, _random_contributors(train_ids, gen_ids, depth, np.random.default_rng(seed + 1),
+                                                                equal))
 
 
 def score_method(name: str, scores: np.ndarray, train_ids: list[str], gen_ids: list[str], depth: int,
@@ -124,7 +135,8 @@ def score_method(name: str, scores: np.ndarray, train_ids: list[str], gen_ids: l
     top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
     order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, 1)
-    contributors = matches_table(gen_ids, train_ids, top, np.zeros(top.shape), depth).select(list(CONTRIBUTOR_SCHEMA))
+    contributors = (matches_table(gen_ids, train_ids, top, np.take_along_axis(scores, top, 1).astype(np.float64), depth)
+                    .rename({"distance": "score"}).select(list(CONTRIBUTOR_SCHEMA)))
     values = pl.DataFrame({"train_id": train_ids, "value": scores.sum(axis=0)})
     return MethodOutput(name, values, contributors, seconds)
 

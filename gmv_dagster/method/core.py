@@ -23,7 +23,7 @@ from .search import HnswParams
 
 # tau = (median over training images of d_k - d_1 among their nearest other training images) / TEMPERATURE_DIVISOR:
 # the k-th contributor of a typical image then gets e^-4 (1.8%) of the first's weight, whatever the distance's
-# scale (embedder, re-rank). On the demo's pixel cosine it gives 0.0032, the value once tuned there by hand
+# scale (embedder, re-rank). On the demo's pixel cosine it gives 0.0031, the value once tuned there by hand
 # (docs/DESIGN.md, "Temperature").
 TEMPERATURE_DIVISOR = 4.0
 TEMPERATURE_SAMPLE = 1000  # training images whose neighbours set the spread

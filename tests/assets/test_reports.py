@@ -16,6 +16,7 @@ SMALL = {"ops": {
     "train_index": {"config": {"index_mode": "hnsw"}},
     "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
     "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
+    "criterion_lds": {"config": {"subsets": 8}},
 }}
 
 
@@ -36,10 +37,10 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
     assert result.success
     criteria = set(report["criterion"])
     assert criteria == {"C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "C4 efficiency",
-                        "fidelity", "diversity", "consistency", "reasonableness"}
+                        "fidelity", "diversity", "consistency", "reasonableness", "LDS"}
     ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_rerank_l2", "random", "uniform", "tracin"}  # gmv: learned
     for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "diversity",
-                      "reasonableness"):
+                      "reasonableness", "LDS"):
         assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion
     # lpips has no weights here: reported as not run, with the reason, never silently replaced
     lpips = report.filter(pl.col("method") == "gmv_rerank_lpips")
@@ -72,10 +73,22 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     assert tracin_family["value"].is_null().all() and "needs the demo VAE" in tracin_family["note"][0]
 
 
+def test_lds_has_a_bracketed_correlation_for_every_attributing_method(criteria_run):
+    _, report, _, _ = criteria_run
+    lds = report.filter(pl.col("criterion") == "LDS")
+    assert set(lds["setting"]) == {"S=8, 50% subsets"}
+    scored = lds.filter(pl.col("value").is_not_null())
+    assert set(scored["method"]) >= {"gmv", "gmv_pixels", "gmv_rerank_l2", "random", "tracin"}
+    assert scored["value"].is_between(-1, 1).all() and (scored["n"] > 0).all()
+    assert ((scored["ci_low"] <= scored["value"] + 1e-12) & (scored["value"] <= scored["ci_high"] + 1e-12)).all()
+    uniform = lds.filter(pl.col("method") == "uniform")
+    assert uniform["value"].is_null().all() and "every subset sums to the same" in uniform["note"][0]
+
+
 def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criteria_run):
     result, report, _, _ = criteria_run
     for asset in ("criterion_classes", "criterion_reasonableness", "criterion_ood", "criterion_fidelity", "criterion_consistency",
-                  "criterion_diversity", "criterion_efficiency", "criterion_report"):
+                  "criterion_lds", "criterion_diversity", "criterion_efficiency", "criterion_report"):
         metadata = result.asset_materializations_for_node(asset)[0].metadata
         assert metadata["plot"].value.startswith("![plot](data:image/png;base64,"), asset
         assert "| method |" in metadata["summary"].value, asset

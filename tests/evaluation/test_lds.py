@@ -39,3 +39,33 @@ def test_a_sample_with_constant_predictions_is_left_out_and_counted():
     assert np.isnan(result.per_sample[0]) and result.defined == 1 and result.mean == pytest.approx(1.0)
     with pytest.raises(ValueError, match="shapes do not fit"):
         linear_datamodeling_score(a, masks, outputs.T)
+
+
+def test_listed_contributors_become_a_dense_attribution_matrix_with_zeros_elsewhere():
+    import polars as pl
+
+    from gmv_dagster.evaluation.lds import attribution_matrix
+
+    contributors = pl.DataFrame({"gen_id": ["g1", "g0", "g1"], "train_id": ["t2", "t0", "t0"], "score": [0.25, 1.0, 0.5]})
+    a = attribution_matrix(contributors, ["g0", "g1"], ["t0", "t1", "t2"])
+    np.testing.assert_array_equal(a, [[1.0, 0.0, 0.0], [0.5, 0.0, 0.25]])
+    with pytest.raises(ValueError, match="not in the generated set, e.g. 'g9'"):
+        attribution_matrix(contributors.with_columns(gen_id=pl.lit("g9")), ["g0"], ["t0", "t1", "t2"])
+
+
+def test_a_vae_explains_the_images_it_was_trained_on_better_than_noise():
+    from gmv_dagster.demo.generator import TrainParams, train_cvae
+    from gmv_dagster.evaluation.lds import vae_log_likelihoods
+
+    rng = np.random.default_rng(0)
+    images = [np.clip(rng.normal(40, 10, (28, 28)) + 180 * (np.arange(28) % 7 < 3), 0, 255).astype(np.uint8)
+              for _ in range(64)]
+    labels = ["stripes"] * 32 + ["also"] * 32
+    model, classes = train_cvae(images, labels, TrainParams(epochs=3, seed=0))
+    noise = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
+    seen = vae_log_likelihoods(model, classes, images[:8], labels[:8])
+    unseen = vae_log_likelihoods(model, classes, noise, labels[:8])
+    assert seen.shape == (8,) and (seen > unseen).all()
+    np.testing.assert_array_equal(seen, vae_log_likelihoods(model, classes, images[:8], labels[:8]))  # z = mu
+    with pytest.raises(ValueError, match="are not classes of the generator"):
+        vae_log_likelihoods(model, classes, images[:1], ["cat"])

@@ -1,6 +1,7 @@
-"""Criteria that plant known answers or retrain the demo generator: reasonableness, C3, fidelity, consistency."""
+"""Criteria that plant known answers or retrain the demo generator: reasonableness, C3, fidelity, consistency, LDS."""
 
 
+import time
 from dataclasses import replace
 
 import dagster as dg
@@ -17,6 +18,12 @@ from ...evaluation.criteria import (
     wilson_interval,
 )
 from ...evaluation.experiments import Generations, fidelity_measures, removal_sets
+from ...evaluation.lds import (
+    attribution_matrix,
+    linear_datamodeling_score,
+    random_subsets,
+    vae_log_likelihoods,
+)
 from ...evaluation.methods import EmbeddedSets, similarity_method
 from ...evaluation.pollution import (
     POLLUTION_KINDS,
@@ -268,4 +275,73 @@ def criterion_consistency(
     summary = f"{pivot_markdown(df.filter(pl.col('metric') == 'spearman'))}\n\n### Kendall\n\n{pivot_markdown(df.filter(pl.col('metric') == 'kendall'))}"
     plot = bar_plot(df.filter(pl.col("metric") == "spearman"), "setting", "Consistency: Spearman of values", "rho")
     context.add_output_metadata(report_metadata(df, summary, plot))
+    return df
+
+
+# Published LDS on CIFAR-2 generated samples (D-TRAK, Zheng et al., ICLR 2024, DDPM, S = 100 half subsets):
+# validation-set samples in brackets. Another data set and generator: a scale to read ours against, not a target.
+LDS_ANCHORS = {"pixel similarity": (0.05, 0.08), "CLIP similarity": (0.04, 0.09), "TRAK": (0.16, 0.24),
+               "D-TRAK": (0.26, 0.34)}
+
+
+class LdsConfig(dg.Config):
+    subsets: int = Field(default=32, ge=2, description="S: random training subsets, each with a retrained generator")
+    fraction: float = Field(default=0.5, gt=0, lt=1, description="share of the training set in each subset")
+    seed: int = Field(default=0, description="seed of the subsets (the generator retrains from the pipeline's seed)")
+
+
+@dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+def criterion_lds(
+    context, config: LdsConfig, method_contributors: pl.DataFrame, training_images: pl.DataFrame,
+    generated_images: pl.DataFrame, gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
+    generator_device: DeviceResource, matching_device: DeviceResource,
+) -> pl.DataFrame:
+    """Linear datamodeling score: the demo generator retrained on S random halves of the training set (cached by
+    content); per generated sample, the Spearman correlation over subsets between a method's summed attribution
+    to the subset and the retrained model's log-likelihood of the sample; the mean with a bootstrap 95% interval."""
+    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
+                     generator_device, matching_device)
+    rows = Rows("LDS")
+    setting = f"S={config.subsets}, {config.fraction:.0%} subsets"
+    if kit.generator_spec is None:
+        return _not_run_without_generator(context, rows, "LDS", setting)
+    if kit.generator_spec.family != "vae":
+        rows.not_run("LDS", "all", setting, "the model output is the demo VAE's ELBO; the DDPM's denoising loss is not "
+                                           "implemented yet")
+        df = rows.frame()
+        context.add_output_metadata(report_metadata(df, "LDS not run (generator family)", ""))
+        return df
+    ids, hashes, labels = (training_images[c].to_list() for c in ("id", "content_hash", "label"))
+    images = load_images(training_images["uri"].to_list())
+    gen_ids, gen_labels = generated_images["id"].to_list(), generated_images["label"].to_list()
+    gen = load_images(generated_images["uri"].to_list())
+    masks = random_subsets(len(ids), config.subsets, config.fraction, config.seed)
+    outputs = np.empty((config.subsets, len(gen_ids)))
+    started = time.perf_counter()
+    for s, mask in enumerate(masks):
+        keep = np.flatnonzero(mask)
+        generator = kit.generator(kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep],
+                                  [labels[r] for r in keep])
+        outputs[s] = vae_log_likelihoods(generator.model, generator.classes, gen, gen_labels)
+        kit.log(f"LDS: model {s + 1}/{config.subsets} on {len(keep)} training images "
+                f"({(time.perf_counter() - started) / (s + 1):.1f} s per model)")
+    for (method,), contributors in method_contributors.group_by("method", maintain_order=True):
+        if method == "uniform":
+            rows.not_run("LDS", method, setting, "equal attribution to every image: every subset sums to the same")
+            continue
+        result = linear_datamodeling_score(attribution_matrix(contributors, gen_ids, ids), masks, outputs,
+                                           seed=config.seed)
+        undefined = len(gen_ids) - result.defined
+        note = f"{undefined} of {len(gen_ids)} samples undefined (no attribution varies over the subsets)" if undefined else None
+        rows.add("LDS", method, setting, Measure(None if result.defined == 0 else result.mean, result.defined,
+                                                 result.low, result.high, note))
+    df = rows.frame()
+    anchors = "; ".join(f"{name} {test:.2f} ({val:.2f})" for name, (test, val) in LDS_ANCHORS.items())
+    summary = (f"LDS over {config.subsets} generators retrained on random {config.fraction:.0%} subsets; model output = "
+               f"minus the VAE's negative ELBO of each generated sample.\n\n{pivot_markdown(df)}\n\nPublished on CIFAR-2 "
+               f"(D-TRAK's protocol; validation samples in brackets): {anchors}.")
+    plot = bar_plot(df, "setting", "LDS (Spearman, mean over generated samples)", "LDS")
+    context.add_output_metadata(report_metadata(df, summary, plot, retrained=config.subsets,
+                                                seconds=round(time.perf_counter() - started, 1)))
     return df

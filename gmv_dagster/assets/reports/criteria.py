@@ -117,10 +117,10 @@ def criterion_efficiency(context, method_timings: pl.DataFrame) -> pl.DataFrame:
 def criterion_report(context, criterion_classes: pl.DataFrame, criterion_reasonableness: pl.DataFrame,
                      criterion_diversity: pl.DataFrame,
                      criterion_efficiency: pl.DataFrame, criterion_ood: pl.DataFrame, criterion_fidelity: pl.DataFrame,
-                     criterion_consistency: pl.DataFrame) -> pl.DataFrame:
+                     criterion_consistency: pl.DataFrame, criterion_lds: pl.DataFrame) -> pl.DataFrame:
     """Every criterion for every method in one long table (criterion, metric, method, setting, value, n, 95% CI, note)."""
     df = pl.concat([criterion_classes, criterion_reasonableness, criterion_diversity, criterion_efficiency, criterion_ood, criterion_fidelity,
-                    criterion_consistency]).select(list(REPORT_SCHEMA))
+                    criterion_consistency, criterion_lds]).select(list(REPORT_SCHEMA))
     heads = headline(df)
     context.add_output_metadata(report_metadata(df, pivot_markdown(heads, columns="setting"),
                                                 bar_plot(heads.filter(pl.col("setting").is_in(HEADLINE_SHARES)), "setting",

@@ -122,6 +122,7 @@ RESULTS_SECTIONS = [
     ("diversity", "value share by class", "setting", "Share of the total value by class."),
     ("consistency", "spearman", "setting", "Spearman rank correlation of the values with the pipeline's run."),
     ("consistency", "kendall", "setting", "Kendall tau-b of the same."),
+    ("LDS", "LDS", "setting", "Linear datamodeling score (TRAK; D-TRAK's protocol): the demo VAE retrained on S random halves of the training set; for each generated sample, the Spearman correlation over the subsets between the method's attribution summed over the subset and the retrained model's log-likelihood of the sample (minus its negative ELBO); the mean over samples, 95% bootstrap interval in `criterion_report`. Attributions are each method's listed contributors (GMValuator's credit is exactly its top k; TracIn is cut to its top 50). Published on CIFAR-2 generated samples (another data set and a DDPM, validation samples in brackets): pixel similarity 0.05 (0.08), CLIP similarity 0.04 (0.09), TRAK 0.16 (0.24), D-TRAK 0.26 (0.34)."),
 ]
 
 
@@ -164,5 +165,6 @@ def headline(df: pl.DataFrame) -> pl.DataFrame:
         value=pl.col("value").filter(pl.col("setting").str.starts_with("top")).first()
         - pl.col("value").filter(pl.col("setting").str.starts_with("bottom")).first())
         .with_columns(setting=pl.lit("fidelity top - bottom")))
+    parts.append(df.filter((pl.col("criterion") == "LDS") & (pl.col("metric") == "LDS")).with_columns(setting=pl.lit("LDS")))
     return pl.concat([p.select("method", "setting", "value", *([c for c in ("note",) if c in p.columns]))
                       .with_columns(pl.col("value").cast(pl.Float64)) for p in parts], how="diagonal_relaxed")

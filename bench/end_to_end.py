@@ -4,7 +4,7 @@
 
 1. Values the demo (`--demo-size` training images, 1,000 generated) in a fresh GMV_HOME, in one process.
    The one-off cost is the training side's stages: the similarity model where the embedder has one, the
-   training embeddings, the index, the quality calibration (each stage's seconds from its asset metadata,
+   training embeddings, the index, the credit temperature, the quality calibration (each stage's seconds from its asset metadata,
    the figures the UI shows). The demo generator's training is not valuation and is not counted.
 2. Drops a new batch (`--batch-size` Fashion-MNIST test images standing in for new generations) into the
    inbox and values it against the existing index and calibration, as the inbox sensor does. The marginal
@@ -32,6 +32,7 @@ ONE_OFF = [
     ("train the similarity model", "similarity_model", "seconds"),
     ("embed training images", "train_embeddings", "seconds"),
     ("build the index", "train_index", "build_seconds"),
+    ("fit the credit temperature", "credit_temperature", "seconds"),
     ("calibrate quality", "quality_calibration", "fit_seconds"),
 ]
 MARGINAL = [

@@ -24,7 +24,7 @@ DEPLOY = Path(__file__).parents[1] / "deploy" / "k8s"
 PACKAGE = Path(__file__).parents[1] / "gmv_dagster"
 # The steps that run torch on large inputs ask for a GPU (NIQE runs in torch on the quality device too); credit
 # and the bookkeeping assets do not.
-GPU_STEPS = {"similarity_model", "train_embeddings", "generated_embeddings", "train_index", "matches",
+GPU_STEPS = {"similarity_model", "train_embeddings", "generated_embeddings", "train_index", "credit_temperature", "matches",
              "demo_generator", "quality_calibration", "quality_scores"}
 
 

@@ -30,7 +30,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=2400,6000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=2400,9000"):
         options.add_argument(arg)
     options.binary_location = chromium
     drv = webdriver.Chrome(options=options, service=Service(driver))

@@ -107,8 +107,8 @@ def value_training_set(
     m = cfg.method
     index = None if m.match.uses_exact(len(train_emb)) else build_hnsw(train_emb, m.hnsw)
     pair_distance = make_pair_distance(cfg.rerank, cfg.rerank_weights_path, device)
-    reranking = None if pair_distance is None else Reranking(
-        pair_distance, gen_images, lambda rows: [train_images[i] for i in rows])
+    load_train = lambda rows: [train_images[i] for i in rows]  # noqa: E731
+    reranking = None if pair_distance is None else Reranking(pair_distance, gen_images, load_train)
     shards = [IndexShard(0, len(train_emb), index)]
     idx, dist = match(train_emb, gen_emb, m.match, shards, device, reranking)
     matches = matches_table(gen_manifest["id"], train_manifest["id"], idx, dist, m.match.k)
@@ -121,7 +121,6 @@ def value_training_set(
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
     temperature = m.temperature or fit_temperature(
-        train_emb, m.match, shards, device, pair_distance, lambda rows: [train_images[i] for i in rows], seed=cfg.seed
-    ).temperature
+        train_emb, m.match, shards, device, pair_distance, load_train, seed=cfg.seed).temperature
     credits, values = value(matches, quality, train_manifest["id"], temperature)
     return ValuationResult(values, credits, quality, temperature, train_manifest, gen_manifest, cfg)

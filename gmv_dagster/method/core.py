@@ -80,12 +80,12 @@ class TemperatureFit:
     median_spread: float  # median over the sampled training images of d_k - d_1
     spread_quantiles: dict[str, float]  # p10, p50, p90 of the same
     queries: int
-    k: int
+    k: int  # neighbours per query: the ranking's k, at most n - 1
     divisor: float
 
     def as_dict(self) -> dict:
         return {"temperature": self.temperature, "median_spread": self.median_spread, **self.spread_quantiles,
-                "queries": self.queries, "k": self.k, "divisor": self.divisor}
+                "queries": self.queries, "spread_k": self.k, "divisor": self.divisor}
 
 
 def fit_temperature(

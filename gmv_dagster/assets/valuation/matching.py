@@ -125,8 +125,12 @@ class RankingConfig(dg.Config):
                                                      "robust to shifts of up to 3 px), lpips (local AlexNet file)")
     rerank_weights_path: str | None = Field(default=None, description="AlexNet state dict for rerank=lpips")
 
+    def match_params(self, metric: str) -> MatchParams:
+        return MatchParams(k=self.k, candidates=max(self.candidates, self.k), metric=metric)
+
     def ranking(self) -> dict:
-        return {"k": self.k, "candidates": self.candidates, "rerank": self.rerank}
+        """What the ranking's distances depend on (K' as used: at least k), recorded by both assets."""
+        return {"k": self.k, "candidates": max(self.candidates, self.k), "rerank": self.rerank}
 
 
 class MatchesConfig(RankingConfig):
@@ -164,7 +168,7 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
     _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     train = embedding_matrix(train_embeddings)
-    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
+    params = config.match_params(specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
     progress = Progress(context.log, f"re-ranking training neighbours with {config.rerank}", min(config.sample, len(train)))
@@ -174,7 +178,7 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
                               config.sample, config.seed, config.divisor, lambda _: progress(1))
     context.log.info(f"temperature {fit.temperature:.4g} = median spread {fit.median_spread:.4g} / {fit.divisor:g} "
                      f"({fit.queries} training images, k = {fit.k}, rerank {config.rerank})")
-    row = {**config.ranking(), **fit.as_dict()}  # fit's k is at most n - 1
+    row = {**config.ranking(), **fit.as_dict()}
     return versioned(pl.DataFrame([row]), **row, **timings, **config_metadata(config))
 
 
@@ -189,7 +193,7 @@ def matches(
     _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
-    params = MatchParams(k=config.k, candidates=max(config.candidates, config.k), metric=specs[0]["params"]["metric"])
+    params = config.match_params(specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     reranking = None
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
@@ -202,7 +206,7 @@ def matches(
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
         batch=pl.lit(context.partition_key))
     modes = sorted({spec["mode"] for spec in specs})
-    extra = {"mode": "+".join(modes), "shards": len(shards), **config.ranking(), "candidates": params.candidates,
+    extra = {"mode": "+".join(modes), "shards": len(shards), **config.ranking(),
              **{k: round(v, 3) for k, v in timings.items()},
              **config_metadata(config)}
     if "hnsw" in modes:

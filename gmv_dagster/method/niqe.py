@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-BLOCK = 96  # NIQE's block at the first scale (half of it at the second)
+BLOCK = 96  # NIQE's block at the first scale (half of it at the second); pyiqa's size
 FEATURES = 36  # per plane: 18 at each of two scales
 MAT_HEADER = b"MATLAB 5.0 MAT-file, written by gmv-dagster".ljust(116)  # fixed: equal parameters, equal files
 _F64 = torch.float64
@@ -220,14 +220,20 @@ def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tens
     return torch.cat([alpha[:, :, :1], ((beta_l + beta_r) / 2)[:, :, :1], per_shift], -1)
 
 
-def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int = 8, tables: NiqeTables | None = None,
+def chunk_for(block: int) -> int:
+    """Images per chunk at a block size: 8 at 96 px (measured best on 2 cores), more for smaller blocks (same
+    scratch memory, fewer and larger ops)."""
+    return max(8, round(8 * (BLOCK / block) ** 2))
+
+
+def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, tables: NiqeTables | None = None,
                   workspace: Workspace | None = None) -> Tensor:
     """(B, 1, H, W) luminance on 0..255 (see `y_channel`) -> (B, n_blocks, 36) float64 NIQE block features.
 
     As pyiqa's NIQE: crop to a multiple of `block`, 18 features per block at full and at half size.
     Constant blocks give NaN features (as pyiqa). Images go `chunk` at a time through the buffers of
-    `workspace` (~5 MB per 192-px image of a chunk; pass one to reuse it across calls); 8 measured best on
-    2 cores. `y` may be float32 (as `y_channel` gives it): it is computed on in float64.
+    `workspace` (~5 MB per 192-px image of a chunk; pass one to reuse it across calls); by default
+    `chunk_for(block)`. `y` may be float32 (as `y_channel` gives it): it is computed on in float64.
     """
     t = tables if tables is not None else NiqeTables.build(y.device)
     h, w = y.shape[-2:]
@@ -238,7 +244,7 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int = 8, tables: Niqe
     y = y[..., : h // block * block, : w // block * block]
     buf = workspace if workspace is not None else Workspace(y.device)
     out = [torch.empty(0, (h // block) * (w // block), 36, dtype=_F64, device=y.device)]
-    for part in y.split(chunk):
+    for part in y.split(chunk or chunk_for(block)):
         part = buf("y", *part.shape).copy_(part)
         first = _scale_features(part, block, t, buf)
         out.append(torch.cat([first, _scale_features(_half(part, t, buf), block // 2, t, buf)], -1))
@@ -293,14 +299,15 @@ def fit_pristine(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f.T)
 
 
-def save_pristine(path: str | os.PathLike, mu: np.ndarray, cov: np.ndarray) -> Path:
-    """Write the model as pyiqa reads it (mu_prisparam (1, 36), cov_prisparam) with a fixed MAT header,
-    so equal parameters give equal bytes; written to a temporary file and renamed (no torn files)."""
+def save_pristine(path: str | os.PathLike, mu: np.ndarray, cov: np.ndarray, block: int = BLOCK) -> Path:
+    """Write the model as pyiqa reads it (mu_prisparam (1, 36), cov_prisparam), with the block size it was fitted
+    at (`block`, which pyiqa ignores), and a fixed MAT header, so equal parameters give equal bytes; written to a
+    temporary file and renamed (no torn files)."""
     import scipy.io
 
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, {"mu_prisparam": np.asarray(mu, np.float64).reshape(1, -1),
-                              "cov_prisparam": np.asarray(cov, np.float64)})
+                              "cov_prisparam": np.asarray(cov, np.float64), "block": np.array([[block]], np.float64)})
     path, tmp = Path(path), Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(MAT_HEADER + buffer.getvalue()[116:])
@@ -308,12 +315,14 @@ def save_pristine(path: str | os.PathLike, mu: np.ndarray, cov: np.ndarray) -> P
     return path
 
 
-def load_pristine(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(mu (36 P,), cov (36 P, 36 P)) float64 from a .mat written by save_pristine (or pyiqa's own files)."""
+def load_pristine(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mu (36 P,), cov (36 P, 36 P)) float64 and the block size they were fitted at, from a .mat written by
+    save_pristine (or pyiqa's own files: block 96)."""
     import scipy.io
 
     params = scipy.io.loadmat(str(path))
-    return np.ravel(params["mu_prisparam"]).astype(np.float64), np.asarray(params["cov_prisparam"], np.float64)
+    block = int(params["block"].item()) if "block" in params else BLOCK
+    return np.ravel(params["mu_prisparam"]).astype(np.float64), np.asarray(params["cov_prisparam"], np.float64), block
 
 
 @dataclass
@@ -326,18 +335,20 @@ class NiqeScorer:
     cov: Tensor
     device: torch.device
     block: int = BLOCK
-    chunk: int = 8
+    chunk: int | None = None  # images per chunk; None: chunk_for(block)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
         self.mu = torch.as_tensor(self.mu, dtype=_F64).reshape(-1).to(self.device)
         self.cov = torch.as_tensor(self.cov, dtype=_F64).to(self.device)
+        self.chunk = self.chunk or chunk_for(self.block)
         self.tables, self.workspace = NiqeTables.build(self.device), Workspace(self.device)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu", **kwargs) -> NiqeScorer:
-        mu, cov = load_pristine(path)
-        return cls(torch.from_numpy(mu), torch.from_numpy(cov), torch.device(device), **kwargs)
+        """The model of a .mat, scoring at the block size it was fitted at."""
+        mu, cov, block = load_pristine(path)
+        return cls(torch.from_numpy(mu), torch.from_numpy(cov), torch.device(device), block, **kwargs)
 
     @property
     def planes(self) -> int:

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,12 +39,11 @@ WEIGHTED_METRICS = {
     "musiq": "MUSIQ checkpoint (musiq_koniq_ckpt-*.pth from the pyiqa release)",
 }
 METRICS = ("niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
-# NIQE's working size: it measures 96-px blocks, so an image is scaled (aspect kept) until its shorter side is at
-# least NIQE_MIN_SIDE (2 blocks) and at most NIQE_MAX_SIDE (cost grows with pixels; larger images keep their detail
-# up to there instead of being squeezed to one size), then cropped around its centre to whole blocks.
-NIQE_BLOCK = 96
-NIQE_MIN_SIDE = 192
-NIQE_MAX_SIDE = 384
+# NIQE measures blocks: an image is scaled (aspect kept) until its shorter side lies in [2, 4] blocks (cost grows
+# with pixels; larger images keep their detail up to there instead of being squeezed to one size), then cropped
+# around its centre to whole blocks. The block is pyiqa's 96 px by default. Smaller blocks are cheaper (48 px: a
+# third of the time on 28-px images, ranking sigma-1 blur and noise as well) but lose heavy blur: on Fashion-MNIST
+# a sigma-3 blur keeps a median q of 0.66 at 48 px and 0.53 at 64, against 0.00 at 96 (docs/PERFORMANCE.md).
 # Bicubic keeps edges that bilinear upsampling of small images would blur (measured: with
 # bilinear, heavily blurred Fashion-MNIST images kept a median q of 0.49; see README).
 UPSAMPLE = Image.BICUBIC
@@ -70,6 +72,7 @@ class QualityModel:
     mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation)
     params_file: str | None = None
     params_sha256: str | None = None
+    niqe_block: int | None = None  # niqe_refit: the block size its parameters were fitted at
 
     def score(self, images: Sequence[np.ndarray],
               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +94,8 @@ class QualityModel:
         out = {"metric": self.metric, "params_file": self.params_file, "params_sha256": self.params_sha256}
         if self.mapping is not None:
             out.update(anchor_clean=self.mapping.good, anchor_noise=self.mapping.bad)
+        if self.niqe_block is not None:
+            out.update(niqe_block=self.niqe_block)
         return out
 
 
@@ -129,7 +134,7 @@ def calibration_split(n: int, seed: int, share: float = 0.8) -> tuple[np.ndarray
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
+def _counting(progress: Callable[[int, int], None] | None, total: int | None) -> Callable[[int], None] | None:
     return None if progress is None else lambda n: progress(n, total)
 
 
@@ -145,54 +150,102 @@ def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_siz
     return np.concatenate(out) if out else np.empty(0)
 
 
-def niqe_input(image: np.ndarray, grey_as_luminance: bool = False) -> np.ndarray:
-    """The uint8 image NIQE reads: scaled bicubically (aspect kept) so that its shorter side lies in
-    [NIQE_MIN_SIDE, NIQE_MAX_SIDE], then cropped around its centre to a whole number of 96-px blocks. RGB, or with
+def niqe_input(image: np.ndarray, block: int = niqe.BLOCK, grey_as_luminance: bool = False) -> np.ndarray:
+    """The uint8 image NIQE reads at `block`: scaled bicubically (aspect kept) so that its shorter side lies in
+    [2 block, 4 block], then cropped around its centre to a whole number of blocks. RGB, or with
     `grey_as_luminance` a grey image as one plane (H, W): its luminance already, and a third of the work."""
     h, w = image.shape[:2]
-    short = min(h, w)
-    scale = min(max(short, NIQE_MIN_SIDE), NIQE_MAX_SIDE) / short
-    size = (max(NIQE_MIN_SIDE, round(w * scale)), max(NIQE_MIN_SIDE, round(h * scale)))
+    short, low = min(h, w), 2 * block
+    scale = min(max(short, low), 4 * block) / short
+    size = (max(low, round(w * scale)), max(low, round(h * scale)))
     img = Image.fromarray(image).convert("L" if grey_as_luminance and not has_colour(image) else "RGB")
-    arr = np.asarray(img if size == img.size else img.resize(size, Image.BICUBIC))
-    ch, cw = arr.shape[0] // NIQE_BLOCK * NIQE_BLOCK, arr.shape[1] // NIQE_BLOCK * NIQE_BLOCK
+    arr = np.asarray(img if size == img.size else img.resize(size, UPSAMPLE))
+    ch, cw = arr.shape[0] // block * block, arr.shape[1] // block * block
     top, left = (arr.shape[0] - ch) // 2, (arr.shape[1] - cw) // 2
     return arr[top : top + ch, left : left + cw]
 
 
-def _niqe_batches(images: Sequence[np.ndarray], batch_size: int, device, colour: bool,
-                  done: Callable[[int], None] | None):
-    """(rows, planes (B, P, H, W)) per group of equally sized working images, `batch_size` images at a time:
-    luminance (P = 1), or Y, Cb, Cr for a colour model (P = 3)."""
+def _niqe_planes(images: list[np.ndarray], device, colour: bool, block: int):
+    """(rows, planes (B, P, H, W)) per group of equally sized working images of `images`: luminance (P = 1), or
+    Y, Cb, Cr for a colour model (P = 3)."""
     to_planes = niqe.colour_planes if colour else niqe.y_channel
-    for start in range(0, len(images), batch_size):
-        prepared = [niqe_input(img, grey_as_luminance=not colour) for img in images[start : start + batch_size]]
-        shapes: dict[tuple, list[int]] = {}
-        for i, arr in enumerate(prepared):
-            shapes.setdefault(arr.shape, []).append(i)
-        for rows in shapes.values():
-            batch = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device)
-            if batch.ndim == 3:  # grey, for the luminance model: the plane is the luminance (pyiqa's Y of R = G = B)
-                yield [start + i for i in rows], batch[:, None].to(torch.float32)
-            else:
-                yield [start + i for i in rows], to_planes(batch.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
+    prepared = [niqe_input(img, block, grey_as_luminance=not colour) for img in images]
+    shapes: dict[tuple, list[int]] = {}
+    for i, arr in enumerate(prepared):
+        shapes.setdefault(arr.shape, []).append(i)
+    for rows in shapes.values():
+        batch = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device)
+        if batch.ndim == 3:  # grey, for the luminance model: the plane is the luminance (pyiqa's Y of R = G = B)
+            yield rows, batch[:, None].to(torch.float32)
+        else:
+            yield rows, to_planes(batch.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
+
+
+def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[list[np.ndarray]], np.ndarray], device,
+                 done: Callable[[int], None] | None) -> list[np.ndarray]:
+    """[fn(batch) for each `batch_size` slice of `images`], in order; each batch is loaded by the thread that runs it.
+
+    On a CPU the batches run on as many threads as torch has, torch single-threaded inside each: NIQE's ops are too
+    small for torch's intra-op threads (two were slower than one on 2 cores), whole batches side by side are 1.7x
+    faster (measured, docs/PERFORMANCE.md), and each image's result is the same bits. At most two batches per thread
+    are in flight, so memory stays bounded. `done(n)` after each batch, in order, from the calling thread.
+    """
+    starts = range(0, len(images), batch_size)
+    workers = min(torch.get_num_threads(), len(starts)) if torch.device(device).type == "cpu" else 1
+
+    def run(start: int) -> tuple[int, np.ndarray]:
+        batch = list(images[start : start + batch_size])
+        return len(batch), fn(batch)
+
+    out: list[np.ndarray] = []
+
+    def collect(n: int, result: np.ndarray) -> None:
+        out.append(result)
         if done is not None:
-            done(len(prepared))
+            done(n)
+
+    if workers <= 1:
+        for start in starts:
+            collect(*run(start))
+        return out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque = deque()
+            for start in starts:
+                pending.append(pool.submit(run, start))
+                if len(pending) >= 2 * workers:
+                    collect(*pending.popleft().result())
+            while pending:
+                collect(*pending.popleft().result())
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
-def niqe_features(images: Sequence[np.ndarray], colour: bool, batch_size: int = 64, device="cpu",
-                  done: Callable[[int], None] | None = None) -> np.ndarray:
-    """NIQE's block features at two scales of every image (rows of all images end to end): 36 per block, or
-    108 (Y, Cb, Cr) for `colour`."""
-    tables = niqe.NiqeTables.build(torch.device(device))
-    feats = [niqe.plane_features(p, tables=tables).reshape(-1, p.shape[1] * niqe.FEATURES).cpu().numpy()
-             for _, p in _niqe_batches(images, batch_size, device, colour, done)]
+def niqe_features(images: Sequence[np.ndarray], colour: bool, block: int = niqe.BLOCK, batch_size: int = 64,
+                  device="cpu", done: Callable[[int], None] | None = None) -> np.ndarray:
+    """NIQE's features of every `block`-px block at two scales of every image (rows of all images end to end): 36
+    per block, or 108 (Y, Cb, Cr) for `colour`."""
+    tables, local = niqe.NiqeTables.build(torch.device(device)), threading.local()
+
+    def features(batch: list[np.ndarray]) -> np.ndarray:
+        if not hasattr(local, "workspace"):
+            local.workspace = niqe.Workspace(torch.device(device))
+        feats = [niqe.plane_features(p, block, tables=tables, workspace=local.workspace)
+                 .reshape(-1, p.shape[1] * niqe.FEATURES).cpu().numpy()
+                 for _, p in _niqe_planes(batch, device, colour, block)]
+        return np.concatenate(feats)
+
+    feats = _map_batches(images, batch_size, features, device, done)
     return np.concatenate(feats) if feats else np.empty((0, (3 if colour else 1) * niqe.FEATURES))
 
 
 def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], None] | None = None,
-                    device="cpu") -> Path:
-    """Refit NIQE's pristine multivariate Gaussian on `images` and save it (path-<sha>.mat, pyiqa's format).
+                    device="cpu", block: int = niqe.BLOCK) -> Path:
+    """Refit NIQE's pristine multivariate Gaussian on the `block`-px blocks of `images` and save it
+    (path-<sha>.mat, pyiqa's format, with the block size).
 
     Colour-aware: if any of `images` has colour, the model is NIQE's colour variant (luminance and chroma
     planes, 108 features; see niqe.colour_planes), else pyiqa's NIQE on luminance (36). The file's shape says
@@ -202,12 +255,12 @@ def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[in
     """
     colour = any(has_colour(img) for part in chunks(images, 256) for img in part)  # stops at the first colour
     try:
-        mu, cov = niqe.fit_pristine(niqe_features(images, colour, device=device, done=done))
+        mu, cov = niqe.fit_pristine(niqe_features(images, colour, block, device=device, done=done))
     except ValueError as e:  # too few blocks: say which setting gives more
         raise ValueError(f"quality calibration on {len(images)} {'colour ' if colour else ''}reference images (about 4 "
-                         f"blocks per small image): {e}. Raise quality_calibration's reference_size (fit on 80% of "
+                         f"{block}-px blocks per small image): {e}. Raise quality_calibration's reference_size (fit on 80% of "
                          "it), or use more training images") from e
-    tmp = niqe.save_pristine(path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}"), mu, cov)
+    tmp = niqe.save_pristine(path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}"), mu, cov, block)
     final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
     os.replace(tmp, final)
     return final
@@ -215,18 +268,25 @@ def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[in
 
 class _NiqeScorer:
     """Raw NIQE of images with a refit pristine model (luminance or colour, as the model), on a device; NaN for an
-    image with no scorable block."""
+    image with no scorable block. One model per thread (its scratch buffers), batches side by side (_map_batches)."""
 
     def __init__(self, params_file: str, device, batch_size: int):
         self.scorer = niqe.NiqeScorer.from_file(params_file, device)
-        self.device, self.batch_size = device, batch_size
+        self.params_file, self.device, self.batch_size = params_file, device, batch_size
+        self.local = threading.local()
+
+    def _score(self, batch: list[np.ndarray]) -> np.ndarray:
+        if not hasattr(self.local, "scorer"):
+            self.local.scorer = niqe.NiqeScorer(self.scorer.mu, self.scorer.cov, self.scorer.device, self.scorer.block)
+        scorer, out = self.local.scorer, np.empty(len(batch))
+        with torch.inference_mode():  # per thread: the mode is thread-local
+            for rows, planes in _niqe_planes(batch, self.device, scorer.planes == 3, scorer.block):
+                out[rows] = scorer.score(planes).cpu().numpy()
+        return out
 
     def __call__(self, images: Sequence[np.ndarray], done: Callable[[int], None] | None = None) -> np.ndarray:
-        out = np.empty(len(images))
-        with torch.inference_mode():
-            for rows, planes in _niqe_batches(images, self.batch_size, self.device, self.scorer.planes == 3, done):
-                out[rows] = self.scorer.score(planes).cpu().numpy()
-        return out
+        scores = _map_batches(images, self.batch_size, self._score, self.device, done)
+        return np.concatenate(scores) if scores else np.empty(0)
 
 
 @contextlib.contextmanager
@@ -277,14 +337,16 @@ class Calibration:
     params_file: str | None = None  # niqe_refit's pristine model, or a learned metric's weights file
     params_sha256: str | None = None
     input_size: int = 224
+    niqe_block: int | None = None  # niqe_refit: the block size NIQE read
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_row(cls, row: dict) -> Calibration:
-        """From a row of the quality_calibration table (which carries more columns than these)."""
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+        """From a row of the quality_calibration table (which carries more columns than these; a table written
+        before a field existed lacks it: its default)."""
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
 
 def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, batch_size: int):
@@ -292,6 +354,14 @@ def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, b
         return _NiqeScorer(params_file, device, batch_size)
     net = _create_pyiqa(metric, device, params_file)
     return lambda images, done=None: _pyiqa_scores(net, images, input_size, device, batch_size, done)
+
+
+def rank_auc(above: np.ndarray, below: np.ndarray) -> float:
+    """P(a > b) for a drawn from `above` and b from `below`, ties counting half (the Mann-Whitney AUC); non-finite
+    values are dropped. NaN when either side is empty."""
+    a, b = np.asarray(above, np.float64), np.asarray(below, np.float64)
+    a, b = a[np.isfinite(a)][:, None], b[np.isfinite(b)][None, :]
+    return float(np.mean(a > b) + 0.5 * np.mean(a == b)) if a.size and b.size else float("nan")
 
 
 def calibrate(
@@ -304,12 +374,14 @@ def calibrate(
     input_size: int = 224,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    niqe_block: int = niqe.BLOCK,
 ) -> Calibration:
     """Fit the scorer and anchor its mapping on `reference` (training) images.
 
     For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
-    content) and the other 20% anchors q = 1 (calibration_split). `progress(n, total)` after each n of the
-    `total` images it scores (the anchor images twice: clean and as noise). `reference` may load lazily.
+    content) and the other 20% anchors q = 1 (calibration_split); NIQE reads `niqe_block`-px blocks (pyiqa's 96 by default).
+    `progress(n, total)` after each n of the `total` images it scores (the anchor images twice: clean and as noise).
+    `reference` may load lazily.
     """
     if metric not in METRICS:
         raise ValueError(f"quality metric must be one of {METRICS}, got {metric!r}")
@@ -322,7 +394,7 @@ def calibrate(
     done = _counting(progress, len(fit_rows) + 2 * len(anchor_set))
     if metric == "niqe_refit":
         params_file = str(fit_niqe_params(_Rows(reference, fit_rows), (work_dir or Path(".")) / "niqe_refit.mat",
-                                          done, device))
+                                          done, device, niqe_block))
     else:
         params_file = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
     raw_score = _raw_scorer(metric, params_file, input_size, device, batch_size)
@@ -330,7 +402,7 @@ def calibrate(
         metric, good=_median_finite(raw_score(anchor_set, done), "reference images"),
         bad=float(np.median(raw_score(NoiseLike(anchor_set, seed), done))),
         params_file=params_file, params_sha256=sha256_file(Path(params_file)) if params_file else None,
-        input_size=input_size,
+        input_size=input_size, niqe_block=niqe_block if metric == "niqe_refit" else None,
     )
 
 
@@ -367,5 +439,6 @@ def load_quality_model(calibration: Calibration, device: torch.device | str = "c
     if c.params_file and (not Path(c.params_file).is_file() or sha256_file(Path(c.params_file)) != c.params_sha256):
         raise ValueError(f"quality parameters {c.params_file} are missing or changed since calibration "
                          f"(sha256 {c.params_sha256}): rematerialise quality_calibration")
-    return QualityModel(c.metric, _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size),
-                        AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256)
+    raw_score = _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size)
+    return QualityModel(c.metric, raw_score, AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256,
+                        raw_score.scorer.block if isinstance(raw_score, _NiqeScorer) else None)

@@ -213,10 +213,13 @@ def test_pristine_file_is_read_by_pyiqa_and_load_pristine_bit_for_bit(pristine: 
     net = pyiqa.archs.niqe_arch.NIQE(pretrained_model_path=str(path))
     assert np.array_equal(net.mu_pris_param.numpy(), pristine["mu"])
     assert np.array_equal(net.cov_pris_param.numpy(), pristine["cov"])
-    mu, cov = niqe.load_pristine(path)
+    mu, cov, block = niqe.load_pristine(path)
     assert np.array_equal(mu, pristine["mu"]) and np.array_equal(cov, pristine["cov"]) and cov.shape == (36, 36)
-    again = niqe.save_pristine(tmp_path / "again.mat", mu, cov)
+    assert block == 96
+    again = niqe.save_pristine(tmp_path / "again.mat", mu, cov, block)
     assert again.read_bytes() == data  # equal parameters, equal files (fixed header)
+    small = niqe.save_pristine(tmp_path / "small.mat", mu, cov, 48)
+    assert niqe.load_pristine(small)[2] == 48 and niqe.NiqeScorer.from_file(small).block == 48
 
 
 def test_fit_pristine_drops_non_finite_rows_and_matches_numpy() -> None:

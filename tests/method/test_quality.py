@@ -14,6 +14,7 @@ from gmv_dagster.method.quality import (
     calibration_split,
     load_quality_model,
     niqe_input,
+    rank_auc,
 )
 from gmv_dagster.sources.images import read_idx
 
@@ -92,12 +93,6 @@ def test_a_refit_on_the_same_images_writes_the_same_file(tmp_path, monkeypatch):
     assert first.name == second.name and first.read_bytes() == second.read_bytes()
 
 
-def auc(above, below) -> float:
-    """P(a random `above` score exceeds a random `below` one), ties half."""
-    a, b = np.asarray(above)[:, None], np.asarray(below)[None, :]
-    return float(np.mean(a > b) + 0.5 * np.mean(a == b))
-
-
 def test_the_calibration_split_is_a_seeded_shuffle_not_the_first_80_percent():
     """Reference images arrive sorted (folder sources by class): a plain cut anchored q = 1 on the last classes,
     which the fit never saw. The anchor rows must come from across the whole range, the same for the same seed."""
@@ -122,12 +117,14 @@ def test_a_blank_image_gets_q_zero_and_a_note_and_the_batch_keeps_its_scores(fas
 
 
 def test_the_working_size_keeps_the_aspect_ratio_and_large_images_keep_their_detail():
-    wide = niqe_input(np.zeros((28, 56), np.uint8))
+    wide = niqe_input(np.zeros((28, 56), np.uint8), 96)
     assert wide.shape == (192, 384, 3)  # scaled 192/28 on both axes, not squeezed to a square
+    assert niqe_input(np.zeros((28, 56), np.uint8), 48).shape == (96, 192, 3)  # two blocks of 48 px, not of 96
     large = np.random.default_rng(0).integers(0, 256, (600, 1000, 3), dtype=np.uint8)
-    assert niqe_input(large).shape == (384, 576, 3)  # shorter side to 384, centre-cropped to whole 96-px blocks
+    assert niqe_input(large, 96).shape == (384, 576, 3)  # shorter side to 384, centre-cropped to whole 96-px blocks
+    assert niqe_input(large, 48).shape == (192, 288, 3)  # shorter side to 4 blocks of 48 px
     native = large[:288, :480]
-    assert np.array_equal(niqe_input(native), native)  # within [192, 384] and whole blocks: untouched
+    assert np.array_equal(niqe_input(native, 96), native)  # within [192, 384] and whole blocks: untouched
 
 
 def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path):
@@ -164,8 +161,8 @@ def test_colour_photos_get_the_colour_model_and_blur_and_noise_rank_below_clean(
     blurred = [np.asarray(Image.fromarray(c).filter(ImageFilter.GaussianBlur(1.5))) for c in test]
     noisy = [np.clip(c + rng.normal(0, 10, c.shape), 0, 255).astype(np.uint8) for c in test]
     clean_q = model.score(test)[1]
-    assert auc(clean_q, model.score(blurred)[1]) >= 0.95
-    assert auc(clean_q, model.score(noisy)[1]) >= 0.99
+    assert rank_auc(clean_q, model.score(blurred)[1]) >= 0.95
+    assert rank_auc(clean_q, model.score(noisy)[1]) >= 0.99
     grey = np.asarray(Image.fromarray(test[0]).convert("L"))
     raw, q = model.score([grey])
     assert q.tolist() == [0.0] and "grey image scored against a colour training set" in model.unscored(raw)[0]
@@ -192,3 +189,43 @@ def test_too_few_reference_images_for_the_niqe_fit_name_the_setting_to_raise(fas
     with pytest.raises(ValueError, match=r"needs at least 72 image blocks.*gave 36.*Raise quality_calibration's "
                                          r"reference_size"):
         calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)
+
+
+def test_rank_auc_counts_ties_half_and_drops_undefined_scores():
+    assert rank_auc([3.0, 2.0], [1.0, 2.0]) == 0.875  # pairs: 3>1, 3>2, 2>1, 2=2 (half)
+    assert rank_auc([1.0, np.nan], [0.0, np.inf]) == 1.0
+    assert np.isnan(rank_auc([np.nan], [1.0]))
+
+
+def test_a_smaller_niqe_block_is_recorded_with_the_parameters_and_scored_at(fashion_mnist_dir, tmp_path):
+    from gmv_dagster.method.niqe import NiqeScorer
+
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
+    test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:10])
+    default, small = (calibrate("niqe_refit", train, seed=0, work_dir=tmp_path, niqe_block=b) for b in (96, 48))
+    assert (default.niqe_block, small.niqe_block) == (96, 48)
+    assert NiqeScorer.from_file(small.params_file).block == 48  # the file says how it was fitted
+    model = load_quality_model(small)
+    assert model.describe()["niqe_block"] == 48
+    scorer = NiqeScorer.from_file(small.params_file)
+    planes = torch.from_numpy(np.stack([niqe_input(i, 48, grey_as_luminance=True) for i in test]))[:, None].float()
+    assert planes.shape[-2:] == (96, 96)
+    np.testing.assert_array_equal(model.score(test)[0], scorer.score(planes).numpy())
+
+
+def test_scoring_batches_side_by_side_on_threads_gives_the_same_bits_as_one_thread(fashion_mnist_dir, tmp_path):
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
+    test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:50])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path / "one", batch_size=8)
+        one_raw = load_quality_model(one, batch_size=8).score(test)[0]
+        torch.set_num_threads(3)  # three batches side by side, even on a smaller machine
+        three = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path / "three", batch_size=8)
+        three_raw = load_quality_model(three, batch_size=8).score(test)[0]
+        assert torch.get_num_threads() == 3  # restored after the batches ran single-threaded inside
+    finally:
+        torch.set_num_threads(threads)
+    assert one.params_sha256 == three.params_sha256 and (one.good, one.bad) == (three.good, three.bad)
+    np.testing.assert_array_equal(one_raw, three_raw)

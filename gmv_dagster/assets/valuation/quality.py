@@ -21,7 +21,7 @@ class QualityConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
 
 
-@dg.asset(group_name="quality", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="quality", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
     quality_device: DeviceResource, gmv_home: GmvHome,
@@ -34,12 +34,14 @@ def quality_calibration(
         calibration = quality_scorer.calibrate(reference, quality_device.torch_device(), config.seed,
                                                gmv_home.subdir("quality"),
                                                Progress(context.log, f"calibrating {quality_scorer.metric}", 0))
-    context.log.info(f"calibrated {calibration.metric} on {len(rows)} training images in {timings['fit_seconds']} s")
+    context.log.info(f"calibrated {calibration.metric} on {len(rows)} training images in {timings['fit_seconds']} s"
+                     + (f", NIQE block {calibration.niqe_block} px" if calibration.niqe_block else ""))
     df = pl.DataFrame([{**calibration.to_dict(), "reference_size": len(rows), "seed": config.seed}],
                       schema={"metric": pl.String, "good": pl.Float64, "bad": pl.Float64, "params_file": pl.String,
-                              "params_sha256": pl.String, "input_size": pl.Int64, "reference_size": pl.Int64,
-                              "seed": pl.Int64})
-    return versioned(df, **timings, reference_size=config.reference_size, seed=config.seed, **config_metadata(config))
+                              "params_sha256": pl.String, "input_size": pl.Int64, "niqe_block": pl.Int64,
+                              "reference_size": pl.Int64, "seed": pl.Int64})
+    return versioned(df, **timings, niqe_block=calibration.niqe_block, reference_size=config.reference_size,
+                     seed=config.seed, **config_metadata(config))
 
 
 @dg.asset(group_name="quality", code_version="4", op_tags=GPU_TAGS, partitions_def=generated_batches,

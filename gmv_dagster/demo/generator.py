@@ -27,15 +27,39 @@ IMAGE_SIZE = 28
 
 
 class ConditionalVAE(nn.Module):
-    def __init__(self, n_classes: int, latent: int = 16, hidden: int = 512):
+    """An MLP VAE conditioned on the class. Sampled from its `prior`: N(0, I), or the aggregate posterior (a Gaussian
+    mixture per class fitted to the encoder's means of the training images, `fit_aggregate_prior`)."""
+
+    def __init__(self, n_classes: int, latent: int = 16, hidden: int = 512, prior_components: int = 0):
         super().__init__()
         d = IMAGE_SIZE * IMAGE_SIZE
         self.n_classes, self.latent = n_classes, latent
+        # Per class: mixture weights, means and Cholesky factors of the latent prior (buffers: saved with the weights).
+        # Zero components: the standard normal prior.
+        k = prior_components
+        self.register_buffer("prior_weights", torch.zeros(n_classes, k))
+        self.register_buffer("prior_means", torch.zeros(n_classes, k, latent))
+        self.register_buffer("prior_chols", torch.zeros(n_classes, k, latent, latent))
         self.encoder = nn.Sequential(nn.Linear(d + n_classes, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU())
         self.to_stats = nn.Linear(hidden // 2, 2 * latent)
         self.decoder = nn.Sequential(
             nn.Linear(latent + n_classes, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, hidden), nn.ReLU(), nn.Linear(hidden, d)
         )
+
+    @property
+    def prior_components(self) -> int:
+        return self.prior_weights.shape[1]
+
+    def sample_latent(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """z for classes `y` (class indices) from the prior, the noise drawn from `gen` (on the CPU)."""
+        eps = torch.randn(len(y), self.latent, generator=gen)
+        if not self.prior_components:
+            return eps
+        u = torch.rand(len(y), generator=gen)
+        cdf = self.prior_weights.cpu()[y].cumsum(1)
+        comp = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).reshape(-1).clamp(max=self.prior_components - 1)
+        mean, chol = self.prior_means.cpu()[y, comp], self.prior_chols.cpu()[y, comp]
+        return mean + (chol @ eps[:, :, None])[:, :, 0]
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         onehot = y if y.dtype.is_floating_point else nn.functional.one_hot(y, self.n_classes).to(z.dtype)
@@ -57,6 +81,10 @@ class TrainParams:
     latent: int = 16
     seed: int = 0
     snapshots: int = 3  # parameter snapshots kept (evenly spaced epochs) for the TracIn baseline
+    # Sampling prior: Gaussian components per class fitted to the encoder's means of the training images (the
+    # aggregate posterior; Ghosh et al., ICLR 2020), or 0 for N(0, I), whose samples fall between classes and blur
+    # (measured: docs/RESULTS.md, "The demo generator").
+    prior_components: int = 10
 
 
 def snapshot_epochs(epochs: int, snapshots: int) -> list[int]:
@@ -83,7 +111,7 @@ def train_cvae(
     x_all = to_tensor_batch(images, IMAGE_SIZE, 1).flatten(1)
     gen = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
-    model = ConditionalVAE(len(classes), params.latent).to(device)
+    model = ConditionalVAE(len(classes), params.latent, prior_components=params.prior_components).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
     for epoch in range(params.epochs):
         start, total = time.perf_counter(), 0.0
@@ -104,7 +132,35 @@ def train_cvae(
             on_epoch(epoch + 1, total / len(x_all), time.perf_counter() - start)
         if snapshots is not None and epoch + 1 in snapshot_epochs(params.epochs, params.snapshots):
             snapshots.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-    return model.eval(), classes
+    model.eval()
+    if params.prior_components:
+        fit_aggregate_prior(model, x_all, y_all, params.seed, device)
+    return model, classes
+
+
+@torch.inference_mode()
+def fit_aggregate_prior(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, seed: int, device="cpu") -> None:
+    """Fit the model's per-class latent prior: a Gaussian mixture (full covariances, seeded k-means start) on the
+    encoder's means of the class's training images (x: (n, 784) in [0, 1], y: class indices). A class with fewer
+    images than twice the components gets as many components as it has pairs of images."""
+    from sklearn.mixture import GaussianMixture
+
+    mus = torch.cat([model.to_stats(model.encoder(torch.cat(
+        [x[s : s + 4096].to(device), nn.functional.one_hot(y[s : s + 4096], model.n_classes).to(device, x.dtype)], 1,
+    )))[:, : model.latent].cpu() for s in range(0, len(x), 4096)]).double().numpy()
+    k = model.prior_components
+    for c in range(model.n_classes):
+        points = mus[(y == c).numpy()]
+        if len(points) < 2:
+            raise ValueError(f"the generator's latent prior needs at least 2 training images per class, class {c} has "
+                             f"{len(points)}")
+        gm = GaussianMixture(min(k, len(points) // 2), covariance_type="full", reg_covar=1e-4, random_state=seed)
+        gm.fit(points)
+        n = gm.n_components
+        model.prior_weights[c] = 0
+        model.prior_weights[c, :n] = torch.from_numpy(gm.weights_)
+        model.prior_means[c, :n] = torch.from_numpy(gm.means_)
+        model.prior_chols[c, :n] = torch.linalg.cholesky(torch.from_numpy(gm.covariances_))
 
 
 @torch.inference_mode()
@@ -112,7 +168,7 @@ def sample_cvae(model: ConditionalVAE, classes: list[str], n: int, seed: int, de
     """n images (uint8, n x 28 x 28), classes in turn, from seeded latent noise."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % len(classes)
-    z = torch.randn(n, model.latent, generator=gen)
+    z = model.sample_latent(y, gen)
     x = torch.sigmoid(model.decode(z.to(device), y.to(device))).cpu().numpy()
     images = np.clip(x.reshape(n, IMAGE_SIZE, IMAGE_SIZE) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return images, [classes[i] for i in y.tolist()]
@@ -186,7 +242,7 @@ def load_generator(path: Path) -> DemoGenerator:
     classes = list(ckpt["classes"])
     spec = GeneratorSpec.from_dict(ckpt["spec"])
     if spec.family == "vae":
-        model: nn.Module = ConditionalVAE(len(classes), spec.vae.latent)
+        model: nn.Module = ConditionalVAE(len(classes), spec.vae.latent, prior_components=spec.vae.prior_components)
     else:
         model = SmallUNet(len(classes), spec.diffusion.channels)
     model.load_state_dict(ckpt["state_dict"])

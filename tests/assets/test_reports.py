@@ -60,6 +60,10 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     assert auc["value"].to_list() == [0.5] * auc.height  # all values tie
     c3 = report.filter((pl.col("criterion") == "C3 out-of-distribution") & (pl.col("setting") == "all kinds"))
     assert c3.filter(pl.col("metric") == "precision at bottom-k")["n"].unique().to_list() == [32]  # 5% of 632
+    # GMValuator's values are >= 0: a clean image it leaves at 0 can at best tie with an OOD one
+    bound = dict(c3.filter(pl.col("metric") == "AUC bound (1 + coverage) / 2").select("method", "value").iter_rows())
+    c3_auc = dict(c3.filter(pl.col("metric") == "AUC (OOD valued lower)").select("method", "value").iter_rows())
+    assert c3_auc["gmv"] <= bound["gmv"] + 1e-12 < 1.0 and bound["uniform"] == 1.0
     copies = report.filter((pl.col("criterion") == "reasonableness") & (pl.col("metric") == "source in top-10"))
     top10 = dict(copies.select("method", "value").iter_rows())
     assert top10["gmv"] > 0.5 > top10["random"] and copies["n"].unique().to_list() == [200]

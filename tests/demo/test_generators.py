@@ -41,3 +41,32 @@ def test_each_generator_family_trains_samples_deterministically_and_round_trips(
     assert np.array_equal(first.sample(4, 0)[0], second.sample(4, 0)[0])
     with pytest.raises(ValueError, match="family"):
         GeneratorSpec("gan")
+
+
+def test_the_vae_samples_its_latents_from_each_class_s_fitted_aggregate_posterior(known_answer):
+    """With one component per class the prior is the Gaussian of the encoder's means of that class's training
+    images (mean exactly, covariance np.cov's biased form plus sklearn's 1e-4 ridge); with none, N(0, I)."""
+    import torch
+    from torch import nn
+
+    from gmv_dagster.common.tensors import to_tensor_batch
+    from gmv_dagster.demo.generator import train_cvae
+
+    train, labels = _grey(known_answer[0]), [str(x) for x in known_answer[1]]
+    model, classes = train_cvae(train, labels, TrainParams(epochs=2, prior_components=1))
+    y = torch.tensor([classes.index(label) for label in labels])
+    x = to_tensor_batch(train, 28, 1).flatten(1)
+    with torch.inference_mode():
+        mu = model.to_stats(model.encoder(torch.cat([x, nn.functional.one_hot(y, len(classes)).float()], 1)))
+    mu = mu[:, : model.latent].double().numpy()
+    for c in range(len(classes)):
+        own = mu[(y == c).numpy()]
+        np.testing.assert_allclose(model.prior_means[c, 0].numpy(), own.mean(0), rtol=1e-5, atol=1e-6)
+        cov = np.cov(own.T, bias=True) + 1e-4 * np.eye(model.latent)
+        chol = model.prior_chols[c, 0].double()
+        np.testing.assert_allclose((chol @ chol.T).numpy(), cov, rtol=1e-4, atol=1e-6)
+    z = model.sample_latent(torch.zeros(20000, dtype=torch.int64), torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(z.double().mean(0).numpy(), mu[(y == 0).numpy()].mean(0), atol=0.05)
+    standard, _ = train_cvae(train, labels, TrainParams(epochs=2, prior_components=0))
+    assert torch.equal(standard.sample_latent(y[:5], torch.Generator().manual_seed(3)),
+                       torch.randn(5, standard.latent, generator=torch.Generator().manual_seed(3)))

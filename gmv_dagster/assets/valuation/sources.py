@@ -51,6 +51,8 @@ class DemoGeneratorConfig(dg.Config):
     family: str = Field(default="vae", description="vae (class-conditional VAE) | diffusion (class-conditional DDPM, DDIM sampling)")
     epochs: int = Field(default=15, gt=0, description="VAE epochs")
     latent: int = Field(default=16, gt=0, description="VAE latent dimension")
+    prior_components: int = Field(default=TrainParams.prior_components, ge=0, description=(
+        "VAE sampling prior: Gaussian components per class fitted to the training images' latent means (0: N(0, I))"))
     diffusion_steps: int = Field(default=2000, gt=0, description="DDPM optimiser steps (batches of 64)")
     diffusion_channels: int = Field(default=16, gt=0, description="DDPM U-Net width")
     sample_steps: int = Field(default=25, gt=0, description="DDIM sampling steps")
@@ -59,7 +61,8 @@ class DemoGeneratorConfig(dg.Config):
 
     def spec(self) -> GeneratorSpec:
         return GeneratorSpec(
-            self.family, TrainParams(epochs=self.epochs, latent=self.latent, seed=self.seed),
+            self.family, TrainParams(epochs=self.epochs, latent=self.latent, seed=self.seed,
+                                     prior_components=self.prior_components),
             DiffusionParams(steps=self.diffusion_steps, channels=self.diffusion_channels,
                             sample_steps=self.sample_steps, seed=self.seed),
         )

@@ -10,6 +10,9 @@ process (GMV_EXECUTOR=in_process) while a thread samples the process's RSS every
 what the machine must hold). Then, per step, the growth exponent b of seconds ~ n^b between the smallest and the
 largest n. Last line: `n=<n> seconds=<s> peak_rss_gb=<g>` for the largest n. Sizes run in one process, largest
 last: a step's peak includes what earlier sizes left allocated (run one size per process for clean figures).
+
+`--second-batch WORK/<n>` instead values a new batch of 1,000 other test images against a finished run's home (as
+the inbox sensor does) and prints its wall time, peak RSS and its own stages' seconds: what a later batch costs.
 """
 
 from __future__ import annotations
@@ -115,12 +118,46 @@ def measure(n: int, generated: int, work: Path) -> tuple[dict[str, tuple[float, 
     return steps, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
 
 
+BATCH_STAGES = [("generated_embeddings", "seconds"), ("quality_scores", "score_seconds"),
+                ("matches", "search_seconds"), ("credits", "seconds")]
+
+
+def second_batch(work: Path, generated: int) -> None:
+    """Value a new batch against the home of a finished `measure(n, ...)` in `work`."""
+    from gmv_dagster.sources.batches import write_inbox_batch
+
+    inbox = work / "inbox"
+    env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"), "GMV_EXECUTOR": "in_process",
+           "GMV_GENERATED_SOURCE": str(work / "generated.npz"), "GMV_INBOX": str(inbox)}
+    images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[generated : 2 * generated]
+    write_inbox_batch(inbox, "second-batch", images)
+    instance = dg.DagsterInstance.ephemeral()
+    start = time.perf_counter()
+    if not run_valuation(work / "home", instance, env=env, batches=["second-batch"]).success:
+        raise SystemExit("the second batch failed; see the Dagster log above")
+    wall = time.perf_counter() - start
+    own = 0.0
+    print(f"\n# a second batch of {len(images):,} against {work / 'home'}\n\n| stage | seconds |\n|---|---|")
+    for asset, key in BATCH_STAGES:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        seconds = float(event.asset_materialization.metadata[key].value)
+        own += seconds
+        print(f"| {asset} | {seconds:.3f} |")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    print(f"| **its own stages** | **{own:.2f}** ({1000 * own / len(images):.2f} ms per image) |")
+    print(f"second_batch_seconds={wall:.1f} own_stages_seconds={own:.2f} peak_rss_gb={peak:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[60000, 250000])
     parser.add_argument("--generated", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gmv_scale"))
+    parser.add_argument("--second-batch", type=Path, help="value only a new batch against WORK/<n> of an earlier run")
     args = parser.parse_args()
+    if args.second_batch:
+        second_batch(args.second_batch, args.generated)
+        return
     runs = {}
     for n in sorted(args.sizes):
         runs[n] = measure(n, args.generated, args.work / str(n))

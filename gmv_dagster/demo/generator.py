@@ -142,7 +142,8 @@ def train_cvae(
 def fit_aggregate_prior(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, seed: int, device="cpu") -> None:
     """Fit the model's per-class latent prior: a Gaussian mixture (full covariances, seeded k-means start) on the
     encoder's means of the class's training images (x: (n, 784) in [0, 1], y: class indices). A class with fewer
-    images than twice the components gets as many components as it has pairs of images."""
+    images than twice the components gets as many components as it has pairs of images; a class with one image, a
+    narrow Gaussian (sd 0.01) at its latent mean."""
     from sklearn.mixture import GaussianMixture
 
     mus = torch.cat([model.to_stats(model.encoder(torch.cat(
@@ -151,13 +152,15 @@ def fit_aggregate_prior(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor,
     k = model.prior_components
     for c in range(model.n_classes):
         points = mus[(y == c).numpy()]
-        if len(points) < 2:
-            raise ValueError(f"the generator's latent prior needs at least 2 training images per class, class {c} has "
-                             f"{len(points)}")
+        model.prior_weights[c] = 0
+        if len(points) < 2:  # one image: a narrow Gaussian at its latent mean (the ridge the mixtures get)
+            model.prior_weights[c, 0] = 1
+            model.prior_means[c, 0] = torch.from_numpy(points[0])
+            model.prior_chols[c, 0] = torch.eye(model.latent) * 1e-2
+            continue
         gm = GaussianMixture(min(k, len(points) // 2), covariance_type="full", reg_covar=1e-4, random_state=seed)
         gm.fit(points)
         n = gm.n_components
-        model.prior_weights[c] = 0
         model.prior_weights[c, :n] = torch.from_numpy(gm.weights_)
         model.prior_means[c, :n] = torch.from_numpy(gm.means_)
         model.prior_chols[c, :n] = torch.linalg.cholesky(torch.from_numpy(gm.covariances_))
@@ -198,7 +201,9 @@ class GeneratorSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GeneratorSpec":
-        return cls(data["family"], TrainParams(**data["vae"]), DiffusionParams(**data["diffusion"]))
+        # A spec saved before the fitted prior existed sampled from N(0, I): keep that, not today's default.
+        return cls(data["family"], TrainParams(**{"prior_components": 0, **data["vae"]}),
+                   DiffusionParams(**data["diffusion"]))
 
 
 @dataclass

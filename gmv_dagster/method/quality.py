@@ -44,6 +44,8 @@ METRICS = ("niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
 # around its centre to whole blocks. The block is pyiqa's 96 px by default. Smaller blocks are cheaper (48 px: a
 # third of the time on 28-px images, ranking sigma-1 blur and noise as well) but lose heavy blur: on Fashion-MNIST
 # a sigma-3 blur keeps a median q of 0.66 at 48 px and 0.53 at 64, against 0.00 at 96 (docs/PERFORMANCE.md).
+# Scoring threads at most: each keeps its own scratch buffers (~40 MB at 192 px, more for larger images).
+NIQE_MAX_THREADS = 8
 # Bicubic keeps edges that bilinear upsampling of small images would blur (measured: with
 # bilinear, heavily blurred Fashion-MNIST images kept a median q of 0.49; see README).
 UPSAMPLE = Image.BICUBIC
@@ -185,13 +187,16 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
                  done: Callable[[int], None] | None) -> list[np.ndarray]:
     """[fn(batch) for each `batch_size` slice of `images`], in order; each batch is loaded by the thread that runs it.
 
-    On a CPU the batches run on as many threads as torch has, torch single-threaded inside each: NIQE's ops are too
-    small for torch's intra-op threads (two were slower than one on 2 cores), whole batches side by side are 1.7x
-    faster (measured, docs/PERFORMANCE.md), and each image's result is the same bits. At most two batches per thread
-    are in flight, so memory stays bounded. `done(n)` after each batch, in order, from the calling thread.
+    On a CPU the batches run on as many threads as torch has (at most NIQE_MAX_THREADS), torch single-threaded inside
+    each, also when there is only one batch: NIQE's ops are too small for torch's intra-op threads (two were slower
+    than one on 2 cores), whole batches side by side are 1.7x faster (measured, docs/PERFORMANCE.md), and each
+    image's result is the same bits whatever the batch size or core count (a multi-threaded bmm would not be). At
+    most two batches per thread are in flight, so memory stays bounded. `done(n)` after each batch, in order, from
+    the calling thread.
     """
     starts = range(0, len(images), batch_size)
-    workers = min(torch.get_num_threads(), len(starts)) if torch.device(device).type == "cpu" else 1
+    cpu = torch.device(device).type == "cpu"
+    workers = min(torch.get_num_threads(), NIQE_MAX_THREADS, len(starts)) if cpu else 1
 
     def run(start: int) -> tuple[int, np.ndarray]:
         batch = list(images[start : start + batch_size])
@@ -204,16 +209,20 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
         if done is not None:
             done(n)
 
-    if workers <= 1:
-        for start in starts:
-            collect(*run(start))
-        return out
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if cpu:
+        torch.set_num_threads(1)
     try:
+        if workers <= 1:
+            for start in starts:
+                collect(*run(start))
+            return out
+        # The first batch on this thread: a source that reads its whole container once (a .npz) then does so once,
+        # not once per worker at the same time.
+        collect(*run(starts[0]))
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
-            for start in starts:
+            for start in starts[1:]:
                 pending.append(pool.submit(run, start))
                 if len(pending) >= 2 * workers:
                     collect(*pending.popleft().result())

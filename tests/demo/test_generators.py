@@ -70,3 +70,20 @@ def test_the_vae_samples_its_latents_from_each_class_s_fitted_aggregate_posterio
     standard, _ = train_cvae(train, labels, TrainParams(epochs=2, prior_components=0))
     assert torch.equal(standard.sample_latent(y[:5], torch.Generator().manual_seed(3)),
                        torch.randn(5, standard.latent, generator=torch.Generator().manual_seed(3)))
+
+
+def test_a_spec_saved_before_the_fitted_prior_keeps_sampling_from_n01_and_a_one_image_class_trains(known_answer):
+    import torch
+
+    old = GeneratorSpec().to_dict()
+    del old["vae"]["prior_components"]
+    assert GeneratorSpec.from_dict(old).vae.prior_components == 0  # not today's default
+    from gmv_dagster.demo.generator import train_cvae
+
+    train, labels = _grey(known_answer[0]), [str(x) for x in known_answer[1]]
+    lonely = train[:1] + train  # one more class with a single image
+    model, classes = train_cvae(lonely, ["lonely"] + labels, TrainParams(epochs=1, prior_components=3))
+    c = classes.index("lonely")
+    assert model.prior_weights[c].tolist() == [1.0, 0.0, 0.0]
+    z = model.sample_latent(torch.full((50,), c), torch.Generator().manual_seed(0))
+    assert torch.allclose(z, model.prior_means[c, 0].expand_as(z), atol=0.05)

@@ -229,3 +229,17 @@ def test_scoring_batches_side_by_side_on_threads_gives_the_same_bits_as_one_thre
         torch.set_num_threads(threads)
     assert one.params_sha256 == three.params_sha256 and (one.good, one.bad) == (three.good, three.bad)
     np.testing.assert_array_equal(one_raw, three_raw)
+
+
+def test_a_single_batch_scores_the_same_bits_as_many_small_ones_on_a_multi_threaded_torch(fashion_mnist_dir, tmp_path):
+    train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
+    test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:48])
+    calibration = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        whole = load_quality_model(calibration, batch_size=64).score(test)[0]  # one batch: no thread pool
+        pieces = load_quality_model(calibration, batch_size=8).score(test)[0]
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(whole, pieces)

@@ -146,8 +146,9 @@ def criterion_ood(
             keep = (kind == "clean") | (kind == k)
             rows.add("AUC (OOD valued lower)", out.method, k, auc_lower_value(value[keep], ood[keep]))
         rows.add("OOD share of total value", out.method, "all kinds", float(np.clip(value[ood], 0, None).sum() / max(np.clip(value, 0, None).sum(), 1e-12)), len(value))
-        # A clean image valued 0 ties with an OOD image valued 0: even if every OOD image got 0, the AUC could not
-        # exceed P(clean > 0) + P(clean = 0) / 2. Where it is near 0.5, C3 measures the sample size, not the method.
+        # A clean image valued 0 ties with an OOD image valued 0: for values >= 0 (not TracIn's signed scores), even
+        # if every OOD image got 0 the AUC could not exceed P(clean > 0) + P(clean = 0) / 2. Where that is near 0.5,
+        # C3 measures the sample size, not the method.
         clean_coverage = coverage(value[~ood])
         rows.add("coverage of clean images (value > 0)", out.method, "all kinds", clean_coverage, int((~ood).sum()))
         rows.add("AUC bound (1 + coverage) / 2", out.method, "all kinds", (1 + clean_coverage) / 2, int((~ood).sum()))

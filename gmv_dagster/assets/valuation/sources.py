@@ -75,7 +75,7 @@ def train_demo_generator(log, spec: GeneratorSpec, images: list, hashes: list[st
                             device.torch_device(), log)
 
 
-@dg.asset(group_name="sources", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="sources", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def demo_generator(
     context, config: DemoGeneratorConfig, training_images: pl.DataFrame, image_sources: ImageSources,
     gmv_home: GmvHome, generator_device: DeviceResource,

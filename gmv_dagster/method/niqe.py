@@ -328,7 +328,8 @@ def load_pristine(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]
 @dataclass
 class NiqeScorer:
     """A pristine model on a device: `score` maps luminance batches (from `y_channel`) to NIQE, `score_rgb`
-    RGB batches. Deterministic, and results do not depend on batching; it keeps its scratch buffers
+    RGB batches. Deterministic, and results do not depend on batching at a fixed torch thread count (the last bits
+    of the final bmm do depend on it: method/quality scores with one thread per batch); it keeps its scratch buffers
     (`workspace`, ~40 MB at chunk 8) between calls, so use one scorer per thread."""
 
     mu: Tensor

@@ -154,7 +154,7 @@ def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path
     test = Recording(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:50])
     model = load_quality_model(calibrate("niqe_refit", train, seed=0, work_dir=tmp_path), batch_size=16)
     model.score(test)
-    assert test.reads == [16, 16, 16, 2]
+    assert sorted(test.reads, reverse=True) == [16, 16, 16, 2]  # batches run on threads: any order
 
 
 def test_colour_photos_get_the_colour_model_and_blur_and_noise_rank_below_clean(tmp_path):

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from gmv_dagster.evaluation.criteria import rank_auc
 from gmv_dagster.evaluation.near_copies import photo_crops
 from gmv_dagster.method.niqe import BLOCK
-from gmv_dagster.method.quality import calibrate, load_quality_model, rank_auc
+from gmv_dagster.method.quality import calibrate, load_quality_model
 from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST
 from gmv_dagster.sources.images import read_idx
 

@@ -79,14 +79,24 @@ def attribute_keys(manifest: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 # --- C3: do out-of-distribution training images get low value? ------------------------------------
 
+def rank_auc(above: np.ndarray, below: np.ndarray) -> float:
+    """P(a > b) for a drawn from `above` and b from `below`, ties counting half (the Mann-Whitney AUC, from ranks:
+    no len(above) x len(below) matrix); non-finite values are dropped. NaN when either side is empty."""
+    a, b = np.asarray(above, np.float64), np.asarray(below, np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return float("nan")
+    ranks = stats.rankdata(np.concatenate([a, b]))  # ascending, ties averaged
+    return float((ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b)))
+
+
 def auc_lower_value(values: np.ndarray, is_ood: np.ndarray) -> Measure:
     """P(value of a clean image > value of an OOD image), ties counted half; Hanley-McNeil interval."""
     v, ood = np.asarray(values, dtype=np.float64), np.asarray(is_ood, dtype=bool)
     n_ood, n_clean = int(ood.sum()), int((~ood).sum())
     if n_ood == 0 or n_clean == 0:
         return Measure(None, len(v), note="needs both clean and OOD images")
-    ranks = stats.rankdata(v)  # ascending, ties averaged
-    auc = (ranks[~ood].sum() - n_clean * (n_clean + 1) / 2) / (n_clean * n_ood)
+    auc = rank_auc(v[~ood], v[ood])
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     var = (auc * (1 - auc) + (n_clean - 1) * (q1 - auc * auc) + (n_ood - 1) * (q2 - auc * auc)) / (n_clean * n_ood)
     half = Z95 * math.sqrt(max(var, 0.0))

@@ -281,8 +281,9 @@ class _NiqeScorer:
 
     def __init__(self, params_file: str, device, batch_size: int):
         self.scorer = niqe.NiqeScorer.from_file(params_file, device)
-        self.params_file, self.device, self.batch_size = params_file, device, batch_size
+        self.device, self.batch_size = device, batch_size
         self.local = threading.local()
+        self.local.scorer = self.scorer  # the constructing thread's; other threads get their own copy
 
     def _score(self, batch: list[np.ndarray]) -> np.ndarray:
         if not hasattr(self.local, "scorer"):
@@ -363,14 +364,6 @@ def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, b
         return _NiqeScorer(params_file, device, batch_size)
     net = _create_pyiqa(metric, device, params_file)
     return lambda images, done=None: _pyiqa_scores(net, images, input_size, device, batch_size, done)
-
-
-def rank_auc(above: np.ndarray, below: np.ndarray) -> float:
-    """P(a > b) for a drawn from `above` and b from `below`, ties counting half (the Mann-Whitney AUC); non-finite
-    values are dropped. NaN when either side is empty."""
-    a, b = np.asarray(above, np.float64), np.asarray(below, np.float64)
-    a, b = a[np.isfinite(a)][:, None], b[np.isfinite(b)][None, :]
-    return float(np.mean(a > b) + 0.5 * np.mean(a == b)) if a.size and b.size else float("nan")
 
 
 def calibrate(

@@ -18,6 +18,7 @@ from gmv_dagster.evaluation.criteria import (
     nearest_distance,
     normalised_entropy,
     precision_at_bottom,
+    rank_auc,
     rank_correlations,
     value_share_by_key,
     wilson_interval,
@@ -146,3 +147,13 @@ def test_wilson_interval_contains_the_proportion_even_at_the_ends():
 def test_mean_interval_covers_the_mean():
     m = mean_interval(np.array([0.0, 1.0, 1.0, 0.0]))
     assert m.value == 0.5 and m.ci_low < 0.5 < m.ci_high and m.n == 4
+
+
+def test_rank_auc_counts_ties_half_and_drops_undefined_scores():
+    assert rank_auc([3.0, 2.0], [1.0, 2.0]) == 0.875  # pairs: 3>1, 3>2, 2>1, 2=2 (half)
+    assert rank_auc([1.0, np.nan], [0.0, np.inf]) == 1.0
+    assert np.isnan(rank_auc([np.nan], [1.0]))
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 40).astype(float), rng.integers(0, 5, 30).astype(float)  # many ties
+    pairs = np.mean(a[:, None] > b[None, :]) + 0.5 * np.mean(a[:, None] == b[None, :])
+    assert abs(rank_auc(a, b) - pairs) < 1e-12

@@ -8,6 +8,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from gmv_dagster.common.tensors import WeightsNotFoundError
+from gmv_dagster.evaluation.criteria import rank_auc
 from gmv_dagster.evaluation.near_copies import photo_crops
 from gmv_dagster.method.quality import (
     UNSCORED_NIQE,
@@ -16,7 +17,6 @@ from gmv_dagster.method.quality import (
     calibration_split,
     load_quality_model,
     niqe_input,
-    rank_auc,
 )
 from gmv_dagster.sources.images import read_idx
 
@@ -202,12 +202,6 @@ def test_too_few_reference_images_for_the_niqe_fit_name_the_setting_to_raise(fas
     with pytest.raises(ValueError, match=r"needs at least 72 image blocks.*gave 36.*Raise quality_calibration's "
                                          r"reference_size"):
         calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)
-
-
-def test_rank_auc_counts_ties_half_and_drops_undefined_scores():
-    assert rank_auc([3.0, 2.0], [1.0, 2.0]) == 0.875  # pairs: 3>1, 3>2, 2>1, 2=2 (half)
-    assert rank_auc([1.0, np.nan], [0.0, np.inf]) == 1.0
-    assert np.isnan(rank_auc([np.nan], [1.0]))
 
 
 def test_a_smaller_niqe_block_is_recorded_with_the_parameters_and_scored_at(fashion_mnist_dir, tmp_path):

@@ -149,9 +149,9 @@ def criterion_ood(
         # A clean image valued 0 ties with an OOD image valued 0: for values >= 0 (not TracIn's signed scores), even
         # if every OOD image got 0 the AUC could not exceed P(clean > 0) + P(clean = 0) / 2. Where that is near 0.5,
         # C3 measures the sample size, not the method.
-        clean_coverage = coverage(value[~ood])
-        rows.add("coverage of clean images (value > 0)", out.method, "all kinds", clean_coverage, int((~ood).sum()))
-        rows.add("AUC bound (1 + coverage) / 2", out.method, "all kinds", (1 + clean_coverage) / 2, int((~ood).sum()))
+        clean_coverage, n_clean = coverage(value[~ood]), int((~ood).sum())
+        rows.add("coverage of clean images (value > 0)", out.method, "all kinds", clean_coverage, n_clean)
+        rows.add("AUC bound (1 + coverage) / 2", out.method, "all kinds", (1 + clean_coverage) / 2, n_clean)
     for method, reason in skipped.items():
         rows.not_run("AUC (OOD valued lower)", method, "all kinds", reason)
     df = rows.frame()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import shutil
 import threading
 import time
@@ -122,20 +121,29 @@ BATCH_STAGES = [("generated_embeddings", "seconds"), ("quality_scores", "score_s
                 ("matches", "search_seconds"), ("credits", "seconds")]
 
 
-def second_batch(work: Path, generated: int) -> None:
-    """Value a new batch against the home of a finished `measure(n, ...)` in `work`."""
+def second_batch(work: Path, generated: int, name: str) -> None:
+    """Value a new batch (`name`, a new inbox folder) against the home of a finished `measure(n, ...)` in `work`."""
     from gmv_dagster.sources.batches import write_inbox_batch
 
     inbox = work / "inbox"
     env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"), "GMV_EXECUTOR": "in_process",
            "GMV_GENERATED_SOURCE": str(work / "generated.npz"), "GMV_INBOX": str(inbox)}
     images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[generated : 2 * generated]
-    write_inbox_batch(inbox, "second-batch", images)
+    if (inbox / name).exists():
+        raise SystemExit(f"{inbox / name} exists: name a batch that was not valued yet (--batch-name)")
+    write_inbox_batch(inbox, name, images)
     instance = dg.DagsterInstance.ephemeral()
+    sampler = RssSampler()
+    sampler.start()
     start = time.perf_counter()
-    if not run_valuation(work / "home", instance, env=env, batches=["second-batch"]).success:
+    if not run_valuation(work / "home", instance, env=env, batches=[name]).success:
         raise SystemExit("the second batch failed; see the Dagster log above")
     wall = time.perf_counter() - start
+    sampler.stopped.set()
+    sampler.join()
+    print("\n# every step of the batch's run\n\n| step | seconds | peak RSS GB |\n|---|---|---|")
+    for key, (begin, end) in sorted(step_windows(instance).items(), key=lambda kv: kv[1][0] - kv[1][1]):
+        print(f"| {key} | {end - begin:.2f} | {sampler.peak(begin, end) / 1e9:.2f} |")
     own = 0.0
     print(f"\n# a second batch of {len(images):,} against {work / 'home'}\n\n| stage | seconds |\n|---|---|")
     for asset, key in BATCH_STAGES:
@@ -143,7 +151,7 @@ def second_batch(work: Path, generated: int) -> None:
         seconds = float(event.asset_materialization.metadata[key].value)
         own += seconds
         print(f"| {asset} | {seconds:.3f} |")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    peak = max(rss for _, rss in sampler.samples) / 1e9
     print(f"| **its own stages** | **{own:.2f}** ({1000 * own / len(images):.2f} ms per image) |")
     print(f"second_batch_seconds={wall:.1f} own_stages_seconds={own:.2f} peak_rss_gb={peak:.2f}")
 
@@ -154,9 +162,10 @@ def main() -> None:
     parser.add_argument("--generated", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gmv_scale"))
     parser.add_argument("--second-batch", type=Path, help="value only a new batch against WORK/<n> of an earlier run")
+    parser.add_argument("--batch-name", default="second-batch", help="the new batch's name (with --second-batch)")
     args = parser.parse_args()
     if args.second_batch:
-        second_batch(args.second_batch, args.generated)
+        second_batch(args.second_batch, args.generated, args.batch_name)
         return
     runs = {}
     for n in sorted(args.sizes):

@@ -10,7 +10,17 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
 
 import dagster as dg
 
@@ -36,3 +46,81 @@ def executor_from_env(env: Mapping[str, str]) -> dg.ExecutorDefinition | None:
     from dagster_k8s import k8s_job_executor  # the `cluster` extra
 
     return k8s_job_executor
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    env: dict  # the environment runs and workers share (GMV_EXECUTOR=celery, the broker, PATH)
+    worker_logs: list[Path]
+    pids: list[int]  # redis-server's, then each worker's process group
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to the process group started with setsid, then SIGKILL if it lingers."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2) -> Iterator[LocalCluster]:
+    """Redis on a free loopback port and `workers` dagster-celery workers (one task at a time each) on this machine,
+    all with `env` (its DAGSTER_HOME, GMV_HOME, sources and GMV_TRAIN_SHARDS: workers and runs must see one
+    configuration); logs and redis's files in `folder`. Stopped on exit. For sharded runs on one machine (the
+    benchmark, the tests); a real deployment runs its workers as services (docs/DEPLOYMENT.md)."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise RuntimeError("redis-server is not installed: run scripts/setup.sh (apt-get install redis-server)")
+    if not env.get("DAGSTER_HOME"):
+        raise ValueError("the workers and the run must share a persistent Dagster instance: set DAGSTER_HOME")
+    folder.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    # dagster-celery starts `celery` from PATH: this environment's.
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "GMV_EXECUTOR": "celery",
+           "GMV_CELERY_BROKER": broker, "GMV_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1"}
+    procs = [subprocess.Popen(["setsid", redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(folder)],
+                              stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)]
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"redis-server did not answer in 30 s:\n{(folder / 'redis.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        config = folder / "celery.yaml"
+        config.write_text(f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n")
+        # The instance's storage is made once, before the workers would race to make it.
+        subprocess.run([str(bin_dir / "dagster"), "instance", "info"], env=env, check=True, capture_output=True)
+        logs = [folder / f"worker{i}.log" for i in range(1, workers + 1)]
+        for i, log in enumerate(logs, 1):
+            procs.append(subprocess.Popen(
+                ["setsid", str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"w{i}",
+                 "-y", str(config), "--", "--concurrency=1", "--loglevel=INFO", f"--logfile={log}"],
+                env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.err", "w")))
+        deadline = time.time() + 120
+        while not all(log.is_file() and " ready." in log.read_text() for log in logs):
+            if time.time() > deadline or any(proc.poll() is not None for proc in procs):
+                raise RuntimeError("the celery workers did not start (in 120 s):\n" + "\n".join(
+                    (folder / f"worker{i}.err").read_text()[-2000:] for i in range(1, workers + 1)))
+            time.sleep(1)
+        yield LocalCluster(env, logs, [proc.pid for proc in procs])
+    finally:
+        for proc in reversed(procs):
+            stop_group(proc)

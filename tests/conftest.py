@@ -2,9 +2,6 @@
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +12,8 @@ import duckdb
 import numpy as np
 import pytest
 from PIL import Image
+
+from gmv_dagster.executors import free_port, local_celery_cluster, stop_group
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -167,21 +166,6 @@ def busiest_processes() -> str:
                           text=True).stdout[:3000]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process group started with setsid, then SIGKILL if it lingers."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def dagster_dev(tmp_path, dagster_env):
     """`dagster dev` on a free loopback port, up and serving assets; stopped (its whole process group) after."""
@@ -211,58 +195,13 @@ def dagster_dev(tmp_path, dagster_env):
         stop_group(proc)
 
 
-class CeleryCluster:
-    def __init__(self, env: dict, worker_logs: list[Path]):
-        self.env, self.worker_logs = env, worker_logs
-
-
 @pytest.fixture
 def celery_cluster(tmp_path, dagster_env):
     """Redis on a free loopback port and two dagster-celery workers (one process each) sharing the Dagster
     instance, GMV_HOME and two training shards of `dagster_env`; `env` runs gmv against them (workers and runs
     must see one configuration). Everything is stopped after."""
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        pytest.fail("redis-server is not installed: run scripts/setup.sh (apt-get install redis-server)")
-    port = free_port()
-    broker = f"redis://127.0.0.1:{port}/0"
-    # dagster-celery starts `celery` from PATH: this environment's.
-    env = {**dagster_env, "PATH": f"{BIN}{os.pathsep}{dagster_env.get('PATH', '')}",
-           "GMV_TRAIN_SHARDS": "2", "GMV_EXECUTOR": "celery", "GMV_CELERY_BROKER": broker,
-           "GMV_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1"}
-    procs = [subprocess.Popen(["setsid", redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)],
-                              stdout=open(tmp_path / "redis.log", "w"), stderr=subprocess.STDOUT)]
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"redis-server did not answer in 30 s:\n{(tmp_path / 'redis.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        config = tmp_path / "celery.yaml"
-        config.write_text(f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n")
-        # The instance's storage is made once, before two workers would race to make it.
-        subprocess.run([str(BIN / "dagster"), "instance", "info"], env=env, check=True, capture_output=True)
-        logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-        for i, log in enumerate(logs, 1):
-            procs.append(subprocess.Popen(
-                ["setsid", str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"w{i}",
-                 "-y", str(config), "--", "--concurrency=1", "--loglevel=INFO", f"--logfile={log}"],
-                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker{i}.err", "w")))
-        deadline = time.time() + 120
-        while not all(log.is_file() and " ready." in log.read_text() for log in logs):
-            if time.time() > deadline or any(proc.poll() is not None for proc in procs):
-                pytest.fail("the celery workers did not start (in 120 s):\n" + "\n".join(
-                    (tmp_path / f"worker{i}.err").read_text()[-2000:] for i in (1, 2)))
-            time.sleep(1)
-        yield CeleryCluster(env, logs)
-    finally:
-        for proc in reversed(procs):
-            stop_group(proc)
+        with local_celery_cluster(tmp_path, {**dagster_env, "GMV_TRAIN_SHARDS": "2"}, workers=2) as cluster:
+            yield cluster
+    except RuntimeError as exc:  # redis-server missing, or the cluster did not start
+        pytest.fail(str(exc))

@@ -20,6 +20,9 @@ BATCH_TABLE = {"partition_expr": "batch"}
 # Consumers of the training side read every shard of it (or the one table when unsharded).
 ALL_SHARDS = dg.AllPartitionMapping()
 TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
+# Tables that grow with the training set, read only as wide as a consumer needs (the IO manager adds the shard column).
+TRAIN_VECTORS = dg.AssetIn(partition_mapping=ALL_SHARDS, metadata={"columns": ["id", "embedding"]})
+TRAIN_URIS = dg.AssetIn(metadata={"columns": ["id", "uri"]})
 
 
 def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> list[dg.AssetsDefinition]:

@@ -51,12 +51,17 @@ def gallery_image(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]
     return canvas
 
 
+def _uris(images: pl.DataFrame, ids: pl.Series) -> dict[str, str]:
+    """id -> uri of the manifest rows with these ids (a gallery shows a few images of a manifest that may hold 10^6)."""
+    return dict(images.join(ids.unique().to_frame("id"), on="id", how="semi").select("id", "uri").iter_rows())
+
+
 def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images: pl.DataFrame,
                    generated_images: pl.DataFrame, n: int = 5, partners: int = 6) -> str:
     """The n top- and n bottom-valued training images, each beside the generated images that credit it most."""
-    uri_train = dict(training_images.select("id", "uri").iter_rows())
-    uri_gen = dict(generated_images.select("id", "uri").iter_rows())
     picked = pl.concat([values.head(n), values.tail(n)])
+    uri_train = _uris(training_images, picked["train_id"])
+    uri_gen = _uris(generated_images, credits.join(picked.select("train_id"), on="train_id", how="semi")["gen_id"])
     rows = []
     for train_id, value, rank in picked.select("train_id", "value", "rank").iter_rows():
         top = credits.filter(pl.col("train_id") == train_id).sort("credit", descending=True).head(partners)
@@ -69,8 +74,8 @@ def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images:
 def contributors_image(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
                        gen_ids: list[str], partners: int = 6) -> Image.Image:
     """Each generated image beside its top contributors, labelled with their weights."""
-    uri_train = dict(training_images.select("id", "uri").iter_rows())
-    uri_gen = dict(generated_images.select("id", "uri").iter_rows())
+    uri_gen = _uris(generated_images, pl.Series(gen_ids, dtype=pl.String))
+    uri_train = _uris(training_images, credits.filter(pl.col("gen_id").is_in(gen_ids))["train_id"])
     rows = []
     for gen_id in gen_ids:
         top = credits.filter(pl.col("gen_id") == gen_id).sort("rank").head(partners)

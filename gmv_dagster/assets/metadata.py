@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from ..pipeline.versions import frame_version
+from ..resources import GmvHome
 
 # Content hashes as data versions drive the automation and the audit; Dagster 1.13 calls the parameter beta.
 warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer", category=dg.BetaWarning)
@@ -115,6 +116,19 @@ def latest_metadata(context, asset: str, partition: str | None = None) -> dict:
     if event is None or event.asset_materialization is None:
         return {}
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | None = None) -> str:
+    """The content version of an embeddings table (pipeline/versions.embeddings_version) that its latest write (of
+    `partition`) computed and stored with its rows, so that readers need not hash a table that grows with the
+    training set again."""
+    version = gmv_home.content_version(asset, partition)
+    if version is None:
+        where = f" (partition {partition})" if partition else ""
+        raise ValueError(f"{asset}{where} has no stored embeddings version (it was never materialised, or by a version "
+                         f"of gmv-dagster that did not store it): materialise {asset}; stored vectors are reused, "
+                         "nothing is embedded again")
+    return str(version)
 
 
 def own_partition(context) -> str | None:

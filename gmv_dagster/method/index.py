@@ -77,12 +77,14 @@ def save_index(index, path: Path) -> None:
     write_atomically(path, lambda tmp: index.save(str(tmp)))
 
 
-def load_index(path: Path, params: HnswParams):
+def load_index(path: Path, params: HnswParams, view: bool = False):
+    """The index saved at `path`; with `view`, memory-mapped read-only (searching touches the pages it needs: a
+    search of a few queries costs neither reading nor holding an index that grows with the training set)."""
     from usearch.index import Index
 
     if not path.is_file():
         raise FileNotFoundError(f"usearch index {path} does not exist: rematerialise train_index")
-    index = Index.restore(str(path), view=False)
+    index = Index.restore(str(path), view=view)
     index.expansion_search = params.expansion_search
     return index
 
@@ -169,6 +171,6 @@ def open_index(folder: Path, ids: pl.Series, embeddings_version: str, start: int
                          f"than the current ones ({len(ids)}): rematerialise train_index")
     index = key_rows = None
     if spec["mode"] == "hnsw":
-        index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]))
+        index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]), view=True)
         key_rows = rows_of_keys(pl.read_parquet(folder / INDEX_KEYS), ids)
     return spec, IndexShard(start, start + len(ids), index, key_rows)

@@ -16,7 +16,7 @@ from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
 from .reports import ReportSettings
-from .warehouse import GmvDuckDBIOManager, read_stored_rows
+from .warehouse import GmvDuckDBIOManager, read_content_version, read_stored_rows
 
 DEMO = "demo"
 
@@ -43,6 +43,10 @@ class GmvHome(dg.ConfigurableResource):
     def stored_rows(self, table: str, batch: str | None = None) -> pl.DataFrame | None:
         """What a table asset holds now (one batch of it), for incremental work; None before its first run."""
         return read_stored_rows(self.database, table, batch)
+
+    def content_version(self, table: str, partition: str | None = None) -> str | None:
+        """The content version stored with a table asset's latest write (of one partition); None before it."""
+        return read_content_version(self.database, table, partition)
 
 
 class ImageSources(dg.ConfigurableResource):

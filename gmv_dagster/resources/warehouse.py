@@ -97,6 +97,29 @@ def _exists(connection, table_slice: TableSlice) -> bool:
                                    [table_slice.schema, table_slice.table]).fetchall())
 
 
+# Each write's content version (the asset's data version), stored in the write's own transaction: readers take a
+# table's version from here instead of hashing a table that grows with the training set again.
+VERSIONS_TABLE = "gmv_content_versions"
+
+
+def _partition_label(table_slice: TableSlice) -> str:
+    """The written partition(s) as one key ('' for an unpartitioned table)."""
+    return "|".join(",".join(map(str, d.partitions)) for d in table_slice.partition_dimensions or [])
+
+
+def _record_version(connection, table_slice: TableSlice, version: str) -> None:
+    versions = f"{table_slice.schema}.{VERSIONS_TABLE}"
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {versions} (table_name VARCHAR, partition_key VARCHAR, "
+                       "content_version VARCHAR)")
+    partition = _partition_label(table_slice)
+    if partition:  # this partition's version replaces its own and any left from the table's unpartitioned days
+        connection.execute(f"DELETE FROM {versions} WHERE table_name = ? AND partition_key IN (?, '')",
+                           [table_slice.table, partition])
+    else:
+        connection.execute(f"DELETE FROM {versions} WHERE table_name = ?", [table_slice.table])
+    connection.execute(f"INSERT INTO {versions} VALUES (?, ?, ?)", [table_slice.table, partition, version])
+
+
 class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context, table_slice: TableSlice, obj: pl.DataFrame, connection):
         table = f"{table_slice.schema}.{table_slice.table}"
@@ -119,6 +142,9 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
                     )
                 connection.execute(_get_cleanup_statement(table_slice))
                 connection.execute(f"INSERT INTO {table} SELECT * FROM gmv_output")
+            version = (context.output_metadata or {}).get("content_version")
+            if version is not None:
+                _record_version(connection, table_slice, str(getattr(version, "value", version)))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -130,10 +156,19 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pl.DataFrame:
         """Rows in the order they were written (batch by batch, in key order): SQL promises no order otherwise,
-        and consumers line tables up row by row."""
+        and consumers line tables up row by row.
+
+        An input that names `columns` (AssetIn metadata, Dagster's convention) reads only those, plus the
+        partition columns (a consumer of every shard or batch tells them apart by it): tables that grow with the
+        training set are read as narrow as the consumer needs.
+        """
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
             return pl.DataFrame()
         _check_partition_keys(table_slice)
+        if table_slice.columns:
+            partition_columns = [d.partition_expr for d in table_slice.partition_dimensions or []]
+            table_slice = table_slice._replace(
+                columns=list(dict.fromkeys([*table_slice.columns, *partition_columns])))
         order = " ORDER BY " + ", ".join([d.partition_expr for d in table_slice.partition_dimensions] + ["rowid"])
         return connection.execute(DuckDbClient.get_select_statement(table_slice) + order).pl()
 
@@ -153,6 +188,22 @@ class GmvDuckDBIOManager(DuckDBIOManager):
         return DbIOManager(db_client=_TransactionalClient(), database=self.database, schema=self.schema_,
                            type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
                            io_manager_name="GmvDuckDBIOManager")
+
+
+def read_content_version(database: Path, table: str, partition: str | None = None) -> str | None:
+    """The content version the latest write of `table` (of `partition`) stored with its rows; None if none did."""
+    if not database.is_file():
+        return None
+    con = connect_in_step(database)
+    try:
+        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+                           [VERSIONS_TABLE]).fetchall():
+            return None
+        row = con.execute(f"SELECT content_version FROM main.{VERSIONS_TABLE} WHERE table_name = ? AND partition_key = ?",
+                          [table, partition or ""]).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
 
 
 def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:

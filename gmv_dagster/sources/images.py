@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import struct
+import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -77,15 +79,40 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def _npz_member(path: str, archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """Array `name` of an .npz: memory-mapped where it is stored uncompressed (np.savez), so that a source of 10^6
+    images costs the pages its readers touch, not its size; read whole where compressed (np.savez_compressed)."""
+    info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the local file header; its name and extra field lengths are at bytes 26..29
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"array {name!r} holds Python objects; store numbers")
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran_order else "C")
+
+
 @lru_cache(maxsize=8)
 def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """`images` and `labels` (or None) of an .npz, memory-mapped where stored uncompressed."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "images" not in data:
-                raise SourceError(f"{path}: no array named `images` (found {sorted(data.files)})")
-            images = data["images"]
-            labels = data["labels"] if "labels" in data else None
-    except (OSError, ValueError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            files = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+            if "images" not in files:
+                raise SourceError(f"{path}: no array named `images` (found {sorted(files)})")
+            images = _npz_member(path, archive, "images")
+            labels = _npz_member(path, archive, "labels") if "labels" in files else None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, SourceError):
             raise
         raise SourceError(f"cannot read {path}: {exc}") from exc
@@ -119,7 +146,8 @@ def normalise_array_image(image: np.ndarray) -> np.ndarray:
 def load_image(uri: str) -> np.ndarray:
     container, sep, row = uri.rpartition("#")
     if sep and (container.endswith(".npz") or "idx" in Path(container).name):
-        return normalise_array_image(_load_container(container)[int(row)])
+        # a copy: the container may be a memory-mapped file, and the image should outlive and not alias it
+        return normalise_array_image(np.array(_load_container(container)[int(row)]))
     return read_image_file(Path(uri))
 
 

@@ -49,6 +49,8 @@ def test_hnsw_agrees_with_exact(tmp_path, dtype):
     save_index(index, tmp_path / "i.usearch")
     restored = load_index(tmp_path / "i.usearch", params)
     np.testing.assert_array_equal(hnsw_search(restored, queries, 10), hnsw_search(index, queries, 10))
+    viewed = load_index(tmp_path / "i.usearch", params, view=True)  # memory-mapped, as matches opens it
+    np.testing.assert_array_equal(hnsw_search(viewed, queries, 50), hnsw_search(index, queries, 50))
     # After exact rescoring, the top-10 equals exact search wherever recall was complete.
     idx, _ = rescore(train, queries, hnsw_search(index, queries, 50), "cos")
     assert recall_at_k(idx[:, :10], exact) >= 0.98  # float32 vs float64 near-ties aside

@@ -4,7 +4,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from gmv_dagster.resources.warehouse import GmvDuckDBIOManager, read_stored_rows
+from gmv_dagster.resources.warehouse import (
+    GmvDuckDBIOManager,
+    read_content_version,
+    read_stored_rows,
+)
 
 batches = dg.DynamicPartitionsDefinition(name="test_batches")
 ROWS = {"b1": 3, "b2": 2}
@@ -105,3 +109,42 @@ def test_a_lock_held_by_another_process_is_a_transient_failure_and_the_step_is_r
     assert result.success
     assert any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
     assert read_stored_rows(database, "per_batch").height == ROWS["b1"]
+
+
+VERSIONED = {"width": 1}
+
+
+@dg.asset(partitions_def=batches, metadata={"partition_expr": "batch"})
+def versioned_batch(context) -> dg.Output[pl.DataFrame]:
+    key = context.partition_key
+    df = pl.DataFrame({"x": [1.0] * VERSIONED["width"], "y": ["a"] * VERSIONED["width"], "batch": [key] * VERSIONED["width"]})
+    if VERSIONED["width"] == 3:
+        df = df.drop("y")  # another layout: the write fails
+    return dg.Output(df, metadata={"content_version": f"{key}-v{VERSIONED['width']}"})
+
+
+@dg.asset(ins={"versioned_batch": dg.AssetIn(metadata={"columns": ["x"]})})
+def narrow(versioned_batch: pl.DataFrame) -> pl.DataFrame:
+    return versioned_batch
+
+
+def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
+    database = tmp_path / "w.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("test_batches", ["b1", "b2"])
+    resources = {"io_manager": GmvDuckDBIOManager(database=str(database), schema="main")}
+
+    def write(key, width):
+        VERSIONED["width"] = width
+        return dg.materialize([versioned_batch, narrow], selection=[versioned_batch], partition_key=key,
+                              instance=instance, resources=resources, raise_on_error=False).success
+
+    assert read_content_version(database, "versioned_batch", "b1") is None  # no database yet
+    assert write("b1", 1) and write("b2", 2) and write("b1", 2)
+    assert [read_content_version(database, "versioned_batch", k) for k in ("b1", "b2")] == ["b1-v2", "b2-v2"]
+    assert read_content_version(database, "versioned_batch") is None  # partitioned: no table-wide version
+    assert not write("b1", 3)  # the failed write changes neither the rows nor the stored version
+    assert read_content_version(database, "versioned_batch", "b1") == "b1-v2"
+    # an input that names columns reads only those, and the partition column
+    assert dg.materialize([versioned_batch, narrow], selection=[narrow], instance=instance, resources=resources).success
+    assert read_stored_rows(database, "narrow").columns == ["x", "batch"]

@@ -11,7 +11,7 @@ from gmv_dagster.sources.fashion_mnist import (
     fashion_mnist_manifest,
     locate_fashion_mnist,
 )
-from gmv_dagster.sources.images import SourceError, load_images
+from gmv_dagster.sources.images import SourceError, load_images, load_npz
 from gmv_dagster.sources.manifests import folder_manifest, manifest_from_path
 
 
@@ -73,6 +73,21 @@ def test_npz_source(tmp_path):
     df = manifest_from_path(str(tmp_path / "gen.npz")).manifest
     assert df["id"].to_list() == ["gen:000000", "gen:000001", "gen:000002"] and df["label"].to_list() == ["1", "2", "3"]
     assert load_images(df["uri"].to_list())[0].shape == (5, 5)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored: memory-mapped", "compressed: read whole"])
+def test_npz_arrays_read_back_exactly_whether_stored_or_compressed(tmp_path, save):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (6, 5, 7, 3), dtype=np.uint8)
+    fortran = np.asfortranarray(rng.integers(0, 256, (4, 3, 9), dtype=np.uint8))
+    save(tmp_path / "colour.npz", images=colour, labels=np.arange(6) * 3)
+    save(tmp_path / "fortran.npz", images=fortran)
+    images, labels = load_npz(str(tmp_path / "colour.npz"))
+    assert isinstance(images, np.memmap) == (save is np.savez)
+    assert images.dtype == np.uint8 and np.array_equal(images, colour) and labels.tolist() == [0, 3, 6, 9, 12, 15]
+    assert np.array_equal(load_npz(str(tmp_path / "fortran.npz"))[0], fortran)
+    first = load_images([f"{tmp_path / 'colour.npz'}#4"])[0]
+    assert np.array_equal(first, colour[4]) and not isinstance(first, np.memmap) and first.flags.writeable
 
 
 def test_bad_sources_name_the_path(tmp_path):

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ...method.matching import sample_recall
 from ...resources import DeviceResource, EmbedderResource, GmvHome
+from ..automation import TRAIN_URIS
 from ..metadata import embedding_matrix
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
@@ -88,7 +89,7 @@ def quality_in_unit_interval(context: dg.AssetCheckExecutionContext, quality_sco
     )
 
 
-@dg.asset_check(asset=credit.credits, additional_ins={"training_images": dg.AssetIn(), "generated_images": dg.AssetIn()},
+@dg.asset_check(asset=credit.credits, additional_ins={"training_images": TRAIN_URIS, "generated_images": dg.AssetIn()},
                 blocking=True)
 def credits_name_known_images(context: dg.AssetCheckExecutionContext, credits: pl.DataFrame,
                               training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.AssetCheckResult:

@@ -8,7 +8,7 @@ from pydantic import Field
 from ...common.timing import timed
 from ...method.credit import compute_credits
 from ...method.credit import training_values as value_training_images
-from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
 from ..galleries import contributors_gallery, histogram, values_gallery
 from ..metadata import config_metadata, latest_metadata, versioned
 
@@ -22,7 +22,7 @@ class CreditConfig(dg.Config):
 
 
 @dg.asset(group_name="credit", code_version="3", partitions_def=generated_batches, metadata=BATCH_TABLE,
-          automation_condition=FOLLOWS_INPUTS)
+          ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS)
 def credits(context, config: CreditConfig, matches: pl.DataFrame, quality_scores: pl.DataFrame,
             credit_temperature: pl.DataFrame, training_images: pl.DataFrame,
             generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
@@ -52,7 +52,7 @@ def fitted_temperature(context, credit_temperature: pl.DataFrame) -> float:
     return float(fit["temperature"])
 
 
-@dg.asset(group_name="credit", code_version="2", automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="credit", code_version="2", ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS)
 def training_values(context, credits: pl.DataFrame, training_images: pl.DataFrame,
                     generated_images: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """Value of every training image: the sum of its credits over every batch (train_id, value, n_generated, rank).

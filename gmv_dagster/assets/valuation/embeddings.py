@@ -15,6 +15,7 @@ from ...method.similarity import FORMAT as SIMILARITY_FORMAT
 from ...method.similarity import SimilarityParams, load_similarity, train_similarity
 from ...pipeline.reuse import in_manifest_order, reusable_embeddings, still_to_embed
 from ...pipeline.shards import shard_slice
+from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
@@ -58,8 +59,11 @@ def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | Non
         fresh = fresh.with_columns(batch=todo["batch"])
     df = in_manifest_order(manifest, reused, fresh).with_columns(**{k: pl.lit(v) for k, v in partition.items()})
     context.log.info(f"{df.height} embeddings: {reused.height} reused, {todo.height} computed")
+    # What determines the vectors, not the vectors (hashing 10^6 x d floats costs seconds); computed once here and
+    # stored with the rows (resources/warehouse.py), where the index and matches read it.
+    version = embeddings_version(df)
     return versioned(
-        df,
+        df, version,
         backbone=model.name, embedder_fingerprint=fingerprint, dim=model.dim, image_size=model.image_size,
         weights_file=model.weights_file or "none (no learned weights)", weights_sha256=model.weights_sha256 or "none",
         reused=reused.height, embedded=todo.height,
@@ -136,7 +140,7 @@ def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource
     )
 
 
-@dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
+@dg.asset(group_name="embeddings", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
           deps=[embedding_model])
 def train_embeddings(
     context, training_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,

@@ -26,16 +26,23 @@ from ...method.matching import (
 )
 from ...method.rerank import RERANKERS, make_pair_distance
 from ...method.search import DTYPES, METRICS, HnswParams
-from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, GmvHome
 from ...sources.images import load_images
-from ..automation import ALL_SHARDS, BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..automation import (
+    ALL_SHARDS,
+    BATCH_TABLE,
+    FOLLOWS_INPUTS,
+    TRAIN_URIS,
+    TRAIN_VECTORS,
+    generated_batches,
+)
 from ..metadata import (
     GPU_TAGS,
     Progress,
     config_metadata,
     embedding_matrix,
     own_partition,
+    stored_embeddings_version,
     versioned,
 )
 
@@ -70,7 +77,8 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     train = embedding_matrix(train_embeddings)
     folder = index_folder(gmv_home, own_partition(context))
     embedder = train_embeddings["embedder"][0] if train_embeddings.height else ""
-    spec = index_spec(mode, params, train, embedder, embeddings_version(train_embeddings))
+    version = stored_embeddings_version(gmv_home, "train_embeddings", own_partition(context))
+    spec = index_spec(mode, params, train, embedder, version)
     build = build_or_extend(folder, spec, train, train_embeddings, config.threads, config.rebuild)
     metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}
     if spec["mode"] == "hnsw":
@@ -96,7 +104,8 @@ def index_folder(gmv_home: GmvHome, shard: str | None) -> Path:
 def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tuple[list[dict], list[IndexShard]]:
     """(spec, IndexShard) of each shard of these training embeddings (one, unsharded), rows in table order.
 
-    Refuses an index that was made from other embeddings than these: the values would be wrong.
+    Refuses an index that was made from other embeddings than the latest train_embeddings (their stored version):
+    the values would be wrong.
     """
     if "shard" in train_embeddings.columns:
         parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
@@ -107,7 +116,8 @@ def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tupl
     specs, shards = [], []
     for key, start, stop in slices:
         rows = train_embeddings.slice(start, stop - start)
-        spec, shard = open_index(index_folder(gmv_home, key), rows["id"], embeddings_version(rows), start,
+        version = stored_embeddings_version(gmv_home, "train_embeddings", key)
+        spec, shard = open_index(index_folder(gmv_home, key), rows["id"], version, start,
                                  f"train_index shard {key}" if key else "train_index")
         specs.append(spec)
         shards.append(shard)
@@ -158,7 +168,7 @@ class CreditTemperatureConfig(RankingConfig):
 
 
 @dg.asset(group_name="matching", code_version="1", op_tags=GPU_TAGS,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": dg.AssetIn(partition_mapping=ALL_SHARDS)},
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_VECTORS, "training_images": TRAIN_URIS},
           automation_condition=FOLLOWS_INPUTS)
 def credit_temperature(context, config: CreditTemperatureConfig, train_embeddings: pl.DataFrame,
                        training_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource) -> dg.Output[pl.DataFrame]:
@@ -183,7 +193,7 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
 
 
 @dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": dg.AssetIn(partition_mapping=ALL_SHARDS)},
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_VECTORS, "training_images": TRAIN_URIS},
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
 def matches(
     context, config: MatchesConfig, train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame,

@@ -12,7 +12,7 @@ from ...common.timing import timed
 from ...method.quality import Calibration, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
-from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
+from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
 from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
 
 
@@ -21,7 +21,8 @@ class QualityConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
 
 
-@dg.asset(group_name="quality", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="quality", code_version="3", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
+          automation_condition=FOLLOWS_INPUTS)
 def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
     quality_device: DeviceResource, gmv_home: GmvHome,

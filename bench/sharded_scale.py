@@ -8,8 +8,8 @@ one task at a time each), then runs `gmv run`'s stages with GMV_TRAIN_SHARDS=`--
 fresh home: the sources, then every shard's embeddings and index at once (one run per shard, each step a Celery task),
 then the rest of the valuation. The similarity's weights file is copied from the unsharded home first (the file
 `similarity_model` would train: same training images and config, same name), so the comparison is of sharding alone
-and the wall time leaves out its fixed ~85 s of training. RSS is sampled every 0.2 s over every process involved
-(this one, its children, the workers), summed: what the machine must hold.
+and the wall time leaves out its fixed ~85 s of training. Memory is sampled every 0.5 s over every process involved
+(this one, its children, the workers), summed: PSS (what the machine must hold: shared pages shared out) and RSS.
 
 Two checks against the unsharded run:
 1. At the full size, with HNSW (each shard's own graph, candidates merged exactly): per generated image of the
@@ -20,7 +20,7 @@ Two checks against the unsharded run:
    nothing: the unsharded run in this process and the sharded run on the workers, training values and matches
    compared for exact equality (the script fails if they differ).
 
-Last line: `n=<n> shards=<s> seconds=<wall> peak_rss_gb=<g> same_topk=<share> subset_equal=<bool>`.
+Last line: `n=<n> shards=<s> seconds=<wall> peak_pss_gb=<g> same_topk=<share> subset_equal=<bool>`.
 """
 
 from __future__ import annotations
@@ -46,29 +46,33 @@ from gmv_dagster.sources.images import load_npz
 TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
 
 
-class TreeRssSampler(threading.Thread):
-    """Sums the RSS of this process, its children and the given process groups' trees, every `every` seconds."""
+class TreeMemorySampler(threading.Thread):
+    """Every `every` seconds, the memory of this process, its children and the given process groups' trees, summed:
+    RSS (counts pages that processes share, such as libraries and a memory-mapped source, once per process) and PSS
+    (shares them out: what the machine holds)."""
 
-    def __init__(self, roots: list[int], every: float = 0.2):
+    def __init__(self, roots: list[int], every: float = 0.5):
         super().__init__(daemon=True)
-        self.roots, self.every, self.peak, self.stopped = roots, every, 0, threading.Event()
+        self.roots, self.every, self.peak_rss, self.peak_pss, self.stopped = roots, every, 0, 0, threading.Event()
 
-    def _total(self) -> int:
-        seen, total = set(), 0
+    def _totals(self) -> tuple[int, int]:
+        seen, rss, pss = set(), 0, 0
         for root in [os.getpid(), *self.roots]:
             try:
                 proc = psutil.Process(root)
                 for p in [proc, *proc.children(recursive=True)]:
                     if p.pid not in seen:
                         seen.add(p.pid)
-                        total += p.memory_info().rss
+                        info = p.memory_full_info()
+                        rss, pss = rss + info.rss, pss + info.pss
             except psutil.Error:
                 continue
-        return total
+        return rss, pss
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.peak = max(self.peak, self._total())
+            rss, pss = self._totals()
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             time.sleep(self.every)
 
 
@@ -106,8 +110,8 @@ def batch_tables(home: Path, batch: str) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def sharded_run(folder: Path, env: dict, shards: int, workers: int,
-                run_config: dict | None = None) -> tuple[float, float, dict[str, float]]:
-    """(wall seconds, peak RSS GB, step seconds) of the valuation with the training side in `shards` shards on
+                run_config: dict | None = None) -> tuple[float, tuple[float, float], dict[str, float]]:
+    """(wall seconds, (peak summed RSS GB, peak summed PSS GB), step seconds) of the valuation with the training side in `shards` shards on
     `workers` local Celery workers, in `folder` (fresh)."""
     dagster_home = folder / "dagster"
     dagster_home.mkdir(parents=True)
@@ -119,7 +123,7 @@ def sharded_run(folder: Path, env: dict, shards: int, workers: int,
         os.environ["DAGSTER_HOME"] = str(dagster_home)
         try:
             instance = dg.DagsterInstance.get()
-            sampler = TreeRssSampler(cluster.pids)
+            sampler = TreeMemorySampler(cluster.pids)
             sampler.start()
             start = time.perf_counter()
             result = run_valuation(folder / "home", instance, run_config, env=cluster.env)
@@ -134,7 +138,7 @@ def sharded_run(folder: Path, env: dict, shards: int, workers: int,
                 os.environ.pop("DAGSTER_HOME", None)
             else:
                 os.environ["DAGSTER_HOME"] = previous
-    return wall, sampler.peak / 1e9, steps
+    return wall, (sampler.peak_rss / 1e9, sampler.peak_pss / 1e9), steps
 
 
 def full_size(work: Path, shards: int, workers: int) -> tuple[int, float, float, float]:
@@ -144,8 +148,8 @@ def full_size(work: Path, shards: int, workers: int) -> tuple[int, float, float,
     env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"), "GMV_GENERATED_SOURCE": str(work / "generated.npz")}
     wall, peak, steps = sharded_run(folder, env, shards, workers)
     n = query(folder / "home", "SELECT count(*) AS n FROM train_embeddings")["n"][0]
-    print(f"\n# n = {n:,}, {shards} shards on {workers} Celery workers: {wall:.1f} s wall, peak RSS {peak:.2f} GB "
-          "(every process summed)\n\n| step (partition) | seconds |\n|---|---|")
+    print(f"\n# n = {n:,}, {shards} shards on {workers} Celery workers: {wall:.1f} s wall, peak memory of every "
+          f"process summed: PSS {peak[1]:.2f} GB (RSS {peak[0]:.2f} GB)\n\n| step (partition) | seconds |\n|---|---|")
     for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
         if seconds >= 0.5:
             print(f"| {key} | {seconds:.1f} |")
@@ -205,7 +209,7 @@ def main() -> None:
             raise SystemExit(1)
         return
     n, wall, peak, same = full_size(args.work, args.shards, args.workers)
-    print(f"n={n} shards={args.shards} seconds={wall:.1f} peak_rss_gb={peak:.2f} same_topk={same:.4f} "
+    print(f"n={n} shards={args.shards} seconds={wall:.1f} peak_pss_gb={peak[1]:.2f} same_topk={same:.4f} "
           f"subset_equal={subset_equal}")
     if subset_equal is False:
         raise SystemExit(1)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from ...method.matching import sample_recall
 from ...resources import DeviceResource, EmbedderResource, GmvHome
-from ..automation import TRAIN_URIS
+from ..automation import TRAIN_URIS, TRAIN_VECTORS
 from ..metadata import embedding_matrix
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
@@ -58,7 +58,8 @@ class RecallCheckConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn()}, blocking=True)
+@dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_VECTORS.metadata)},
+                blocking=True)
 def index_recall(context: dg.AssetCheckExecutionContext, config: RecallCheckConfig, train_embeddings: pl.DataFrame,
                  gmv_home: GmvHome, matching_device: DeviceResource) -> dg.AssetCheckResult:
     """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample, above a threshold."""

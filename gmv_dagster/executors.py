@@ -77,6 +77,8 @@ def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2)
     configuration); logs and redis's files in `folder`. Stopped on exit. For sharded runs on one machine (the
     benchmark, the tests); a real deployment runs its workers as services (docs/DEPLOYMENT.md).
 
+    Workers take a task only when free (`worker_disable_prefetch`): by default a busy worker reserves the next task
+    and holds it while another worker idles (measured at 1M: one shard's 4-minute index build waited so).
     The workers share the machine's cores: each gets OMP_NUM_THREADS = cores // workers (unless `env` sets it), as
     two torch processes each using every core run slower together than one (measured: 2.3x slower embedding at 1M).
     """
@@ -110,7 +112,8 @@ def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2)
                 raise RuntimeError(f"redis-server did not answer in 30 s:\n{(folder / 'redis.log').read_text()[-2000:]}")
             time.sleep(0.2)
         config = folder / "celery.yaml"
-        config.write_text(f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n")
+        config.write_text(f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n"
+                          "    config_source:\n      worker_disable_prefetch: true\n")
         # The instance's storage is made once, before the workers would race to make it.
         subprocess.run([str(bin_dir / "dagster"), "instance", "info"], env=env, check=True, capture_output=True)
         logs = [folder / f"worker{i}.log" for i in range(1, workers + 1)]

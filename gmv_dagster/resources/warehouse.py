@@ -190,27 +190,8 @@ class GmvDuckDBIOManager(DuckDBIOManager):
                            io_manager_name="GmvDuckDBIOManager")
 
 
-def read_content_version(database: Path, table: str, partition: str | None = None) -> str | None:
-    """The content version the latest write of `table` (of `partition`) stored with its rows; None if none did."""
-    if not database.is_file():
-        return None
-    con = connect_in_step(database)
-    try:
-        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
-                           [VERSIONS_TABLE]).fetchall():
-            return None
-        row = con.execute(f"SELECT content_version FROM main.{VERSIONS_TABLE} WHERE table_name = ? AND partition_key = ?",
-                          [table, partition or ""]).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
-
-
-def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:
-    """The rows a table asset holds now (one batch's when given), or None if there is no such table yet.
-
-    `table` is one of our asset names, never user input; the batch is a query parameter.
-    """
+def _query_table(database: Path, table: str, sql: str, params: list):
+    """The result of `sql` (with `params`) as polars, or None while the database or its table `table` does not exist."""
     if not database.is_file():
         return None
     con = connect_in_step(database)
@@ -218,8 +199,23 @@ def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl
         if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
                            [table]).fetchall():
             return None
-        if batch is None:
-            return con.execute(f"SELECT * FROM main.{table}").pl()
-        return con.execute(f"SELECT * FROM main.{table} WHERE batch = ?", [batch]).pl()
+        return con.execute(sql, params).pl()
     finally:
         con.close()
+
+
+def read_content_version(database: Path, table: str, partition: str | None = None) -> str | None:
+    """The content version the latest write of `table` (of `partition`) stored with its rows; None if none did."""
+    rows = _query_table(database, VERSIONS_TABLE, f"SELECT content_version FROM main.{VERSIONS_TABLE} "
+                        "WHERE table_name = ? AND partition_key = ?", [table, partition or ""])
+    return None if rows is None or rows.is_empty() else rows["content_version"][0]
+
+
+def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:
+    """The rows a table asset holds now (one batch's when given), or None if there is no such table yet.
+
+    `table` is one of our asset names, never user input; the batch is a query parameter.
+    """
+    if batch is None:
+        return _query_table(database, table, f"SELECT * FROM main.{table}", [])
+    return _query_table(database, table, f"SELECT * FROM main.{table} WHERE batch = ?", [batch])

@@ -107,7 +107,8 @@ def _partition_label(table_slice: TableSlice) -> str:
     return "|".join(",".join(map(str, d.partitions)) for d in table_slice.partition_dimensions or [])
 
 
-def _record_version(connection, table_slice: TableSlice, version: str) -> None:
+def _record_version(connection, table_slice: TableSlice, version: str | None) -> None:
+    """Replace the stored version of the written table (partition); a write without one leaves none, not a stale one."""
     versions = f"{table_slice.schema}.{VERSIONS_TABLE}"
     connection.execute(f"CREATE TABLE IF NOT EXISTS {versions} (table_name VARCHAR, partition_key VARCHAR, "
                        "content_version VARCHAR)")
@@ -117,7 +118,8 @@ def _record_version(connection, table_slice: TableSlice, version: str) -> None:
                            [table_slice.table, partition])
     else:
         connection.execute(f"DELETE FROM {versions} WHERE table_name = ?", [table_slice.table])
-    connection.execute(f"INSERT INTO {versions} VALUES (?, ?, ?)", [table_slice.table, partition, version])
+    if version is not None:
+        connection.execute(f"INSERT INTO {versions} VALUES (?, ?, ?)", [table_slice.table, partition, version])
 
 
 class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
@@ -143,8 +145,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
                 connection.execute(_get_cleanup_statement(table_slice))
                 connection.execute(f"INSERT INTO {table} SELECT * FROM gmv_output")
             version = (context.output_metadata or {}).get("content_version")
-            if version is not None:
-                _record_version(connection, table_slice, str(getattr(version, "value", version)))
+            _record_version(connection, table_slice, None if version is None else str(getattr(version, "value", version)))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")

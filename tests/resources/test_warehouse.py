@@ -3,7 +3,10 @@
 import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 
+from gmv_dagster.assets.metadata import stored_embeddings_version
+from gmv_dagster.resources import GmvHome
 from gmv_dagster.resources.warehouse import (
     GmvDuckDBIOManager,
     read_content_version,
@@ -120,6 +123,8 @@ def versioned_batch(context) -> dg.Output[pl.DataFrame]:
     df = pl.DataFrame({"x": [1.0] * VERSIONED["width"], "y": ["a"] * VERSIONED["width"], "batch": [key] * VERSIONED["width"]})
     if VERSIONED["width"] == 3:
         df = df.drop("y")  # another layout: the write fails
+    if VERSIONED.get("unversioned"):
+        return dg.Output(df)
     return dg.Output(df, metadata={"content_version": f"{key}-v{VERSIONED['width']}"})
 
 
@@ -129,7 +134,7 @@ def narrow(versioned_batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
-    database = tmp_path / "w.duckdb"
+    database = tmp_path / "gmv.duckdb"  # where GmvHome(tmp_path) keeps it
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("test_batches", ["b1", "b2"])
     resources = {"io_manager": GmvDuckDBIOManager(database=str(database), schema="main")}
@@ -145,6 +150,16 @@ def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
     assert read_content_version(database, "versioned_batch") is None  # partitioned: no table-wide version
     assert not write("b1", 3)  # the failed write changes neither the rows nor the stored version
     assert read_content_version(database, "versioned_batch", "b1") == "b1-v2"
+    VERSIONED["unversioned"] = True  # a write without a version leaves none, not the stale one
+    try:
+        assert write("b2", 2)
+    finally:
+        VERSIONED.pop("unversioned")
+    assert read_content_version(database, "versioned_batch", "b2") is None
+    with pytest.raises(ValueError, match=r"versioned_batch \(partition b2\) has no stored embeddings version .*"
+                                         "materialise versioned_batch; stored vectors are reused"):
+        stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b2")
+    assert stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b1") == "b1-v2"
     # an input that names columns reads only those, and the partition column
     assert dg.materialize([versioned_batch, narrow], selection=[narrow], instance=instance, resources=resources).success
     assert read_stored_rows(database, "narrow").columns == ["x", "batch"]

@@ -62,12 +62,14 @@ def free_port() -> int:
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process group started with setsid, then SIGKILL if it lingers."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM to the process group started with setsid, then SIGKILL if it lingers (a group already gone is fine)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -117,6 +119,8 @@ def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2)
         # The instance's storage is made once, before the workers would race to make it.
         subprocess.run([str(bin_dir / "dagster"), "instance", "info"], env=env, check=True, capture_output=True)
         logs = [folder / f"worker{i}.log" for i in range(1, workers + 1)]
+        for log in logs:  # Celery appends: an old log's "ready." would pass the wait below at once
+            log.unlink(missing_ok=True)
         for i, log in enumerate(logs, 1):
             procs.append(subprocess.Popen(
                 ["setsid", str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"w{i}",

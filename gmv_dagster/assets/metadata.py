@@ -125,9 +125,9 @@ def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | No
     version = gmv_home.content_version(asset, partition)
     if version is None:
         where = f" (partition {partition})" if partition else ""
-        raise ValueError(f"{asset}{where} has no stored embeddings version (it was never materialised, or by a version "
-                         f"of gmv-dagster that did not store it): materialise {asset}; stored vectors are reused, "
-                         "nothing is embedded again")
+        raise ValueError(f"{asset}{where} has no stored embeddings version (not materialised in this layout of shards "
+                         f"yet, or by a version of gmv-dagster that did not store it): materialise {asset}, then what "
+                         "was built from it (train_index); stored vectors are reused, nothing is embedded again")
     return str(version)
 
 

@@ -166,7 +166,7 @@ def open_index(folder: Path, ids: pl.Series, embeddings_version: str, start: int
     if not spec_path.is_file():
         raise FileNotFoundError(f"{spec_path} does not exist: materialise {label}")
     spec = json.loads(spec_path.read_text())
-    if spec.get("embeddings_version") != embeddings_version:
+    if spec.get("embeddings_version") != embeddings_version or spec.get("n") != len(ids):
         raise ValueError(f"{label} was made from other training embeddings ({spec.get('n')} x {spec.get('dim')}) "
                          f"than the current ones ({len(ids)}): rematerialise train_index")
     index = key_rows = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import struct
 import zipfile
 from collections.abc import Sequence
@@ -102,9 +103,23 @@ def _npz_member(path: str, archive: zipfile.ZipFile, name: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran_order else "C")
 
 
-@lru_cache(maxsize=8)
+def _identity(path: str) -> tuple[str, int, int, int]:
+    """A file's path with its inode, size and modification time: a cache keyed on it never serves a rewritten file
+    (a memory map of one rewritten in place would read torn data or fault)."""
+    st = os.stat(path)
+    return path, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """`images` and `labels` (or None) of an .npz, memory-mapped where stored uncompressed."""
+    try:
+        return _load_npz(*_identity(path))
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def _load_npz(path: str, *_file_version: int) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with zipfile.ZipFile(path) as archive:
             files = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
@@ -123,10 +138,14 @@ def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     return images, labels
 
 
-@lru_cache(maxsize=4)
 def _load_container(path: str) -> np.ndarray:
     if path.endswith(".npz"):
         return load_npz(path)[0]
+    return _read_idx_cached(*_identity(path))
+
+
+@lru_cache(maxsize=4)
+def _read_idx_cached(path: str, *_file_version: int) -> np.ndarray:
     return read_idx(Path(path))
 
 

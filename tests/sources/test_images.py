@@ -90,6 +90,14 @@ def test_npz_arrays_read_back_exactly_whether_stored_or_compressed(tmp_path, sav
     assert np.array_equal(first, colour[4]) and not isinstance(first, np.memmap) and first.flags.writeable
 
 
+def test_an_npz_rewritten_under_the_same_path_is_read_anew(tmp_path):
+    path = tmp_path / "gen.npz"
+    np.savez(path, images=np.zeros((3, 5, 5), np.uint8))
+    assert load_images([f"{path}#2"])[0].max() == 0
+    np.savez(path, images=np.full((4, 6, 6), 7, np.uint8))  # in place: same inode, other size
+    assert load_npz(str(path))[0].shape == (4, 6, 6) and load_images([f"{path}#3"])[0].max() == 7
+
+
 def test_bad_sources_name_the_path(tmp_path):
     with pytest.raises(SourceError, match="neither a folder"):
         manifest_from_path(str(tmp_path / "nothing"))

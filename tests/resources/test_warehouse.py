@@ -157,7 +157,7 @@ def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
         VERSIONED.pop("unversioned")
     assert read_content_version(database, "versioned_batch", "b2") is None
     with pytest.raises(ValueError, match=r"versioned_batch \(partition b2\) has no stored embeddings version .*"
-                                         "materialise versioned_batch; stored vectors are reused"):
+                                         r"materialise versioned_batch, then what was built from it \(train_index\); stored vectors are reused"):
         stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b2")
     assert stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b1") == "b1-v2"
     # an input that names columns reads only those, and the partition column

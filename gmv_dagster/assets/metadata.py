@@ -7,6 +7,7 @@ import warnings
 import dagster as dg
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..pipeline.versions import frame_version
 from ..resources import GmvHome
@@ -83,9 +84,12 @@ def embedding_frame(keys: pl.DataFrame, emb: np.ndarray) -> pl.DataFrame:
     A list, not a fixed-width array: while a new backbone is rolled out over the batches, one table holds
     batches of both widths.
     """
-    return keys.with_columns(
-        embedding=pl.Series(emb.astype(np.float32)).cast(pl.Array(pl.Float32, emb.shape[1])).cast(pl.List(pl.Float32))
-    )
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    # Built as an Arrow list over the array's own buffer (offsets only are new): casts through a fixed-size array
+    # would copy every vector twice.
+    offsets = np.arange(len(emb) + 1, dtype=np.int64) * emb.shape[1]
+    values = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(emb.reshape(-1)))
+    return keys.with_columns(embedding=pl.Series("embedding", values))
 
 
 def embedding_matrix(df: pl.DataFrame) -> np.ndarray:

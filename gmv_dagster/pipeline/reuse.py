@@ -29,6 +29,8 @@ def still_to_embed(manifest: pl.DataFrame, reusable: pl.DataFrame) -> pl.DataFra
 
 def in_manifest_order(manifest: pl.DataFrame, reused: pl.DataFrame, fresh: pl.DataFrame) -> pl.DataFrame:
     """Reused and fresh rows together, one per manifest id, in the manifest's order (columns as in `fresh`)."""
+    if reused.is_empty() and fresh["id"].equals(manifest["id"]):
+        return fresh  # everything new, already in order: no second copy of every vector
     combined = pl.concat([reused.select(fresh.columns), fresh]) if reused.height else fresh
     order = manifest.select("id").with_row_index("_row")
     return combined.join(order, on="id").sort("_row").drop("_row")

@@ -92,9 +92,9 @@ def _has_partition_column(connection, table: str, table_slice: TableSlice) -> bo
     return all(d.partition_expr in columns for d in table_slice.partition_dimensions)
 
 
-def _exists(connection, table_slice: TableSlice) -> bool:
+def _exists(connection, schema: str, table: str) -> bool:
     return bool(connection.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                                   [table_slice.schema, table_slice.table]).fetchall())
+                                   [schema, table]).fetchall())
 
 
 # Each write's content version (the asset's data version), stored in the write's own transaction: readers take a
@@ -129,7 +129,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
         connection.register("gmv_output", obj.to_arrow())
         connection.execute("BEGIN TRANSACTION")
         try:
-            if not _exists(connection, table_slice):
+            if not _exists(connection, table_slice.schema, table_slice.table):
                 connection.execute(f"CREATE TABLE {table} AS SELECT * FROM gmv_output")
             elif not table_slice.partition_dimensions or not _has_partition_column(connection, table, table_slice):
                 # unpartitioned, or written before the asset had batches: the new rows replace it whole
@@ -197,8 +197,7 @@ def _query_table(database: Path, table: str, sql: str, params: list):
         return None
     con = connect_in_step(database)
     try:
-        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
-                           [table]).fetchall():
+        if not _exists(con, "main", table):
             return None
         return con.execute(sql, params).pl()
     finally:

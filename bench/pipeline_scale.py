@@ -121,8 +121,9 @@ BATCH_STAGES = [("generated_embeddings", "seconds"), ("quality_scores", "score_s
                 ("matches", "search_seconds"), ("credits", "seconds")]
 
 
-def second_batch(work: Path, generated: int, name: str) -> None:
-    """Value a new batch (`name`, a new inbox folder) against the home of a finished `measure(n, ...)` in `work`."""
+def second_batch(work: Path, generated: int, name: str, recall_sample: int | None = None) -> None:
+    """Value a new batch (`name`, a new inbox folder) against the home of a finished `measure(n, ...)` in `work`
+    (with matches.recall_sample set to `recall_sample` where given)."""
     from gmv_dagster.sources.batches import write_inbox_batch
 
     inbox = work / "inbox"
@@ -136,7 +137,8 @@ def second_batch(work: Path, generated: int, name: str) -> None:
     sampler = RssSampler()
     sampler.start()
     start = time.perf_counter()
-    if not run_valuation(work / "home", instance, env=env, batches=[name]).success:
+    run_config = {} if recall_sample is None else {"ops": {"matches": {"config": {"recall_sample": recall_sample}}}}
+    if not run_valuation(work / "home", instance, run_config, env=env, batches=[name]).success:
         raise SystemExit("the second batch failed; see the Dagster log above")
     wall = time.perf_counter() - start
     sampler.stopped.set()
@@ -163,9 +165,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gmv_scale"))
     parser.add_argument("--second-batch", type=Path, help="value only a new batch against WORK/<n> of an earlier run")
     parser.add_argument("--batch-name", default="second-batch", help="the new batch's name (with --second-batch)")
+    parser.add_argument("--recall-sample", type=int, help="matches.recall_sample for the second batch (0: no check "
+                        "against exact search; default: the pipeline's)")
     args = parser.parse_args()
     if args.second_batch:
-        second_batch(args.second_batch, args.generated, args.batch_name)
+        second_batch(args.second_batch, args.generated, args.batch_name, args.recall_sample)
         return
     runs = {}
     for n in sorted(args.sizes):

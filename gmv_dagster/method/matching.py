@@ -54,12 +54,58 @@ def recall_candidates(
 
 @dataclass(frozen=True)
 class IndexShard:
-    """Training rows [start, stop) and their HNSW index (None: exact search), keys mapped to rows of the slice."""
+    """Training rows [start, stop) and their HNSW index (None: exact search), keys mapped to rows of the slice, and
+    (from a saved index) the slice's vectors, memory-mapped."""
 
     start: int
     stop: int
     index: object | None = None
     key_rows: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+
+
+class ShardVectors:
+    """The (n, d) training vectors of consecutive shards as one read-only array: slices and integer-array gathers
+    read only the rows asked for from each shard's memory-mapped vectors (never the whole set), and the method's
+    functions take it wherever they take the training matrix."""
+
+    def __init__(self, shards: Sequence[IndexShard]):
+        if not shards or any(s.vectors is None for s in shards):
+            raise ValueError("every shard needs its vectors (open the saved index with open_index)")
+        if [s.start for s in shards] != [0, *(s.stop for s in shards[:-1])]:
+            raise ValueError("shards must cover the training rows consecutively from row 0")
+        self.parts = [s.vectors for s in shards]
+        self.starts = np.array([s.start for s in shards])
+        self.shape = (shards[-1].stop, int(shards[0].vectors.shape[1]))
+        self.dtype = shards[0].vectors.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(self)))
+        rows = np.asarray(rows)
+        flat = rows.reshape(-1)
+        if flat.size and (flat.min() < -len(self) or flat.max() >= len(self)):
+            raise IndexError(f"training row out of range 0..{len(self) - 1}")
+        flat = np.where(flat < 0, flat + len(self), flat)
+        out = np.empty((flat.size, self.shape[1]), dtype=self.dtype)
+        part = np.searchsorted(self.starts, flat, side="right") - 1
+        for p in np.unique(part):
+            at = part == p
+            out[at] = self.parts[p][flat[at] - self.starts[p]]
+        return out.reshape(*rows.shape, self.shape[1])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[slice(None)]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def shard_vectors(shards: Sequence[IndexShard]) -> np.ndarray | ShardVectors:
+    """The training matrix of saved shards: the one shard's memory map, or several as a ShardVectors."""
+    return shards[0].vectors if len(shards) == 1 and shards[0].start == 0 and shards[0].vectors is not None \
+        else ShardVectors(shards)
 
 
 def search_shards(
@@ -75,8 +121,8 @@ def search_shards(
                          f"set k (matches.k) to at most {n}")
     parts = []
     for shard in shards:
-        rows, dist = recall_candidates(train[shard.start : shard.stop], queries, params, shard.index, device,
-                                       key_rows=shard.key_rows)
+        vectors = train[shard.start : shard.stop] if shard.vectors is None else shard.vectors
+        rows, dist = recall_candidates(vectors, queries, params, shard.index, device, key_rows=shard.key_rows)
         parts.append((np.where(rows < 0, -1, rows + shard.start), dist))
     return merge_candidates(parts, params.candidates)
 

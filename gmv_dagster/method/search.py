@@ -44,28 +44,34 @@ def exact_topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training rows for each query, in (query_block x train_block) tiles.
 
-    Memory is bounded by the block sizes, never n x m. Returns (indices, distances), each
+    Memory is bounded by the block sizes, never n x m, and `train` is read a block at a time (it may be a
+    memory map, or any array whose slices are arrays). Returns (indices, distances), each
     (m, k), sorted by (distance, index) so that ties are deterministic.
     """
     n = len(train)
     if n == 0:
         raise ValueError("the training set is empty: nothing to match against")
     k = min(k, n)
-    t_all = torch.as_tensor(_writable_f32(train), device=device)
-    out_idx = np.empty((len(queries), k), dtype=np.int64)
-    out_dist = np.empty((len(queries), k), dtype=np.float64)
-    for qs in range(0, len(queries), query_block):
-        q = torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device)
-        best_d = torch.full((len(q), 0), float("inf"), device=device)
-        best_i = torch.empty((len(q), 0), dtype=torch.int64, device=device)
-        for ts in range(0, n, train_block):
-            d = pairwise_distances(q, t_all[ts : ts + train_block], metric)
+    m = len(queries)
+    # Training blocks outside, queries inside: each block of `train` is read (and converted) once, so `train` may be
+    # a memory-mapped file larger than memory; every query still merges the blocks in row order.
+    q_blocks = [torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device)
+                for qs in range(0, m, query_block)]
+    best_d = [torch.full((len(q), 0), float("inf"), device=device) for q in q_blocks]
+    best_i = [torch.empty((len(q), 0), dtype=torch.int64, device=device) for q in q_blocks]
+    for ts in range(0, n, train_block):
+        t = torch.as_tensor(_writable_f32(train[ts : ts + train_block]), device=device)
+        for b, q in enumerate(q_blocks):
+            d = pairwise_distances(q, t, metric)
             idx = torch.arange(ts, ts + d.shape[1], device=device).expand(len(q), -1)
-            cat_d, cat_i = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
+            cat_d, cat_i = torch.cat([best_d[b], d], 1), torch.cat([best_i[b], idx], 1)
             top = torch.topk(cat_d, k=min(k, cat_d.shape[1]), dim=1, largest=False)
-            best_d, best_i = top.values, torch.gather(cat_i, 1, top.indices)
-        out_idx[qs : qs + len(q)] = best_i.cpu().numpy()
-        out_dist[qs : qs + len(q)] = best_d.double().cpu().numpy()
+            best_d[b], best_i[b] = top.values, torch.gather(cat_i, 1, top.indices)
+    out_idx = np.empty((m, k), dtype=np.int64)
+    out_dist = np.empty((m, k), dtype=np.float64)
+    for b, qs in enumerate(range(0, m, query_block)):
+        out_idx[qs : qs + len(q_blocks[b])] = best_i[b].cpu().numpy()
+        out_dist[qs : qs + len(q_blocks[b])] = best_d[b].double().cpu().numpy()
     return sort_neighbours(out_idx, out_dist)
 
 

@@ -1,13 +1,31 @@
-"""The index over training embeddings: plans that keep keys, and an extended HNSW index found through them."""
+"""The index over training embeddings: plans that keep keys, an extended HNSW index found through them, and the saved
+vectors that matching memory-maps."""
 
 import numpy as np
 import polars as pl
+import pytest
 
 from gmv_dagster.method.index import (
+    build_or_extend,
     index_plan,
+    index_spec,
+    open_index,
     rows_of_keys,
 )
-from gmv_dagster.method.search import HnswParams, build_hnsw, hnsw_search, update_hnsw
+from gmv_dagster.method.matching import (
+    IndexShard,
+    MatchParams,
+    ShardVectors,
+    search_shards,
+    shard_vectors,
+)
+from gmv_dagster.method.search import (
+    HnswParams,
+    build_hnsw,
+    exact_topk,
+    hnsw_search,
+    update_hnsw,
+)
 
 
 def test_an_index_plan_keeps_keys_removes_the_gone_and_adds_the_new():
@@ -37,3 +55,73 @@ def test_an_extended_hnsw_index_finds_rows_through_its_keys():
     update_hnsw(index, plan.add_keys, matrix[key_rows[plan.add_keys.astype(np.int64)]], plan.remove_keys)
     found = hnsw_search(index, matrix, 1, key_rows=key_rows)
     assert (found[:, 0] == np.arange(len(ids))).all()  # every vector finds its own row
+
+
+def _images(n: int) -> pl.DataFrame:
+    return pl.DataFrame({"id": [f"v{i}" for i in range(n)], "content_hash": ["h"] * n})
+
+
+def _saved(folder, vectors: np.ndarray, version: str, mode: str = "hnsw"):
+    match = MatchParams(index_mode=mode, metric="l2sq")
+    spec = index_spec(match, HnswParams(metric="l2sq", dtype="f32"), vectors, "emb", version)
+    return build_or_extend(folder, spec, vectors, _images(len(vectors)))
+
+
+def test_a_saved_index_memory_maps_its_vectors_named_by_the_embeddings_version(tmp_path):
+    rng = np.random.default_rng(1)
+    first, second = rng.normal(size=(2, 40, 6)).astype(np.float32)
+    _saved(tmp_path, first, "v1")
+    build = _saved(tmp_path, second, "v2")  # new embeddings: the index is extended, v1's vectors removed
+    assert sorted(p.name for p in tmp_path.glob("train_vectors-*.npy")) == ["train_vectors-v2.npy"]
+    spec, shard = open_index(tmp_path, _images(40)["id"], "v2")
+    assert isinstance(shard.vectors, np.memmap) and np.array_equal(shard.vectors, second)
+    assert np.array_equal(build.shard.vectors, second)
+    # matching through the opened shard equals matching the in-memory matrix (vectors read from the file)
+    queries = rng.normal(size=(7, 6)).astype(np.float32)
+    params = MatchParams(k=5, candidates=10, metric="l2sq")
+    from_file = search_shards(np.empty((40, 6), np.float32) * np.nan, queries, params, [shard])
+    in_memory = search_shards(second, queries, params, [IndexShard(0, 40, shard.index, shard.key_rows)])
+    assert np.array_equal(from_file[0], in_memory[0]) and np.array_equal(from_file[1], in_memory[1])
+
+
+def test_an_index_without_its_vectors_file_is_refused_and_a_rematerialisation_writes_it(tmp_path):
+    vectors = np.random.default_rng(2).normal(size=(30, 4)).astype(np.float32)
+    _saved(tmp_path, vectors, "v1", mode="exact")
+    (tmp_path / "train_vectors-v1.npy").unlink()  # a home saved before vectors files existed
+    with pytest.raises(FileNotFoundError, match=r"train_vectors-v1\.npy is missing .*rematerialise train_index"):
+        open_index(tmp_path, _images(30)["id"], "v1")
+    assert _saved(tmp_path, vectors, "v1", mode="exact").action == "exact"
+    assert np.array_equal(open_index(tmp_path, _images(30)["id"], "v1")[1].vectors, vectors)
+    np.save(tmp_path / "train_vectors-v1.npy", vectors[:, :3])  # a file of another shape is refused
+    with pytest.raises(ValueError, match=r"holds float32 \(30, 3\), not float32 \(30, 4\): rematerialise train_index"):
+        open_index(tmp_path, _images(30)["id"], "v1")
+
+
+def test_an_unchanged_hnsw_index_gets_its_missing_vectors_without_a_rebuild(tmp_path):
+    vectors = np.random.default_rng(3).normal(size=(30, 4)).astype(np.float32)
+    _saved(tmp_path, vectors, "v1")
+    (tmp_path / "train_vectors-v1.npy").unlink()
+    assert _saved(tmp_path, vectors, "v1").action == "unchanged"
+    assert np.array_equal(open_index(tmp_path, _images(30)["id"], "v1")[1].vectors, vectors)
+
+
+def test_shard_vectors_read_rows_across_shards_as_one_matrix(tmp_path):
+    whole = np.random.default_rng(4).normal(size=(50, 3)).astype(np.float32)
+    shards = []
+    for start, stop in [(0, 20), (20, 35), (35, 50)]:
+        np.save(tmp_path / f"{start}.npy", whole[start:stop])
+        shards.append(IndexShard(start, stop, vectors=np.load(tmp_path / f"{start}.npy", mmap_mode="r")))
+    joined = shard_vectors(shards)
+    assert len(joined) == 50 and joined.shape == (50, 3)
+    rows = np.array([[49, 0, 20], [19, 35, 34]])
+    assert np.array_equal(joined[rows], whole[rows])  # a 2-D gather, as the re-score asks
+    assert np.array_equal(joined[15:40], whole[15:40]) and np.array_equal(joined[-1:], whole[-1:])
+    assert np.array_equal(np.asarray(joined), whole)
+    with pytest.raises(IndexError, match="out of range 0..49"):
+        joined[np.array([50])]
+    # exact search and the temperature fit read it as they read the matrix
+    assert np.array_equal(exact_topk(joined, whole[:5], 4, "l2sq", train_block=7)[0],
+                          exact_topk(whole, whole[:5], 4, "l2sq")[0])
+    assert shard_vectors(shards[:1]) is shards[0].vectors
+    with pytest.raises(ValueError, match="consecutively from row 0"):
+        ShardVectors(shards[1:])

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from ...method.matching import sample_recall
+from ...method.matching import sample_recall, shard_vectors
 from ...resources import DeviceResource, EmbedderResource, GmvHome
-from ..automation import TRAIN_URIS, TRAIN_VECTORS
+from ..automation import TRAIN_IDS, TRAIN_URIS
 from ..metadata import embedding_matrix
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
@@ -58,7 +58,7 @@ class RecallCheckConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_VECTORS.metadata)},
+@dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_IDS.metadata)},
                 blocking=True)
 def index_recall(context: dg.AssetCheckExecutionContext, config: RecallCheckConfig, train_embeddings: pl.DataFrame,
                  gmv_home: GmvHome, matching_device: DeviceResource) -> dg.AssetCheckResult:
@@ -67,7 +67,7 @@ def index_recall(context: dg.AssetCheckExecutionContext, config: RecallCheckConf
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     if all(shard.index is None for shard in shards):
         return dg.AssetCheckResult(passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold})
-    train = embedding_matrix(train_embeddings)
+    train = shard_vectors(shards)
     recall = sample_recall(train, train, shards, config.k, specs[0]["params"]["metric"], config.sample, config.seed,
                            matching_device.torch_device())
     return dg.AssetCheckResult(

@@ -23,6 +23,7 @@ from ...method.matching import (
     MatchParams,
     matches_table,
     sample_recall,
+    shard_vectors,
 )
 from ...method.rerank import RERANKERS, make_pair_distance
 from ...method.search import DTYPES, METRICS, HnswParams
@@ -32,8 +33,8 @@ from ..automation import (
     ALL_SHARDS,
     BATCH_TABLE,
     FOLLOWS_INPUTS,
+    TRAIN_IDS,
     TRAIN_URIS,
-    TRAIN_VECTORS,
     generated_batches,
 )
 from ..metadata import (
@@ -64,7 +65,7 @@ class TrainIndexConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="matching", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
                 matching_device: DeviceResource) -> dg.MaterializeResult:
     """usearch HNSW index over the training embeddings (files under GMV_HOME/index), or exact mode.
@@ -102,7 +103,8 @@ def index_folder(gmv_home: GmvHome, shard: str | None) -> Path:
 
 
 def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tuple[list[dict], list[IndexShard]]:
-    """(spec, IndexShard) of each shard of these training embeddings (one, unsharded), rows in table order.
+    """(spec, IndexShard) of each shard of these training embeddings (one, unsharded), rows in table order, each with
+    its vectors memory-mapped (`shard_vectors` joins them): `train_embeddings` needs only its ids (TRAIN_IDS).
 
     Refuses an index that was made from other embeddings than the latest train_embeddings (their stored version):
     the values would be wrong.
@@ -144,7 +146,9 @@ class RankingConfig(dg.Config):
 
 
 class MatchesConfig(RankingConfig):
-    recall_sample: int = Field(default=200, gt=0, description="generated images checked against exact search")
+    recall_sample: int = Field(default=200, ge=0, description="generated images checked against exact search over "
+                               "every training vector (the one part of a batch that grows with n: 1.5 s at 1M x 128); "
+                               "0: none (train_index's check still measures the index's recall)")
     seed: int = 0
 
 
@@ -168,7 +172,7 @@ class CreditTemperatureConfig(RankingConfig):
 
 
 @dg.asset(group_name="matching", code_version="1", op_tags=GPU_TAGS,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_VECTORS, "training_images": TRAIN_URIS},
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
           automation_condition=FOLLOWS_INPUTS)
 def credit_temperature(context, config: CreditTemperatureConfig, train_embeddings: pl.DataFrame,
                        training_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource) -> dg.Output[pl.DataFrame]:
@@ -177,7 +181,7 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
     finds a generated image's (same index, K' and re-rank), divided by `divisor` (method/core.py)."""
     _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
-    train = embedding_matrix(train_embeddings)
+    train = shard_vectors(shards)
     params = config.match_params(specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
@@ -193,7 +197,7 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
 
 
 @dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_VECTORS, "training_images": TRAIN_URIS},
+          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
 def matches(
     context, config: MatchesConfig, train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame,
@@ -202,7 +206,7 @@ def matches(
     """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
     _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
-    train, gen = embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings)
+    train, gen = shard_vectors(shards), embedding_matrix(generated_embeddings)
     params = config.match_params(specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     reranking = None
@@ -219,7 +223,7 @@ def matches(
     extra = {"mode": "+".join(modes), "shards": len(shards), **config.ranking(),
              **{k: round(v, 3) for k, v in timings.items()},
              **config_metadata(config)}
-    if "hnsw" in modes:
+    if "hnsw" in modes and config.recall_sample:
         extra[f"recall@{config.k}_vs_exact"] = sample_recall(
             train, gen, shards, config.k, params.metric, config.recall_sample, config.seed, device)
     return versioned(df, **extra)

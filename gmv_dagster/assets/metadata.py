@@ -3,12 +3,15 @@
 
 import time
 import warnings
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..method.matching import IndexShard, ShardVectors
+from ..pipeline.vectors import open_vectors, vectors_path
 from ..pipeline.versions import frame_version
 from ..resources import GmvHome
 
@@ -120,6 +123,48 @@ def latest_metadata(context, asset: str, partition: str | None = None) -> dict:
     if event is None or event.asset_materialization is None:
         return {}
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def shard_slices(train_embeddings: pl.DataFrame) -> list[tuple[str | None, int, int]]:
+    """(shard key, first row, row after the last) of each shard's rows of a training table read across shards (one
+    slice with key None when unsharded), in table order."""
+    if "shard" not in train_embeddings.columns:
+        return [(None, 0, train_embeddings.height)]
+    parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
+        pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+    return [(key, start, last + 1) for key, start, last in parts.iter_rows()]
+
+
+def train_vectors_file(gmv_home: GmvHome, partition: str | None, version: str) -> Path:
+    """Where train_embeddings (of shard `partition`) at embeddings `version` keeps its vectors (pipeline/vectors.py)."""
+    return vectors_path(gmv_home.subdir("vectors"), train_vectors_name(partition), version)
+
+
+def train_vectors_name(partition: str | None) -> str:
+    return "train_embeddings" if partition is None else f"train_embeddings@{partition}"
+
+
+def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> list[tuple[str | None, slice, str, np.ndarray]]:
+    """(shard key, its rows, stored embeddings version, its vectors memory-mapped from the file that version names) of
+    each shard of these train_embeddings rows (one, unsharded)."""
+    out = []
+    for key, start, stop in shard_slices(train_embeddings):
+        version = stored_embeddings_version(gmv_home, "train_embeddings", key)
+        vectors = open_vectors(train_vectors_file(gmv_home, key, version), stop - start)
+        rows = train_embeddings["vector_row"][start:stop] if "vector_row" in train_embeddings.columns else None
+        if rows is not None and not (rows.to_numpy() == np.arange(stop - start)).all():
+            raise ValueError(f"train_embeddings{f' shard {key}' if key else ''} rows are not in the order of their "
+                             "vectors file: materialise train_embeddings")
+        out.append((key, slice(start, stop), version, vectors))
+    return out
+
+
+def train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> np.ndarray | ShardVectors:
+    """The (n, d) training vectors of these train_embeddings rows (one shard's, or every shard's in table order),
+    memory-mapped: nothing n x d is read into memory."""
+    shards = [IndexShard(rows.start, rows.stop, vectors=vectors)
+              for _, rows, _, vectors in stored_train_vectors(gmv_home, train_embeddings)]
+    return shards[0].vectors if len(shards) == 1 else ShardVectors(shards)
 
 
 def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | None = None) -> str:

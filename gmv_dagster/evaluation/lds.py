@@ -4,8 +4,8 @@ Given attributions tau(z_j)_i of generated sample j to training image i, S rando
 for each subset s, the output f_s(z_j) of a model retrained on it, LDS_j is the Spearman correlation over s of
 sum_{i in S_s} tau(z_j)_i and f_s(z_j); LDS is the mean over j, with a bootstrap interval over the samples.
 The output must grow with attribution (TRAK uses the log-probability): for a loss, pass its negative.
-Retraining the generator on the subsets belongs to the caller (the criterion_lds asset); the demo VAE's output is
-`vae_log_likelihoods`.
+Retraining the generator on the subsets belongs to the caller (the criterion_lds asset); the output of a retrained
+demo generator is `model_outputs` (the VAE's `vae_log_likelihoods`, the DDPM's `ddpm_log_likelihoods`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch
 from scipy import stats
 
 from ..common.tensors import to_tensor_batch
-from ..demo.generator import IMAGE_SIZE
+from ..demo.diffusion import cosine_alpha_bar
+from ..demo.generator import IMAGE_SIZE, DemoGenerator
 from .tracin import vae_losses
 
 
@@ -100,3 +101,44 @@ def vae_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarr
             y = torch.tensor([position[str(label)] for label in labels[s : s + batch_size]], dtype=torch.int64)
             out.append(-vae_losses(model.eval(), x, y).double().numpy())
     return np.concatenate(out) if out else np.empty(0)
+
+
+def ddpm_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarray], labels: Sequence[str],
+                         timesteps: int, points: int = 10, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """The model output of LDS for the demo DDPM (D-TRAK's): minus its denoising loss on each image, the mean squared
+    error of the predicted noise over `points` timesteps spread evenly over [0, timesteps) with seeded noise. The
+    timesteps and the noise depend only on the seed and the image's position, never on the model, so the outputs of
+    two retrained models differ only by their weights. Higher = the model explains the image better."""
+    position = {c: i for i, c in enumerate(classes)}
+    missing = sorted({str(label) for label in labels} - set(position))
+    if missing:
+        raise ValueError(f"labels {missing} are not classes of the generator ({', '.join(classes)})")
+    alpha_bar = cosine_alpha_bar(timesteps).float()
+    times = torch.linspace(0, timesteps - 1, points).round().long()
+    gen = torch.Generator().manual_seed(seed)
+    noise_all = torch.randn(len(images), points, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+    out = []
+    with torch.inference_mode():
+        model = model.eval()
+        for s in range(0, len(images), batch_size):
+            x0 = to_tensor_batch(list(images[s : s + batch_size]), IMAGE_SIZE, 1) * 2 - 1
+            y = torch.tensor([position[str(label)] for label in labels[s : s + batch_size]], dtype=torch.int64)
+            loss = torch.zeros(len(x0), dtype=torch.float64)
+            for i, t in enumerate(times.tolist()):
+                noise = noise_all[s : s + batch_size, i]
+                a = alpha_bar[t]
+                x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+                eps = model(x_t, torch.full((len(x0),), t), y)
+                loss += ((eps - noise) ** 2).flatten(1).mean(1).double()
+            out.append(-(loss / points).numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def model_outputs(generator: DemoGenerator, images: Sequence[np.ndarray], labels: Sequence[str],
+                  seed: int = 0) -> np.ndarray:
+    """LDS's model output of a (retrained) demo generator for each image: the VAE's ELBO or the DDPM's negative
+    denoising loss (both: higher = the model explains the image better)."""
+    if generator.spec.family == "vae":
+        return vae_log_likelihoods(generator.model, generator.classes, images, labels)
+    return ddpm_log_likelihoods(generator.model, generator.classes, images, labels, generator.spec.diffusion.timesteps,
+                                seed=seed)

@@ -52,7 +52,7 @@ class Reranking:
     """A finer distance for the recalled candidates, and how to get the images it compares."""
 
     distance: PairDistance
-    generated: list[np.ndarray]  # the generated images, in query order
+    generated: Sequence[np.ndarray]  # the generated images, in query order (loaded lazily or not)
     load_train: Callable[[np.ndarray], list[np.ndarray]]  # training rows -> their images
     on_row: Callable[[int], None] | None = None  # after each generated image (progress)
 

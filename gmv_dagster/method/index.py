@@ -4,12 +4,10 @@ One folder holds one index (one shard of the training images, or all of them):
 - `train_index.usearch`: the HNSW graph (absent in exact mode);
 - `train_index_keys.parquet`: key -> id, content hash. Keys are persistent: a training image keeps its key, so the
   index can be extended with new images and lose removed ones without a rebuild, and a key never names two images;
-- `train_vectors-<embeddings version>.npy`: the embeddings, float32 in the shard's row order, which matching
-  memory-maps: a batch reads its candidates' rows (the exact re-score) instead of loading every training vector;
-  named by the embeddings' version, so a file always holds the vectors its name says;
 - `train_index.json`: the spec (mode, n, dim, HNSW parameters, embedder fingerprint, embeddings version), written
   last: it names the embeddings the files beside it were made from, and `open_index` refuses any other.
-Every file is written atomically, so a killed run leaves the previous index whole.
+Every file is written atomically, so a killed run leaves the previous index whole. The vectors themselves are the
+embeddings' (pipeline/vectors.py): an opened shard carries them memory-mapped, for the exact re-score.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from .search import HnswParams, build_hnsw, update_hnsw
 INDEX_FILE = "train_index.usearch"
 INDEX_KEYS = "train_index_keys.parquet"
 INDEX_SPEC = "train_index.json"
-VECTORS_GLOB = "train_vectors-*.npy"
 KEYS_SCHEMA = {"key": pl.UInt64, "id": pl.String, "content_hash": pl.String}
 
 
@@ -155,40 +152,15 @@ def build_or_extend(folder: Path, spec: dict, train: np.ndarray, images: pl.Data
     else:
         action, seconds = "exact", time.perf_counter() - start
         version = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
-    vectors = vectors_path(folder, spec["embeddings_version"])
-    if not vectors.is_file():
-        write_atomically(vectors, lambda p: np.save(p, np.ascontiguousarray(train, dtype=np.float32)))
     # The spec goes last: it names the embeddings the files on disk were made from.
     write_atomically(folder / INDEX_SPEC, lambda p: p.write_text(json.dumps(spec)))
-    for stale in folder.glob(VECTORS_GLOB):  # a reader that has one open keeps its pages (unlinked, not truncated)
-        if stale != vectors:
-            stale.unlink(missing_ok=True)
-    shard = replace(shard, vectors=_open_vectors(vectors, spec))
-    return IndexBuild(spec, action, shard, seconds, version)
+    return IndexBuild(spec, action, replace(shard, vectors=train), seconds, version)
 
 
-def vectors_path(folder: Path, embeddings_version: str) -> Path:
-    """The file of the float32 training vectors of the embeddings `embeddings_version` in `folder`."""
-    return folder / VECTORS_GLOB.replace("*", embeddings_version)
-
-
-def _open_vectors(path: Path, spec: dict) -> np.ndarray:
-    """The vectors file memory-mapped read-only, refused unless it is (spec n, spec dim) float32."""
-    try:
-        vectors = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{path} is missing or unreadable ({e}): rematerialise train_index, which writes it "
-                                "(from the stored embeddings: the index itself is kept where it is current)") from e
-    if vectors.dtype != np.float32 or vectors.shape != (spec["n"], spec["dim"]):
-        raise ValueError(f"{path} holds {vectors.dtype} {vectors.shape}, not float32 ({spec['n']}, {spec['dim']}): "
-                         "rematerialise train_index")
-    return vectors
-
-
-def open_index(folder: Path, ids: pl.Series, embeddings_version: str, start: int = 0,
+def open_index(folder: Path, ids: pl.Series, embeddings_version: str, vectors: np.ndarray, start: int = 0,
                label: str = "train_index") -> tuple[dict, IndexShard]:
     """(spec, shard) of the index saved in `folder` for the training rows `ids` (at `start` among all training rows),
-    with the vectors memory-mapped.
+    whose embeddings are `vectors` (memory-mapped: pipeline/vectors.py).
 
     Refuses an index made from other embeddings than these (`embeddings_version`): its values would be wrong.
     """
@@ -203,5 +175,4 @@ def open_index(folder: Path, ids: pl.Series, embeddings_version: str, start: int
     if spec["mode"] == "hnsw":
         index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]), view=True)
         key_rows = rows_of_keys(pl.read_parquet(folder / INDEX_KEYS), ids)
-    vectors = _open_vectors(vectors_path(folder, embeddings_version), spec)
     return spec, IndexShard(start, start + len(ids), index, key_rows, vectors)

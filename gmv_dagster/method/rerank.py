@@ -9,7 +9,7 @@ different scales: the temperature is tuned for the default (see README).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ def lpips_distance(backbone_path: str | None, size: int = 64, device: str | torc
 
 
 def rerank(
-    generated: list[np.ndarray],
+    generated: Sequence[np.ndarray],
     candidates: np.ndarray,
     load_train: Callable[[np.ndarray], list[np.ndarray]],
     distance: PairDistance,

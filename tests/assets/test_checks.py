@@ -7,8 +7,8 @@ from gmv_dagster.assets.metadata import embedding_frame
 from gmv_dagster.assets.valuation.checks import (
     _this_partition,
     credits_name_known_images,
+    generated_embeddings_finite,
     quality_in_unit_interval,
-    train_embeddings_finite,
 )
 from gmv_dagster.resources import EmbedderResource, GmvHome
 
@@ -17,13 +17,13 @@ def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension(tmp_path):
     embedder = EmbedderResource(backbone="pixels")  # 32 px: 1024 dimensions
     home = GmvHome(path=str(tmp_path))
     good = embedding_frame(pl.DataFrame({"id": ["a", "b"]}), np.ones((2, 1024), np.float32))
-    assert train_embeddings_finite(context=None, train_embeddings=good, embedder=embedder, gmv_home=home).passed
+    assert generated_embeddings_finite(context=None, generated_embeddings=good, embedder=embedder, gmv_home=home).passed
     bad = np.ones((2, 1024), np.float32)
     bad[1, 5] = np.nan
-    result = train_embeddings_finite(context=None, train_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder, gmv_home=home)
+    result = generated_embeddings_finite(context=None, generated_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder, gmv_home=home)
     assert not result.passed and result.metadata["first_non_finite_ids"].value == "b"
     short = embedding_frame(pl.DataFrame({"id": ["a"]}), np.ones((1, 16), np.float32))
-    result = train_embeddings_finite(context=None, train_embeddings=short, embedder=embedder, gmv_home=home)
+    result = generated_embeddings_finite(context=None, generated_embeddings=short, embedder=embedder, gmv_home=home)
     assert not result.passed and result.metadata["dim"].value == 16
 
 

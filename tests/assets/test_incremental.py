@@ -3,6 +3,7 @@
 
 import dagster as dg
 import numpy as np
+import polars as pl
 
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.resources import EmbedderResource
@@ -112,6 +113,8 @@ def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders
     assert latest(instance, "train_index")["action"] == "extended: +3 -1"
     values = read(home, "training_values")
     assert values.height == 38 and f"bar/{removed.name}" not in values["train_id"].to_list()
+    # the vector store keeps the stored version's file and this run's: the first version's is gone
+    assert len(list((home / "vectors").glob("train_embeddings.*.npy"))) == 2
 
     fresh = tmp_path / "fresh"
     assert run_valuation(fresh, dg.DagsterInstance.ephemeral(), HNSW, env=env).success
@@ -140,3 +143,27 @@ def test_a_new_embedder_reembeds_every_batch_through_automation(tmp_path, image_
     requested = {k.to_user_string(): evaluation.get_requested_partitions(k) for k in
                  (dg.AssetKey("train_embeddings"), dg.AssetKey("generated_embeddings"))}
     assert requested == {"train_embeddings": {None}, "generated_embeddings": {"generated", "b2"}}
+
+
+def test_a_home_from_before_the_vector_store_is_upgraded_without_embedding_again(tmp_path, image_folders, read):
+    """A train_embeddings table that holds its vectors (the layout before GMV_HOME/vectors): the next run moves them
+    to the store, embeds nothing, and every value stays the same."""
+    import duckdb
+
+    train_dir, gen_dir = image_folders
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    home, instance = tmp_path / "home", dg.DagsterInstance.ephemeral()
+    assert run_valuation(home, instance, env=env).success
+    values = read(home, "training_values")
+    [vectors_file] = (home / "vectors").glob("train_embeddings.*.npy")
+    vectors = np.load(vectors_file)
+    with duckdb.connect(str(home / "gmv.duckdb")) as con:  # the old layout: an embedding column, no vector_row
+        old = con.execute("SELECT id, content_hash, embedder FROM train_embeddings ORDER BY rowid").pl()
+        con.register("old", old.with_columns(embedding=pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))).to_arrow())
+        con.execute("CREATE OR REPLACE TABLE train_embeddings AS SELECT * FROM old")
+    vectors_file.unlink()
+
+    assert run_valuation(home, instance, env=env).success
+    assert (latest(instance, "train_embeddings")["reused"], latest(instance, "train_embeddings")["embedded"]) == (len(vectors), 0)
+    assert np.array_equal(np.load(vectors_file), vectors)  # same version, same name, same vectors
+    assert read(home, "training_values").equals(values)

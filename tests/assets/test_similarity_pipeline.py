@@ -49,7 +49,8 @@ def test_a_learned_similarity_values_colour_images_and_is_reused_until_the_train
     assert meta["weights_sha256"] == sha256_file(weights) and meta["reused"] is False
     assert meta["channels"] == 3 and meta["dim"] == 32 and meta["training/train_images"] == 80
     embeddings = read(home, "train_embeddings")
-    assert len(embeddings["embedding"][0]) == 32 and embeddings["embedder"][0].startswith("similarity|")
+    [vectors] = (home / "vectors").glob("train_embeddings.*.npy")  # the vector store: one file, this version's
+    assert np.load(vectors).shape == (embeddings.height, 32) and embeddings["embedder"][0].startswith("similarity|")
     top1 = read(home, "credits").filter(pl.col("rank") == 1).sort("gen_id")
     assert [t.split("/")[-1] for t in top1["train_id"]] == [f"t{s:03d}.png" for s in SOURCES]
     values, q = read(home, "training_values"), read(home, "quality_scores")

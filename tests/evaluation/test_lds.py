@@ -1,10 +1,23 @@
 """LDS on data with a known answer: outputs that are an exact linear datamodel give LDS 1, their negation -1,
-attributions unrelated to the outputs about 0; undefined samples are left out and counted."""
+attributions unrelated to the outputs about 0; undefined samples are left out and counted; the DDPM's model output."""
 
 import numpy as np
 import pytest
+import torch
 
-from gmv_dagster.evaluation.lds import linear_datamodeling_score, random_subsets
+from gmv_dagster.demo.diffusion import (
+    DiffusionParams,
+    SmallUNet,
+    cosine_alpha_bar,
+    train_ddpm,
+)
+from gmv_dagster.demo.generator import DemoGenerator, GeneratorSpec
+from gmv_dagster.evaluation.lds import (
+    ddpm_log_likelihoods,
+    linear_datamodeling_score,
+    model_outputs,
+    random_subsets,
+)
 
 
 def test_random_subsets_are_seeded_halves():
@@ -69,3 +82,34 @@ def test_a_vae_explains_the_images_it_was_trained_on_better_than_noise():
     np.testing.assert_array_equal(seen, vae_log_likelihoods(model, classes, images[:8], labels[:8]))  # z = mu
     with pytest.raises(ValueError, match="are not classes of the generator"):
         vae_log_likelihoods(model, classes, images[:1], ["cat"])
+
+
+def test_the_ddpm_output_is_minus_its_seeded_denoising_loss_and_grows_with_training():
+    rng = np.random.default_rng(0)
+    images = [np.clip(rng.normal(60 + 120 * (i % 2), 20, (28, 28)), 0, 255).astype(np.uint8) for i in range(16)]
+    labels = ["dark" if i % 2 == 0 else "light" for i in range(16)]
+    params = DiffusionParams(steps=150, channels=8, timesteps=50)
+    trained, classes = train_ddpm(images, labels, params)
+    out = ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=4, seed=2)
+    assert out.shape == (16,) and np.isfinite(out).all()
+    assert np.array_equal(out, ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=4, seed=2))
+    spec = GeneratorSpec("diffusion", diffusion=params)
+    assert np.array_equal(model_outputs(DemoGenerator(spec, trained, classes), images, labels, seed=2),
+                          ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, seed=2))
+    # one timestep (t = 0), by hand: minus the mean squared error of the predicted noise
+    torch_gen = torch.Generator().manual_seed(2)
+    noise = torch.randn(16, 1, 1, 28, 28, generator=torch_gen)[:, 0]
+    x0 = torch.from_numpy(np.stack(images)).float()[:, None] / 255 * 2 - 1
+    a = cosine_alpha_bar(params.timesteps)[0]
+    with torch.inference_mode():
+        eps = trained(a.sqrt() * x0 + (1 - a).sqrt() * noise, torch.zeros(16, dtype=torch.int64),
+                      torch.tensor([classes.index(label) for label in labels]))
+    by_hand = -((eps - noise) ** 2).flatten(1).mean(1).double().numpy()
+    assert ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=1, seed=2) == \
+        pytest.approx(by_hand, rel=1e-5)
+    # a trained model explains its training images better than an untrained one
+    torch.manual_seed(0)
+    untrained = SmallUNet(len(classes), params.channels).eval()
+    assert out.mean() > ddpm_log_likelihoods(untrained, classes, images, labels, params.timesteps, points=4, seed=2).mean()
+    with pytest.raises(ValueError, match=r"labels \['grey'\] are not classes of the generator"):
+        ddpm_log_likelihoods(trained, classes, images[:1], ["grey"], params.timesteps)

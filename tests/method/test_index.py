@@ -61,48 +61,24 @@ def _images(n: int) -> pl.DataFrame:
     return pl.DataFrame({"id": [f"v{i}" for i in range(n)], "content_hash": ["h"] * n})
 
 
-def _saved(folder, vectors: np.ndarray, version: str, mode: str = "hnsw"):
-    match = MatchParams(index_mode=mode, metric="l2sq")
-    spec = index_spec(match, HnswParams(metric="l2sq", dtype="f32"), vectors, "emb", version)
-    return build_or_extend(folder, spec, vectors, _images(len(vectors)))
-
-
-def test_a_saved_index_memory_maps_its_vectors_named_by_the_embeddings_version(tmp_path):
+def test_an_opened_index_searches_and_rescores_against_its_memory_mapped_vectors(tmp_path):
     rng = np.random.default_rng(1)
-    first, second = rng.normal(size=(2, 40, 6)).astype(np.float32)
-    _saved(tmp_path, first, "v1")
-    build = _saved(tmp_path, second, "v2")  # new embeddings: the index is extended, v1's vectors removed
-    assert sorted(p.name for p in tmp_path.glob("train_vectors-*.npy")) == ["train_vectors-v2.npy"]
-    spec, shard = open_index(tmp_path, _images(40)["id"], "v2")
-    assert isinstance(shard.vectors, np.memmap) and np.array_equal(shard.vectors, second)
-    assert np.array_equal(build.shard.vectors, second)
-    # matching through the opened shard equals matching the in-memory matrix (vectors read from the file)
+    vectors = rng.normal(size=(40, 6)).astype(np.float32)
+    np.save(tmp_path / "vectors.npy", vectors)
+    mapped = np.load(tmp_path / "vectors.npy", mmap_mode="r")
+    spec = index_spec(MatchParams(index_mode="hnsw", metric="l2sq"), HnswParams(metric="l2sq", dtype="f32"), mapped,
+                      "emb", "v1")
+    build = build_or_extend(tmp_path / "index", spec, mapped, _images(40))
+    assert build.shard.vectors is mapped
+    _, shard = open_index(tmp_path / "index", _images(40)["id"], "v1", mapped)
     queries = rng.normal(size=(7, 6)).astype(np.float32)
     params = MatchParams(k=5, candidates=10, metric="l2sq")
-    from_file = search_shards(np.empty((40, 6), np.float32) * np.nan, queries, params, [shard])
-    in_memory = search_shards(second, queries, params, [IndexShard(0, 40, shard.index, shard.key_rows)])
+    # the matrix argument is not read where a shard carries its vectors
+    from_file = search_shards(np.full((40, 6), np.nan, np.float32), queries, params, [shard])
+    in_memory = search_shards(vectors, queries, params, [IndexShard(0, 40, shard.index, shard.key_rows)])
     assert np.array_equal(from_file[0], in_memory[0]) and np.array_equal(from_file[1], in_memory[1])
-
-
-def test_an_index_without_its_vectors_file_is_refused_and_a_rematerialisation_writes_it(tmp_path):
-    vectors = np.random.default_rng(2).normal(size=(30, 4)).astype(np.float32)
-    _saved(tmp_path, vectors, "v1", mode="exact")
-    (tmp_path / "train_vectors-v1.npy").unlink()  # a home saved before vectors files existed
-    with pytest.raises(FileNotFoundError, match=r"train_vectors-v1\.npy is missing .*rematerialise train_index"):
-        open_index(tmp_path, _images(30)["id"], "v1")
-    assert _saved(tmp_path, vectors, "v1", mode="exact").action == "exact"
-    assert np.array_equal(open_index(tmp_path, _images(30)["id"], "v1")[1].vectors, vectors)
-    np.save(tmp_path / "train_vectors-v1.npy", vectors[:, :3])  # a file of another shape is refused
-    with pytest.raises(ValueError, match=r"holds float32 \(30, 3\), not float32 \(30, 4\): rematerialise train_index"):
-        open_index(tmp_path, _images(30)["id"], "v1")
-
-
-def test_an_unchanged_hnsw_index_gets_its_missing_vectors_without_a_rebuild(tmp_path):
-    vectors = np.random.default_rng(3).normal(size=(30, 4)).astype(np.float32)
-    _saved(tmp_path, vectors, "v1")
-    (tmp_path / "train_vectors-v1.npy").unlink()
-    assert _saved(tmp_path, vectors, "v1").action == "unchanged"
-    assert np.array_equal(open_index(tmp_path, _images(30)["id"], "v1")[1].vectors, vectors)
+    with pytest.raises(ValueError, match=r"made from other training embeddings .*rematerialise train_index"):
+        open_index(tmp_path / "index", _images(40)["id"], "v2", mapped)
 
 
 def test_shard_vectors_read_rows_across_shards_as_one_matrix(tmp_path):

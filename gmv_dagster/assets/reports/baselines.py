@@ -30,7 +30,13 @@ from ...resources import (
     ReportSettings,
 )
 from ...sources.images import load_images
-from ..metadata import GPU_TAGS, embedding_matrix, latest_metadata, table_metadata
+from ..metadata import (
+    GPU_TAGS,
+    embedding_matrix,
+    latest_metadata,
+    table_metadata,
+    train_vectors,
+)
 from ..valuation.matching import open_index_shards
 from ..valuation.sources import train_demo_generator
 
@@ -140,7 +146,7 @@ def method_valuations(
     generated_images = generated_images.join(generated_embeddings.select("id").with_row_index("_row"), on="id").sort("_row")
     gen_images = load_images(generated_images["uri"].to_list())
     sets = EmbeddedSets(train_embeddings["id"].to_list(), generated_embeddings["id"].to_list(),
-                        embedding_matrix(train_embeddings), embedding_matrix(generated_embeddings),
+                        np.asarray(train_vectors(gmv_home, train_embeddings)), embedding_matrix(generated_embeddings),
                         quality_scores.select("gen_id", "q"))
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     # Stages the pipeline already ran, timed by its own assets: shared by every similarity variant.

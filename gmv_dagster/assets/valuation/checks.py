@@ -10,9 +10,10 @@ import polars as pl
 from pydantic import Field
 
 from ...method.matching import sample_recall, shard_vectors
+from ...pipeline.vectors import finite_rows
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ..automation import TRAIN_IDS, TRAIN_URIS
-from ..metadata import embedding_matrix
+from ..metadata import embedding_matrix, train_vectors
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
 
@@ -25,11 +26,10 @@ def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
     return df.filter(pl.col(column) == context.partition_key)
 
 
-def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
-    emb = embedding_matrix(df)
+def _embeddings_ok(ids: pl.Series, emb: np.ndarray, embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     expected = embedder.load_stored(gmv_home).dim
-    finite = np.isfinite(emb).all(axis=1)
-    bad = df["id"].filter(~pl.Series(finite)).head(3).to_list()
+    finite = finite_rows(emb)
+    bad = ids.filter(~pl.Series(finite)).head(3).to_list()
     return dg.AssetCheckResult(
         passed=bool(finite.all()) and emb.shape[1] == expected,
         metadata={"dim": int(emb.shape[1]), "expected_dim": expected, "non_finite_rows": int((~finite).sum()),
@@ -40,15 +40,18 @@ def _embeddings_ok(df: pl.DataFrame, embedder: EmbedderResource, gmv_home: GmvHo
 @dg.asset_check(asset=embeddings.train_embeddings, blocking=True)
 def train_embeddings_finite(context: dg.AssetCheckExecutionContext, train_embeddings: pl.DataFrame,
                             embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
-    """Every training embedding (of the shard) is finite and has the embedder's dimension."""
-    return _embeddings_ok(_this_partition(context, train_embeddings, "shard"), embedder, gmv_home)
+    """Every training embedding (of the shard) is finite and has the embedder's dimension (read from the vector store
+    a block at a time)."""
+    rows = _this_partition(context, train_embeddings, "shard")
+    return _embeddings_ok(rows["id"], train_vectors(gmv_home, rows), embedder, gmv_home)
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
 def generated_embeddings_finite(context: dg.AssetCheckExecutionContext, generated_embeddings: pl.DataFrame,
                                 embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
     """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
-    return _embeddings_ok(_this_partition(context, generated_embeddings, "batch"), embedder, gmv_home)
+    rows = _this_partition(context, generated_embeddings, "batch")
+    return _embeddings_ok(rows["id"], embedding_matrix(rows), embedder, gmv_home)
 
 
 class RecallCheckConfig(dg.Config):

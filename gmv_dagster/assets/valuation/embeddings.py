@@ -13,8 +13,14 @@ from pydantic import Field
 from ...common.files import sha256_file, write_atomically
 from ...method.similarity import FORMAT as SIMILARITY_FORMAT
 from ...method.similarity import SimilarityParams, load_similarity, train_similarity
-from ...pipeline.reuse import in_manifest_order, reusable_embeddings, still_to_embed
+from ...pipeline.reuse import (
+    in_manifest_order,
+    reusable_embeddings,
+    reuse_plan,
+    still_to_embed,
+)
 from ...pipeline.shards import shard_slice
+from ...pipeline.vectors import open_vectors, remove_other_versions, write_vectors
 from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images
@@ -24,51 +30,135 @@ from ..metadata import (
     Progress,
     config_metadata,
     embedding_frame,
+    embedding_matrix,
     own_partition,
+    stored_train_vectors,
+    train_vectors_file,
+    train_vectors_name,
     versioned,
 )
 
 _SIM = SimilarityParams()
 
 
+def _loaded(embedder: EmbedderResource, device: DeviceResource, trained: pl.DataFrame):
+    """(model on the device, device, dtype, fingerprint)."""
+    model = embedder.load(trained)
+    dev, dtype = device.torch_device(), device.torch_dtype()
+    model.to(dev, dtype)
+    return model, dev, dtype, model.fingerprint(dtype)
+
+
+def _chunk(device: DeviceResource) -> int:
+    """Images loaded and embedded at a time: what is held is bounded by it, not by the manifest."""
+    return max(device.batch_size * 16, 4096)
+
+
+def _embedding_metadata(model, fingerprint: str, device: DeviceResource, reused: int, embedded: int,
+                        progress: Progress) -> dict:
+    return dict(
+        backbone=model.name, embedder_fingerprint=fingerprint, dim=model.dim, image_size=model.image_size,
+        weights_file=model.weights_file or "none (no learned weights)", weights_sha256=model.weights_sha256 or "none",
+        reused=reused, embedded=embedded,
+        images_per_second=round(embedded / max(progress.seconds, 1e-9), 1), seconds=round(progress.seconds, 3),
+        **{f"device/{k}": str(v) for k, v in device.describe().items()},
+    )
+
+
 def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | None, embedder: EmbedderResource,
-                   device: DeviceResource, trained: pl.DataFrame, **partition: str) -> dg.Output[pl.DataFrame]:
-    """id, content_hash, embedder (fingerprint), embedding [, batch] [, partition columns] for every manifest row.
+                   device: DeviceResource, trained: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """id, content_hash, embedder (fingerprint), embedding, batch for every row of a batch's manifest.
 
     Rows of `previous` with the same id, content hash and embedder fingerprint are kept as they are;
     a new backbone, weights file, input size or dtype changes the fingerprint and re-embeds everything.
     """
-    model = embedder.load(trained)
-    dev, dtype = device.torch_device(), device.torch_dtype()
-    model.to(dev, dtype)
-    fingerprint = model.fingerprint(dtype)
-    keys = ["id", "content_hash"] + (["batch"] if "batch" in manifest.columns else [])
+    model, dev, dtype, fingerprint = _loaded(embedder, device, trained)
     reused = reusable_embeddings(previous, manifest, fingerprint)
     todo = still_to_embed(manifest, reused)
     progress = Progress(context.log, f"embedding with {model.name}", todo.height)
-    uris = todo["uri"].to_list()
-    # Load and embed in chunks so that the images held are bounded by the chunk; the vectors go straight into one
-    # array (no list of parts concatenated: at 10^6 x d that is a second copy of every vector).
-    chunk = max(device.batch_size * 16, 4096)
+    uris, chunk = todo["uri"].to_list(), _chunk(device)
     emb = np.empty((len(uris), model.dim), dtype=np.float32)
     for s in range(0, len(uris), chunk):
         emb[s : s + chunk] = model.embed(load_images(uris[s : s + chunk]), dev, device.batch_size, dtype, progress)
     fresh = embedding_frame(todo.select("id", "content_hash").with_columns(embedder=pl.lit(fingerprint)), emb)
-    if "batch" in keys:
+    if "batch" in todo.columns:
         fresh = fresh.with_columns(batch=todo["batch"])
-    df = in_manifest_order(manifest, reused, fresh).with_columns(**{k: pl.lit(v) for k, v in partition.items()})
+    df = in_manifest_order(manifest, reused, fresh)
     context.log.info(f"{df.height} embeddings: {reused.height} reused, {todo.height} computed")
-    # What determines the vectors, not the vectors (hashing 10^6 x d floats costs seconds); computed once here and
-    # stored with the rows (resources/warehouse.py), where the index and matches read it.
+    # What determines the vectors, not the vectors: computed once here and stored with the rows.
+    return versioned(df, embeddings_version(df),
+                     **_embedding_metadata(model, fingerprint, device, reused.height, todo.height, progress))
+
+
+def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderResource, device: DeviceResource,
+                           trained: pl.DataFrame, gmv_home: GmvHome, shard: str | None) -> dg.Output[pl.DataFrame]:
+    """The vectors of every training image of `manifest` (one shard's, or all) into the vector store, a chunk at a
+    time; the table: id, content_hash, embedder (fingerprint), vector_row [, shard].
+
+    A vector is reused (read from the file of a stored shard, any shard) where an image's id, content hash and
+    embedder fingerprint are unchanged; where the whole table's version is unchanged its file is kept as it is.
+    """
+    model, dev, dtype, fingerprint = _loaded(embedder, device, trained)
+    df = manifest.select("id", "content_hash").with_columns(
+        embedder=pl.lit(fingerprint), vector_row=pl.int_range(manifest.height, dtype=pl.Int64))
     version = embeddings_version(df)
-    return versioned(
-        df, version,
-        backbone=model.name, embedder_fingerprint=fingerprint, dim=model.dim, image_size=model.image_size,
-        weights_file=model.weights_file or "none (no learned weights)", weights_sha256=model.weights_sha256 or "none",
-        reused=reused.height, embedded=todo.height,
-        images_per_second=round(todo.height / max(progress.seconds, 1e-9), 1), seconds=round(progress.seconds, 3),
-        **{f"device/{k}": str(v) for k, v in device.describe().items()},
-    )
+    path = train_vectors_file(gmv_home, shard, version)
+    complete = _complete(path, df.height, model.dim)  # this version's file exists: nothing to write
+    sources = [] if complete else previous_training_vectors(gmv_home, fingerprint, context.log)
+    plan = reuse_plan(df, sources)
+    todo = np.empty(0, dtype=np.int64) if complete else np.flatnonzero(plan["source"].to_numpy() < 0)
+    progress = Progress(context.log, f"embedding with {model.name}", len(todo))
+    if not complete:
+        uris = manifest["uri"].to_list()
+
+        def fill(start: int, stop: int) -> np.ndarray:
+            out = np.empty((stop - start, model.dim), dtype=np.float32)
+            part = plan.slice(start, stop - start)
+            fresh = np.flatnonzero(part["source"].to_numpy() < 0)
+            if len(fresh):
+                out[fresh] = model.embed(load_images([uris[start + i] for i in fresh]), dev, device.batch_size, dtype,
+                                         progress)
+            for (source,), group in part.with_row_index("_at").filter(pl.col("source") >= 0).group_by("source"):
+                out[group["_at"].to_numpy()] = sources[source][1][group["row"].to_numpy()]
+            return out
+
+        write_vectors(path, df.height, model.dim, fill, _chunk(device))
+    # Keep the file the table stores now (a failed write of this run leaves it in use) and this run's.
+    stored = gmv_home.content_version("train_embeddings", shard)
+    keep = [path] + ([train_vectors_file(gmv_home, shard, stored)] if stored else [])
+    remove_other_versions(gmv_home.subdir("vectors"), train_vectors_name(shard), keep)
+    reused = df.height - len(todo)
+    context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
+    if shard is not None:
+        df = df.with_columns(shard=pl.lit(shard))
+    return versioned(df, version, vectors_file=str(path), vectors_bytes=path.stat().st_size,
+                     **_embedding_metadata(model, fingerprint, device, reused, len(todo), progress))
+
+
+def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[tuple[pl.DataFrame, np.ndarray]]:
+    """(keys: id, content_hash, embedder; their vectors) of every stored shard of train_embeddings by this embedder,
+    memory-mapped. A table written before the vector store (its vectors in an `embedding` column) is read whole, once:
+    the upgrade re-embeds nothing."""
+    stored = gmv_home.stored_rows("train_embeddings")
+    if stored is None or stored.is_empty() or not (stored["embedder"] == fingerprint).any():
+        return []
+    if "embedding" in stored.columns:
+        stored = stored.filter(pl.col("embedder") == fingerprint)
+        return [(stored.select("id", "content_hash", "embedder"), embedding_matrix(stored))]
+    try:
+        return [(stored[rows].select("id", "content_hash", "embedder"), vectors)
+                for _, rows, _, vectors in stored_train_vectors(gmv_home, stored)]
+    except (FileNotFoundError, ValueError) as e:  # a damaged store: nothing to reuse, everything is embedded
+        log.warning(f"stored training vectors cannot be reused ({e}): embedding every training image again")
+        return []
+
+
+def _complete(path, n: int, dim: int) -> bool:
+    try:
+        open_vectors(path, n, dim)
+        return True
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 class SimilarityConfig(dg.Config):
@@ -139,21 +229,19 @@ def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource
     )
 
 
-@dg.asset(group_name="embeddings", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
+@dg.asset(group_name="embeddings", code_version="4", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
           deps=[embedding_model])
 def train_embeddings(
     context, training_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
     embedding_device: DeviceResource, gmv_home: GmvHome
 ) -> dg.Output[pl.DataFrame]:
     """L2-normalised feature vector of every training image (of one shard, where GMV_TRAIN_SHARDS > 1); new images
-    are embedded, the rest reused."""
-    # Reuse draws on every shard's stored rows: a changed shard count moves images between shards, not re-embeds them.
-    previous = gmv_home.stored_rows("train_embeddings")
+    are embedded, the rest reused. The vectors go to GMV_HOME/vectors (memory-mapped by their readers), the table
+    holds the rows and their version (docs/DESIGN.md "Storage at scale")."""
+    # Reuse draws on every shard's stored vectors: a changed shard count moves images between shards, not re-embeds them.
     key = own_partition(context)
-    if key is None:
-        return embed_manifest(context, training_images, previous, embedder, embedding_device, similarity_model)
-    shard = training_images[shard_slice(training_images.height, key)]
-    return embed_manifest(context, shard, previous, embedder, embedding_device, similarity_model, shard=key)
+    manifest = training_images if key is None else training_images[shard_slice(training_images.height, key)]
+    return embed_training_vectors(context, manifest, embedder, embedding_device, similarity_model, gmv_home, key)
 
 
 @dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,

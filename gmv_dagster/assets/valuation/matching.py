@@ -28,7 +28,7 @@ from ...method.matching import (
 from ...method.rerank import RERANKERS, make_pair_distance
 from ...method.search import DTYPES, METRICS, HnswParams
 from ...resources import DeviceResource, GmvHome
-from ...sources.images import load_images
+from ...sources.images import ImageSequence, load_images
 from ..automation import (
     ALL_SHARDS,
     BATCH_TABLE,
@@ -44,6 +44,8 @@ from ..metadata import (
     embedding_matrix,
     own_partition,
     stored_embeddings_version,
+    stored_train_vectors,
+    train_vectors,
     versioned,
 )
 
@@ -75,7 +77,7 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     """
     params = HnswParams(config.metric, config.dtype, config.connectivity, config.expansion_add, config.expansion_search)
     mode = MatchParams(index_mode=config.index_mode, exact_below=config.exact_below, metric=config.metric)
-    train = embedding_matrix(train_embeddings)
+    train = train_vectors(gmv_home, train_embeddings)
     folder = index_folder(gmv_home, own_partition(context))
     embedder = train_embeddings["embedder"][0] if train_embeddings.height else ""
     version = stored_embeddings_version(gmv_home, "train_embeddings", own_partition(context))
@@ -109,17 +111,9 @@ def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tupl
     Refuses an index that was made from other embeddings than the latest train_embeddings (their stored version):
     the values would be wrong.
     """
-    if "shard" in train_embeddings.columns:
-        parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
-            pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
-        slices = [(key, start, last + 1) for key, start, last in parts.iter_rows()]
-    else:
-        slices = [(None, 0, train_embeddings.height)]
     specs, shards = [], []
-    for key, start, stop in slices:
-        rows = train_embeddings.slice(start, stop - start)
-        version = stored_embeddings_version(gmv_home, "train_embeddings", key)
-        spec, shard = open_index(index_folder(gmv_home, key), rows["id"], version, start,
+    for key, rows, version, vectors in stored_train_vectors(gmv_home, train_embeddings):
+        spec, shard = open_index(index_folder(gmv_home, key), train_embeddings["id"][rows], version, vectors, rows.start,
                                  f"train_index shard {key}" if key else "train_index")
         specs.append(spec)
         shards.append(shard)
@@ -213,7 +207,8 @@ def matches(
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
     if pair_distance is not None:
         progress = Progress(context.log, f"re-ranking with {config.rerank}", len(gen))
-        reranking = Reranking(pair_distance, load_images(generated_images["uri"].to_list()),
+        # One generated image at a time (a batch of large images is never held whole), with its candidates' images.
+        reranking = Reranking(pair_distance, ImageSequence(generated_images["uri"].to_list()),
                               _train_loader(training_images), lambda _: progress(1))
     timings: dict = {}
     idx, dist = match(train, gen, params, shards, device, reranking, timings)

@@ -1,0 +1,78 @@
+"""The training vectors' store: one float32 `.npy` file per embeddings version, memory-mapped by its readers.
+
+DuckDB holds the training embeddings' rows (id, content hash, embedder fingerprint, the row of the vector in the
+file) and their version; the vectors live in `<name>.<version>.npy`, written a chunk at a time under a temporary
+name and renamed when whole. A file's name is the version of what determines its vectors (pipeline/versions.py), so
+it always holds what its name says, and a rerun whose version exists writes nothing. Readers memory-map it: a batch
+gathers the rows of its candidates, a check or an index build reads it a block at a time, and no process holds the
+n x d matrix in its own memory (docs/DESIGN.md "Storage at scale").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+SUFFIX = ".npy"
+
+
+def vectors_path(folder: Path, name: str, version: str) -> Path:
+    """The file of the vectors of `name` (an asset, or an asset@partition) at embeddings `version`. The dot keeps
+    one name's files apart from another's that starts with it (`train_embeddings` and `train_embeddings@0-of-2`)."""
+    return folder / f"{name}.{version}{SUFFIX}"
+
+
+def open_vectors(path: Path, n: int, dim: int | None = None, what: str = "train_embeddings") -> np.ndarray:
+    """The (n, dim) float32 vectors of `path`, memory-mapped read-only; refused (naming the asset that writes them)
+    when missing or of another shape."""
+    try:
+        vectors = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{path} is missing or unreadable ({e}): materialise {what}, which writes it (stored "
+                                "vectors are reused, nothing is embedded again)") from e
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != n or (dim is not None and vectors.shape[1] != dim):
+        expected = f"({n}, {dim if dim is not None else 'd'})"
+        raise ValueError(f"{path} holds {vectors.dtype} {vectors.shape}, not float32 {expected}: materialise {what}")
+    return vectors
+
+
+def write_vectors(path: Path, n: int, dim: int, fill: Callable[[int, int], np.ndarray], chunk: int) -> Path:
+    """Write the (n, dim) float32 file at `path` from `fill(start, stop)` (rows start..stop-1), `chunk` rows at a
+    time: memory holds one chunk, the file's pages go to the OS as they are written. Renamed into place when whole,
+    so a killed run leaves no torn file under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{SUFFIX}")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            out[start:stop] = fill(start, stop)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def remove_other_versions(folder: Path, name: str, keep: Iterable[Path]) -> list[Path]:
+    """Delete `name`'s vector files (and temporary files of killed writes) other than `keep`. A reader that has one
+    open keeps its pages (the file is unlinked, not truncated)."""
+    keep = {Path(p).name for p in keep}
+    removed = []
+    for path in [*folder.glob(f"{name}.*{SUFFIX}"), *folder.glob(f".{name}.*.tmp*{SUFFIX}")]:
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def finite_rows(vectors: np.ndarray, block: int = 65536) -> np.ndarray:
+    """Which rows are all finite, read a block at a time (a memory map is never loaded whole)."""
+    out = np.empty(len(vectors), dtype=bool)
+    for s in range(0, len(vectors), block):
+        out[s : s + block] = np.isfinite(vectors[s : s + block]).all(axis=1)
+    return out

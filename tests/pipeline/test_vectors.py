@@ -1,0 +1,82 @@
+"""The training vectors' store: files written a chunk at a time and renamed when whole, refused when damaged, old
+versions removed without touching another name's files; and the plan that says where a reused vector comes from."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gmv_dagster.pipeline.reuse import reuse_plan
+from gmv_dagster.pipeline.vectors import (
+    finite_rows,
+    open_vectors,
+    remove_other_versions,
+    vectors_path,
+    write_vectors,
+)
+
+
+def test_vectors_are_written_a_chunk_at_a_time_and_memory_mapped(tmp_path):
+    whole = np.random.default_rng(0).normal(size=(23, 5)).astype(np.float32)
+    asked = []
+
+    def fill(start, stop):
+        asked.append((start, stop))
+        return whole[start:stop]
+
+    path = write_vectors(vectors_path(tmp_path, "train_embeddings", "v1"), 23, 5, fill, chunk=10)
+    assert path.name == "train_embeddings.v1.npy" and asked == [(0, 10), (10, 20), (20, 23)]
+    mapped = open_vectors(path, 23, 5)
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, whole)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_embeddings.v1.npy"]
+
+
+def test_a_failed_write_leaves_neither_a_file_nor_a_temporary_one(tmp_path):
+    def fill(start, stop):
+        if start >= 10:
+            raise RuntimeError("killed")
+        return np.zeros((stop - start, 3), np.float32)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        write_vectors(vectors_path(tmp_path, "train_embeddings", "v2"), 30, 3, fill, chunk=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_or_misshapen_file_is_refused_naming_what_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"train_embeddings\.v3\.npy is missing or unreadable .*materialise "
+                                                r"train_embeddings"):
+        open_vectors(vectors_path(tmp_path, "train_embeddings", "v3"), 4)
+    np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float64))
+    with pytest.raises(ValueError, match=r"holds float64 \(4, 3\), not float32 \(4, 3\): materialise train_embeddings"):
+        open_vectors(tmp_path / "x.npy", 4, 3)
+    np.save(tmp_path / "y.npy", np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"holds float32 \(5, 3\), not float32 \(4, d\)"):
+        open_vectors(tmp_path / "y.npy", 4)
+
+
+def test_old_versions_go_and_another_names_files_stay(tmp_path):
+    names = ["train_embeddings.v1.npy", "train_embeddings.v2.npy", ".train_embeddings.v3.tmp99.npy",
+             "train_embeddings@0-of-2.v1.npy", "train_embeddings@1-of-2.v9.npy"]
+    for name in names:
+        np.save(tmp_path / name, np.zeros((1, 1), np.float32))
+    removed = remove_other_versions(tmp_path, "train_embeddings", [tmp_path / "train_embeddings.v2.npy"])
+    assert sorted(p.name for p in removed) == [".train_embeddings.v3.tmp99.npy", "train_embeddings.v1.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "train_embeddings.v2.npy", "train_embeddings@0-of-2.v1.npy", "train_embeddings@1-of-2.v9.npy"]
+
+
+def test_finite_rows_reads_block_by_block():
+    vectors = np.ones((10, 2), np.float32)
+    vectors[[3, 9], 1] = [np.nan, np.inf]
+    assert np.flatnonzero(~finite_rows(vectors, block=4)).tolist() == [3, 9]
+
+
+def test_a_reuse_plan_takes_each_vector_from_the_first_source_with_the_same_image_and_embedder():
+    rows = pl.DataFrame({"id": ["a", "b", "c", "d"], "content_hash": ["1", "2", "3", "4"], "embedder": ["e"] * 4})
+    first = pl.DataFrame({"id": ["x", "b", "c"], "content_hash": ["9", "2", "3x"], "embedder": ["e", "e", "e"]})
+    second = pl.DataFrame({"id": ["c", "b", "a", "d"], "content_hash": ["3", "2", "1", "4"],
+                           "embedder": ["e", "e", "e", "other"]})
+    plan = reuse_plan(rows, [(first, None), (second, None)])
+    # a: second source row 2; b: first source row 1 (first wins); c: changed in the first, found in the second;
+    # d: another embedder's vector is not reused
+    assert plan.rows() == [(1, 2), (0, 1), (1, 0), (-1, -1)]
+    assert reuse_plan(rows, []).rows() == [(-1, -1)] * 4

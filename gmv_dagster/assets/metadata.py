@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..method.matching import IndexShard, ShardVectors
+from ..method.matching import IndexShard, ShardVectors, shard_vectors
 from ..pipeline.vectors import open_vectors, vectors_path
-from ..pipeline.versions import frame_version
+from ..pipeline.versions import embeddings_version, frame_version
 from ..resources import GmvHome
 
 # Content hashes as data versions drive the automation and the audit; Dagster 1.13 calls the parameter beta.
@@ -151,10 +151,16 @@ def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> l
     for key, start, stop in shard_slices(train_embeddings):
         version = stored_embeddings_version(gmv_home, "train_embeddings", key)
         vectors = open_vectors(train_vectors_file(gmv_home, key, version), stop - start)
-        rows = train_embeddings["vector_row"][start:stop] if "vector_row" in train_embeddings.columns else None
-        if rows is not None and not (rows.to_numpy() == np.arange(stop - start)).all():
-            raise ValueError(f"train_embeddings{f' shard {key}' if key else ''} rows are not in the order of their "
-                             "vectors file: materialise train_embeddings")
+        rows = train_embeddings[start:stop]
+        where = f" shard {key}" if key else ""
+        if "vector_row" in rows.columns and not (rows["vector_row"].to_numpy() == np.arange(stop - start)).all():
+            raise ValueError(f"train_embeddings{where} rows are not in the order of their vectors file: materialise "
+                             "train_embeddings")
+        # Where the rows carry what the version hashes, they must be the rows that version names (another run may
+        # have written the table between reading these rows and reading its version): exact, 1 s per 10^6 rows.
+        if {"content_hash", "embedder"} <= set(rows.columns) and embeddings_version(rows) != version:
+            raise ValueError(f"train_embeddings{where} changed while it was read (its stored version is not that of "
+                             "these rows): run again once the write in progress has finished")
         out.append((key, slice(start, stop), version, vectors))
     return out
 
@@ -162,9 +168,8 @@ def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> l
 def train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> np.ndarray | ShardVectors:
     """The (n, d) training vectors of these train_embeddings rows (one shard's, or every shard's in table order),
     memory-mapped: nothing n x d is read into memory."""
-    shards = [IndexShard(rows.start, rows.stop, vectors=vectors)
-              for _, rows, _, vectors in stored_train_vectors(gmv_home, train_embeddings)]
-    return shards[0].vectors if len(shards) == 1 else ShardVectors(shards)
+    return shard_vectors([IndexShard(rows.start, rows.stop, vectors=vectors)
+                          for _, rows, _, vectors in stored_train_vectors(gmv_home, train_embeddings)])
 
 
 def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | None = None) -> str:

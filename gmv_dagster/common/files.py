@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,8 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     `path`'s suffix, since some writers (numpy, scipy) choose the format by it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
+    # unique per host, process and call: two writers of one path on a shared volume never share a temporary file
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

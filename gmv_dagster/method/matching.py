@@ -86,6 +86,8 @@ class ShardVectors:
         if isinstance(rows, slice):
             rows = np.arange(*rows.indices(len(self)))
         rows = np.asarray(rows)
+        if rows.dtype.kind not in "iu":  # a boolean mask or a tuple would otherwise gather rows 0 and 1
+            raise TypeError(f"ShardVectors takes a slice or integer row indices, got {rows.dtype}")
         flat = rows.reshape(-1)
         if flat.size and (flat.min() < -len(self) or flat.max() >= len(self)):
             raise IndexError(f"training row out of range 0..{len(self) - 1}")

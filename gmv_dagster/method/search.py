@@ -53,6 +53,8 @@ def exact_topk(
         raise ValueError("the training set is empty: nothing to match against")
     k = min(k, n)
     m = len(queries)
+    if m == 0:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float64)
     # Training blocks outside, queries inside: each block of `train` is read (and converted) once, so `train` may be
     # a memory-mapped file larger than memory; every query still merges the blocks in row order.
     q_blocks = [torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device)

@@ -10,11 +10,12 @@ n x d matrix in its own memory (docs/DESIGN.md "Storage at scale").
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from ..common.files import write_atomically
 
 SUFFIX = ".npy"
 
@@ -31,8 +32,8 @@ def open_vectors(path: Path, n: int, dim: int | None = None, what: str = "train_
     try:
         vectors = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{path} is missing or unreadable ({e}): materialise {what}, which writes it (stored "
-                                "vectors are reused, nothing is embedded again)") from e
+        raise FileNotFoundError(f"{path} is missing or unreadable ({e}): materialise {what}, which writes it (vectors "
+                                "still stored under another version are reused, the rest embedded again)") from e
     if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != n or (dim is not None and vectors.shape[1] != dim):
         expected = f"({n}, {dim if dim is not None else 'd'})"
         raise ValueError(f"{path} holds {vectors.dtype} {vectors.shape}, not float32 {expected}: materialise {what}")
@@ -41,30 +42,32 @@ def open_vectors(path: Path, n: int, dim: int | None = None, what: str = "train_
 
 def write_vectors(path: Path, n: int, dim: int, fill: Callable[[int, int], np.ndarray], chunk: int) -> Path:
     """Write the (n, dim) float32 file at `path` from `fill(start, stop)` (rows start..stop-1), `chunk` rows at a
-    time: memory holds one chunk, the file's pages go to the OS as they are written. Renamed into place when whole,
-    so a killed run leaves no torn file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{SUFFIX}")
-    try:
+    time: memory holds one chunk, the file's pages go to the OS as they are written. Renamed into place when whole
+    (write_atomically), so a killed run leaves no torn file under the final name."""
+
+    def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             out[start:stop] = fill(start, stop)
         out.flush()
         del out
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return write_atomically(path, write)
 
 
-def remove_other_versions(folder: Path, name: str, keep: Iterable[Path]) -> list[Path]:
-    """Delete `name`'s vector files (and temporary files of killed writes) other than `keep`. A reader that has one
-    open keeps its pages (the file is unlinked, not truncated)."""
-    keep = {Path(p).name for p in keep}
+def remove_superseded(folder: Path, name: str, stored: Path) -> list[Path]:
+    """Delete `name`'s vector files (and temporary files of killed writes) older than `stored`, the file of the
+    version the table stores now: a committed write superseded them. A newer file is kept: it may be a concurrent
+    run's, written and not yet committed (or a failed run's, which the next committed write supersedes). A reader
+    that has a deleted file open keeps its pages (the file is unlinked, not truncated)."""
+    try:
+        cutoff = stored.stat().st_mtime
+    except OSError:
+        return []  # no committed file to compare with: remove nothing
     removed = []
-    for path in [*folder.glob(f"{name}.*{SUFFIX}"), *folder.glob(f".{name}.*.tmp*{SUFFIX}")]:
-        if path.name not in keep:
+    for path in folder.glob(f"{name}.*{SUFFIX}"):
+        if path != stored and path.stat().st_mtime < cutoff:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -101,3 +101,7 @@ def test_shard_vectors_read_rows_across_shards_as_one_matrix(tmp_path):
     assert shard_vectors(shards[:1]) is shards[0].vectors
     with pytest.raises(ValueError, match="consecutively from row 0"):
         ShardVectors(shards[1:])
+    with pytest.raises(TypeError, match="a slice or integer row indices, got bool"):
+        joined[np.ones(50, dtype=bool)]
+    no_queries = exact_topk(joined, whole[:0], 4, "l2sq")
+    assert no_queries[0].shape == (0, 4) and no_queries[1].shape == (0, 4)

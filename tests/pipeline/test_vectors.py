@@ -1,5 +1,9 @@
-"""The training vectors' store: files written a chunk at a time and renamed when whole, refused when damaged, old
-versions removed without touching another name's files; and the plan that says where a reused vector comes from."""
+"""The training vectors' store: files written a chunk at a time and renamed when whole, refused when damaged, files
+superseded by the stored version removed (never a newer one, nor another name's); and the plan that says where a
+reused vector comes from."""
+
+import os
+import time
 
 import numpy as np
 import polars as pl
@@ -9,7 +13,7 @@ from gmv_dagster.pipeline.reuse import reuse_plan
 from gmv_dagster.pipeline.vectors import (
     finite_rows,
     open_vectors,
-    remove_other_versions,
+    remove_superseded,
     vectors_path,
     write_vectors,
 )
@@ -53,15 +57,20 @@ def test_a_missing_or_misshapen_file_is_refused_naming_what_writes_it(tmp_path):
         open_vectors(tmp_path / "y.npy", 4)
 
 
-def test_old_versions_go_and_another_names_files_stay(tmp_path):
-    names = ["train_embeddings.v1.npy", "train_embeddings.v2.npy", ".train_embeddings.v3.tmp99.npy",
-             "train_embeddings@0-of-2.v1.npy", "train_embeddings@1-of-2.v9.npy"]
-    for name in names:
+def test_files_older_than_the_stored_version_go_newer_ones_and_another_names_files_stay(tmp_path):
+    ages = {"train_embeddings.v1.npy": 30, "train_embeddings.v0.tmp7-ab.npy": 25, "train_embeddings.v2.npy": 20,
+            "train_embeddings.v3.npy": 10, "train_embeddings.v4.tmp9-cd.npy": 5, "train_embeddings@0-of-2.v1.npy": 40}
+    now = time.time()
+    for name, age in ages.items():
         np.save(tmp_path / name, np.zeros((1, 1), np.float32))
-    removed = remove_other_versions(tmp_path, "train_embeddings", [tmp_path / "train_embeddings.v2.npy"])
-    assert sorted(p.name for p in removed) == [".train_embeddings.v3.tmp99.npy", "train_embeddings.v1.npy"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "train_embeddings.v2.npy", "train_embeddings@0-of-2.v1.npy", "train_embeddings@1-of-2.v9.npy"]
+        os.utime(tmp_path / name, (now - age, now - age))
+    # v2 is stored: v1 and a killed write before it (superseded) go; v3 (a concurrent run's, not yet committed) and a
+    # write in progress stay, and so does another name's file however old
+    removed = remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.v2.npy")
+    gone = {"train_embeddings.v0.tmp7-ab.npy", "train_embeddings.v1.npy"}
+    assert sorted(p.name for p in removed) == sorted(gone)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - gone)
+    assert remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.gone.npy") == []
 
 
 def test_finite_rows_reads_block_by_block():

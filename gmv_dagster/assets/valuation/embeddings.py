@@ -20,7 +20,7 @@ from ...pipeline.reuse import (
     still_to_embed,
 )
 from ...pipeline.shards import shard_slice
-from ...pipeline.vectors import open_vectors, remove_other_versions, write_vectors
+from ...pipeline.vectors import open_vectors, remove_superseded, write_vectors
 from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images
@@ -32,6 +32,7 @@ from ..metadata import (
     embedding_frame,
     embedding_matrix,
     own_partition,
+    shard_slices,
     stored_train_vectors,
     train_vectors_file,
     train_vectors_name,
@@ -123,10 +124,11 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
             return out
 
         write_vectors(path, df.height, model.dim, fill, _chunk(device))
-    # Keep the file the table stores now (a failed write of this run leaves it in use) and this run's.
+    # Files older than the one the table stores now were superseded by a committed write; this run's, and any
+    # newer one, stay (the table may still name the stored one if this run's write fails).
     stored = gmv_home.content_version("train_embeddings", shard)
-    keep = [path] + ([train_vectors_file(gmv_home, shard, stored)] if stored else [])
-    remove_other_versions(gmv_home.subdir("vectors"), train_vectors_name(shard), keep)
+    if stored:
+        remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(shard), train_vectors_file(gmv_home, shard, stored))
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:
@@ -145,12 +147,17 @@ def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[
     if "embedding" in stored.columns:
         stored = stored.filter(pl.col("embedder") == fingerprint)
         return [(stored.select("id", "content_hash", "embedder"), embedding_matrix(stored))]
-    try:
-        return [(stored[rows].select("id", "content_hash", "embedder"), vectors)
-                for _, rows, _, vectors in stored_train_vectors(gmv_home, stored)]
-    except (FileNotFoundError, ValueError) as e:  # a damaged store: nothing to reuse, everything is embedded
-        log.warning(f"stored training vectors cannot be reused ({e}): embedding every training image again")
-        return []
+    # In each shard's file order (vector_row), whatever order the table was read in.
+    stored = stored.sort(["shard", "vector_row"] if "shard" in stored.columns else "vector_row")
+    sources = []
+    for key, start, stop in shard_slices(stored):
+        try:  # each shard on its own: one missing or changing shard costs its own images, not every shard's
+            [(_, rows, _, vectors)] = stored_train_vectors(gmv_home, stored[start:stop])
+            sources.append((stored[start:stop].select("id", "content_hash", "embedder"), vectors))
+        except (FileNotFoundError, ValueError) as e:
+            log.warning(f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "
+                        "their images are embedded again")
+    return sources
 
 
 def _complete(path, n: int, dim: int) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -371,12 +372,18 @@ class SimilarityModel:
         return self.module(x)
 
     def save(self, path: str | Path) -> Path:
-        """One torch file of tensors and plain types (loads with torch.load(weights_only=True))."""
+        """One torch file of tensors and plain types (loads with torch.load(weights_only=True)). Equal models give
+        equal bytes, whatever the file is called and however long the training took: serialised in memory (torch
+        names its archive after the file it writes, and callers write a temporary name first), the wall-clock
+        seconds left out. So the weights file's SHA-256, part of the embedder fingerprint, is reproducible."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+        info = {k: v for k, v in _plain(self.info).items() if k != "seconds"}
+        buffer = io.BytesIO()
         torch.save({"format": FORMAT, "channels": int(self.channels), "params": self.params.to_dict(),
-                    "info": _plain(self.info), "state_dict": state}, path)
+                    "info": info, "state_dict": state}, buffer)
+        path.write_bytes(buffer.getvalue())
         return path
 
 

@@ -95,6 +95,10 @@ def test_save_load_round_trip_gives_the_same_embeddings(tmp_path, tiny_images):
     path = model.save(tmp_path / "sim.pt")
     blob = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain types only
     assert blob["format"] == "gmv-similarity/1" and blob["channels"] == 1
+    # equal models, equal bytes: another file name, another training's wall time, the same SHA-256 (the fingerprint)
+    model.info["seconds"] += 1.0
+    assert model.save(tmp_path / "other.tmp123.pt").read_bytes() == path.read_bytes()
+    assert "seconds" not in blob["info"] and blob["info"]["steps_done"] == model.info["steps_done"]
     loaded = load_similarity(path)
     assert loaded.params == model.params and loaded.channels == 1 and sha(loaded) == sha(model)
     embed = lambda m, **kw: Embedder(**embedder_kwargs(m)).embed(tiny_images, **kw)  # as the pipeline embeds

@@ -21,7 +21,8 @@ BATCH_TABLE = {"partition_expr": "batch"}
 ALL_SHARDS = dg.AllPartitionMapping()
 TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
 # Tables that grow with the training set, read only as wide as a consumer needs (the IO manager adds the shard column).
-# Matching reads the training ids only: the vectors come memory-mapped from train_index's files (method/index.py).
+# Matching reads the training ids (and each vector's row) only: the vectors come memory-mapped from the vector store
+# that train_embeddings writes (pipeline/vectors.py).
 TRAIN_IDS = dg.AssetIn(partition_mapping=ALL_SHARDS, metadata={"columns": ["id", "vector_row"]})
 TRAIN_URIS = dg.AssetIn(metadata={"columns": ["id", "uri"]})
 

@@ -43,9 +43,7 @@ from ..metadata import (
     config_metadata,
     embedding_matrix,
     own_partition,
-    stored_embeddings_version,
     stored_train_vectors,
-    train_vectors,
     versioned,
 )
 
@@ -77,10 +75,9 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     """
     params = HnswParams(config.metric, config.dtype, config.connectivity, config.expansion_add, config.expansion_search)
     mode = MatchParams(index_mode=config.index_mode, exact_below=config.exact_below, metric=config.metric)
-    train = train_vectors(gmv_home, train_embeddings)
+    [(_, _, version, train)] = stored_train_vectors(gmv_home, train_embeddings)  # this shard's (or the one) file
     folder = index_folder(gmv_home, own_partition(context))
     embedder = train_embeddings["embedder"][0] if train_embeddings.height else ""
-    version = stored_embeddings_version(gmv_home, "train_embeddings", own_partition(context))
     spec = index_spec(mode, params, train, embedder, version)
     build = build_or_extend(folder, spec, train, train_embeddings, config.threads, config.rebuild)
     metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}

@@ -11,8 +11,10 @@ what the machine must hold). Then, per step, the growth exponent b of seconds ~ 
 largest n. Last line: `n=<n> seconds=<s> peak_rss_gb=<g>` for the largest n. Sizes run in one process, largest
 last: a step's peak includes what earlier sizes left allocated (run one size per process for clean figures).
 
-`--second-batch WORK/<n>` instead values a new batch of 1,000 other test images against a finished run's home (as
-the inbox sensor does) and prints its wall time, peak RSS and its own stages' seconds: what a later batch costs.
+After each size's first run a second batch of 1,000 other test images is valued against its home (as the inbox
+sensor does; `--no-second-batch` skips it): its wall time, peak RSS and its own stages' seconds, what a later batch
+costs, and how each of its steps grows with n. `--second-batch WORK/<n>` values only such a batch against a finished
+run's home.
 """
 
 from __future__ import annotations
@@ -121,9 +123,10 @@ BATCH_STAGES = [("generated_embeddings", "seconds"), ("quality_scores", "score_s
                 ("matches", "search_seconds"), ("credits", "seconds")]
 
 
-def second_batch(work: Path, generated: int, name: str, recall_sample: int | None = None) -> None:
-    """Value a new batch (`name`, a new inbox folder) against the home of a finished `measure(n, ...)` in `work`
-    (with matches.recall_sample set to `recall_sample` where given)."""
+def value_batch(work: Path, generated: int, name: str, recall_sample: int | None = None) -> dict:
+    """Value a new batch (`name`, a new inbox folder of `generated` other test images) against the home of a finished
+    `measure(n, ...)` in `work`, as the inbox sensor does (with matches.recall_sample set to `recall_sample` where
+    given): {"wall", "peak" (GB), "steps": {step: (seconds, peak GB)}, "own": {asset: seconds}}."""
     from gmv_dagster.sources.batches import write_inbox_batch
 
     inbox = work / "inbox"
@@ -143,19 +146,34 @@ def second_batch(work: Path, generated: int, name: str, recall_sample: int | Non
     wall = time.perf_counter() - start
     sampler.stopped.set()
     sampler.join()
+    steps = {key: (end - begin, sampler.peak(begin, end) / 1e9) for key, (begin, end) in step_windows(instance).items()}
+    own = {asset: float(instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.metadata[key].value)
+           for asset, key in BATCH_STAGES}
+    return {"wall": wall, "peak": max(rss for _, rss in sampler.samples) / 1e9, "steps": steps, "own": own,
+            "images": len(images)}
+
+
+def print_batch(batch: dict, home: Path) -> None:
     print("\n# every step of the batch's run\n\n| step | seconds | peak RSS GB |\n|---|---|---|")
-    for key, (begin, end) in sorted(step_windows(instance).items(), key=lambda kv: kv[1][0] - kv[1][1]):
-        print(f"| {key} | {end - begin:.2f} | {sampler.peak(begin, end) / 1e9:.2f} |")
-    own = 0.0
-    print(f"\n# a second batch of {len(images):,} against {work / 'home'}\n\n| stage | seconds |\n|---|---|")
-    for asset, key in BATCH_STAGES:
-        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-        seconds = float(event.asset_materialization.metadata[key].value)
-        own += seconds
+    for key, (seconds, rss) in sorted(batch["steps"].items(), key=lambda kv: -kv[1][0]):
+        print(f"| {key} | {seconds:.2f} | {rss:.2f} |")
+    print(f"\n# a second batch of {batch['images']:,} against {home}\n\n| stage | seconds |\n|---|---|")
+    for asset, seconds in batch["own"].items():
         print(f"| {asset} | {seconds:.3f} |")
-    peak = max(rss for _, rss in sampler.samples) / 1e9
-    print(f"| **its own stages** | **{own:.2f}** ({1000 * own / len(images):.2f} ms per image) |")
-    print(f"second_batch_seconds={wall:.1f} own_stages_seconds={own:.2f} peak_rss_gb={peak:.2f}")
+    own = sum(batch["own"].values())
+    print(f"| **its own stages** | **{own:.2f}** ({1000 * own / batch['images']:.2f} ms per image) |")
+
+
+def growth(runs: dict[int, dict[str, tuple[float, float]]], title: str) -> None:
+    """Per step, b of seconds ~ n^b and c of peak RSS ~ n^c between the smallest and the largest n (steps of at
+    least 0.5 s at the smallest n)."""
+    small, large = min(runs), max(runs)
+    print(f"\n# {title}: growth from n = {small:,} to {large:,}: seconds ~ n^b, peak RSS ~ n^c\n\n| step | b | c |\n|---|---|---|")
+    ratio = math.log(large / small)
+    for key, (seconds, rss) in sorted(runs[large].items(), key=lambda kv: -kv[1][0]):
+        if key in runs[small] and runs[small][key][0] > 0.5:
+            s0, r0 = runs[small][key]
+            print(f"| {key} | {math.log(seconds / s0) / ratio:.2f} | {math.log(max(rss, 1e-9) / max(r0, 1e-9)) / ratio:.2f} |")
 
 
 def main() -> None:
@@ -167,11 +185,15 @@ def main() -> None:
     parser.add_argument("--batch-name", default="second-batch", help="the new batch's name (with --second-batch)")
     parser.add_argument("--recall-sample", type=int, help="matches.recall_sample for the second batch (0: no check "
                         "against exact search; default: the pipeline's)")
+    parser.add_argument("--no-second-batch", action="store_true", help="with --sizes: skip the second batch per size")
     args = parser.parse_args()
     if args.second_batch:
-        second_batch(args.second_batch, args.generated, args.batch_name, args.recall_sample)
+        batch = value_batch(args.second_batch, args.generated, args.batch_name, args.recall_sample)
+        print_batch(batch, args.second_batch / "home")
+        print(f"second_batch_seconds={batch['wall']:.1f} own_stages_seconds={sum(batch['own'].values()):.2f} "
+              f"peak_rss_gb={batch['peak']:.2f}")
         return
-    runs = {}
+    runs, batches = {}, {}
     for n in sorted(args.sizes):
         runs[n] = measure(n, args.generated, args.work / str(n))
         steps, wall, peak = runs[n]
@@ -179,14 +201,18 @@ def main() -> None:
               f"peak RSS {peak:.2f} GB\n\n| step | seconds | peak RSS GB |\n|---|---|---|")
         for key, (seconds, rss) in sorted(steps.items(), key=lambda kv: -kv[1][0]):
             print(f"| {key} | {seconds:.2f} | {rss:.2f} |")
-    small, large = min(runs), max(runs)
-    if small != large:
-        print(f"\n# growth from n = {small:,} to {large:,}: seconds ~ n^b, peak RSS ~ n^c\n\n| step | b | c |\n|---|---|---|")
-        ratio = math.log(large / small)
-        for key, (seconds, rss) in sorted(runs[large][0].items(), key=lambda kv: -kv[1][0]):
-            if key in runs[small][0] and runs[small][0][key][0] > 0.5:
-                s0, r0 = runs[small][0][key]
-                print(f"| {key} | {math.log(seconds / s0) / ratio:.2f} | {math.log(max(rss, 1e-9) / max(r0, 1e-9)) / ratio:.2f} |")
+        if not args.no_second_batch:
+            batches[n] = value_batch(args.work / str(n), args.generated, args.batch_name, args.recall_sample)
+            print_batch(batches[n], args.work / str(n) / "home")
+    if len(runs) > 1:
+        growth({n: steps for n, (steps, _, _) in runs.items()}, "first run")
+    if len(batches) > 1:
+        print("\n# a second batch as n grows\n\n| n | wall s | its own stages s | peak RSS GB |\n|---|---|---|---|")
+        for n, batch in batches.items():
+            print(f"| {n:,} | {batch['wall']:.1f} | {sum(batch['own'].values()):.2f} | {batch['peak']:.2f} |")
+        growth({n: {**batch["steps"], "whole batch": (batch["wall"], batch["peak"])} for n, batch in batches.items()},
+               "second batch")
+    large = max(runs)
     steps, wall, peak = runs[large]
     print(f"n={large} seconds={wall:.1f} peak_rss_gb={peak:.2f}")
 

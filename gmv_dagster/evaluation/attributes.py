@@ -7,6 +7,7 @@ statistics and cut points are then applied to generated images, so both sides ar
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,10 +16,19 @@ from ..common.tensors import to_tensor_batch
 INK_LEVEL = 0.2  # a pixel brighter than this (of 1) belongs to the object
 
 
-def image_statistics(images: list[np.ndarray], size: int = 28) -> dict[str, np.ndarray]:
+STATISTICS = ("ink", "brightness", "aspect", "symmetry")
+
+
+def image_statistics(images: Sequence[np.ndarray], size: int = 28, chunk: int = 4096) -> dict[str, np.ndarray]:
     """Per image: `ink` (object area), `brightness` (mean object intensity), `aspect` (box width/height),
-    `symmetry` (1 - mean |left - mirrored right|), all on grey images resized to `size`."""
-    x = to_tensor_batch(images, size, 1)[:, 0].numpy().astype(np.float64)  # (n, s, s) in [0, 1]
+    `symmetry` (1 - mean |left - mirrored right|), all on grey images resized to `size`. `images` is read `chunk`
+    at a time (a sources.images.ImageSequence loads only those), so memory holds one chunk, not the training set."""
+    parts = [_statistics(images[s : s + chunk], size) for s in range(0, len(images), chunk)]
+    return {name: np.concatenate([p[name] for p in parts]) if parts else np.empty(0) for name in STATISTICS}
+
+
+def _statistics(images: Sequence[np.ndarray], size: int) -> dict[str, np.ndarray]:
+    x = to_tensor_batch(list(images), size, 1)[:, 0].numpy().astype(np.float64)  # (n, s, s) in [0, 1]
     ink_mask = x > INK_LEVEL
     area = ink_mask.mean(axis=(1, 2))
     brightness = np.where(ink_mask.any(axis=(1, 2)), (x * ink_mask).sum(axis=(1, 2)) / np.maximum(ink_mask.sum(axis=(1, 2)), 1), 0.0)
@@ -42,7 +52,7 @@ def attribute_json(statistics: dict[str, np.ndarray], cut_points: dict[str, floa
     return [json.dumps({name: str(levels[name][i]) for name in names}, sort_keys=True) for i in range(n)]
 
 
-def derived_attributes(train: list[np.ndarray], generated: list[np.ndarray]) -> tuple[list[str], list[str], dict]:
+def derived_attributes(train: Sequence[np.ndarray], generated: Sequence[np.ndarray]) -> tuple[list[str], list[str], dict]:
     """Attributes of training and generated images, cut at the training medians (returned too)."""
     train_stats = image_statistics(train)
     cuts = fit_cut_points(train_stats)

@@ -29,7 +29,7 @@ from ...resources import (
     QualityScorerResource,
     ReportSettings,
 )
-from ...sources.images import load_images
+from ...sources.images import ImageSequence, load_images
 from ..metadata import (
     GPU_TAGS,
     embedding_matrix,
@@ -141,7 +141,7 @@ def method_valuations(
     """GMValuator (as the pipeline ran it), q = 1, exact search, each re-rank, random, uniform and TracIn."""
     kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
                      generator_device, matching_device)
-    train_images = load_images(training_images["uri"].to_list())
+    train_images = ImageSequence(training_images["uri"].to_list())  # loaded when a method asks for a row
     # Batches are stored table by table; line the manifest up with the embeddings by id, not by position.
     generated_images = generated_images.join(generated_embeddings.select("id").with_row_index("_row"), on="id").sort("_row")
     gen_images = load_images(generated_images["uri"].to_list())

@@ -42,7 +42,7 @@ from ...resources import (
     QualityScorerResource,
     ReportSettings,
 )
-from ...sources.images import array_hash, load_images
+from ...sources.images import ImageSequence, array_hash, load_images
 from ..metadata import GPU_TAGS, embedding_matrix, train_vectors
 from .baselines import SETTINGS_FROM, ReportKit, pipeline_generator, report_kit
 from .tables import Rows, bar_plot, pivot_markdown, report_metadata
@@ -80,7 +80,8 @@ def criterion_reasonableness(
                      generator_device, matching_device)
     rows = Rows("reasonableness")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
-    images = load_images(training_images["uri"].to_list())
+    # Loaded a row at a time where a method asks for one (the demo generator, retrained on all of them, reads all).
+    images = ImageSequence(training_images["uri"].to_list())
     rng = np.random.default_rng(config.seed)
     sources = seeded_rows(len(ids), config.n_copies, config.seed)
     planted = Generations([f"copy:{ids[r]}" for r in sources], [near_copy(images[r], rng) for r in sources],

@@ -14,7 +14,7 @@ from ...evaluation.criteria import (
     normalised_entropy,
     value_share_by_key,
 )
-from ...sources.images import load_images
+from ...sources.images import ImageSequence
 from .tables import (
     HEADLINE_SHARES,
     REPORT_SCHEMA,
@@ -41,8 +41,8 @@ def criterion_classes(context, config: ClassesConfig, method_contributors: pl.Da
     """C1 (contributors share the generated image's class) and C2 (its attributes), per method and k."""
     rows_c1, rows_c2 = Rows("C1 identical class"), Rows("C2 identical attributes")
     # Attributes derived from pixels (same function and cut points on both sides), plus any the data has.
-    train_attr, gen_attr, cuts = derived_attributes(load_images(training_images["uri"].to_list()),
-                                                     load_images(generated_images["uri"].to_list()))
+    train_attr, gen_attr, cuts = derived_attributes(ImageSequence(training_images["uri"].to_list()),
+                                                     ImageSequence(generated_images["uri"].to_list()))
     derived_train = attribute_keys(training_images.with_columns(attributes=pl.Series(train_attr)))
     derived_gen = attribute_keys(generated_images.with_columns(attributes=pl.Series(gen_attr)))
     given_train, given_gen = attribute_keys(training_images), attribute_keys(generated_images)

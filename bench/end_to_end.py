@@ -92,6 +92,11 @@ def main() -> None:
         marginal += seconds
         print(f"| {stage} | {seconds:.2f} | {1000 * seconds / m:.3f} |")
     print(f"| **marginal total** | **{marginal:.2f}** | **{1000 * marginal / m:.3f}** |")
+    # Per step, not per image (as torch's import): the scorer's parameters and NIQE's compiled loops, loaded once.
+    load = metadata("quality_scores", "new-batch").get("load_seconds")
+    if load is not None:
+        print(f"\nloading the quality model in the batch's step (its parameters, NIQE's compiled loops), once per step: "
+              f"{float(load):.2f} s")
     print(f"\nthe batch's runs, wall clock (its assets, checks, then the sum over all batches): {batch_wall:.1f} s")
     print(f"marginal_ms_per_image={1000 * marginal / m:.3f} one_off_s={total:.1f}")
 

@@ -4,9 +4,11 @@ Pristine parameters are refit with the new code on 800 training images (its cali
 reference images is timed: features of 800, scores of 200 and of 200 uniform-noise images, from the 28-px
 images, preprocessing included). Then `--images` other training images (default 1,000), preprocessed as
 the pipeline does (RGB, 192-px bicubic square, float32 in [0, 1]), are scored by pyiqa
-(create_metric("niqe", pretrained_model_path=<our .mat>)) and then by the new code, each once (in the
-pipeline's batches of 64) after a warm-up batch, on the CPU with as many torch threads as cores
-available. Last line: speedup_vs_pyiqa=<x> (wall time) max_rel_diff=<y> (over the images).
+(create_metric("niqe", pretrained_model_path=<our .mat>), as many torch threads as cores available) and then by
+the new code as the pipeline runs it (batches on as many threads side by side, torch single-threaded in each:
+method/quality._map_batches), first with tensor ops only (`kernels="torch"`, what a GPU runs), then with the
+default compiled loops on the CPU (method/niqe_kernels.py); each once, in the pipeline's batches of 64, after a
+warm-up batch. Last line: speedup_vs_pyiqa=<x> (wall time, default path) max_rel_diff=<y> (over the images).
 
 On a machine shared with other busy processes the timings are not reliable: with two threads, OpenMP's
 default spin-wait makes each parallel op cost up to a scheduler slice (measured 12 ms instead of 0.1 ms)
@@ -23,6 +25,7 @@ import gzip
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gmv_dagster.method import niqe
+from gmv_dagster.method.quality import _map_batches
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 SIZE = 192  # the pipeline's NIQE input: 28-px images upsampled bicubic to 2 x 2 blocks of 96 px
@@ -79,6 +83,19 @@ def _pyiqa_one(metric, img: torch.Tensor) -> float:
 
 def new_batch(scorer: niqe.NiqeScorer, part: torch.Tensor) -> np.ndarray:
     return scorer.score_rgb(part).numpy()
+
+
+def new_on_threads(scorer: niqe.NiqeScorer, x: torch.Tensor, batch: int) -> np.ndarray:
+    """x through the new code as the pipeline runs it (method/quality._map_batches): batches on threads side by
+    side, torch single-threaded in each, one scorer (scratch buffers) per thread."""
+    local = threading.local()
+
+    def score(images: list[torch.Tensor]) -> np.ndarray:
+        if not hasattr(local, "scorer"):
+            local.scorer = niqe.NiqeScorer(scorer.mu, scorer.cov, "cpu", scorer.block, kernels=scorer.kernels)
+        return new_batch(local.scorer, torch.stack(images))
+
+    return np.concatenate(_map_batches(x, batch, score, "cpu", None))
 
 
 def new_scores(scorer: niqe.NiqeScorer, x: torch.Tensor, batch: int) -> np.ndarray:
@@ -148,10 +165,18 @@ def main() -> None:
     x = preprocess(demo)
     with torch.inference_mode():
         ref, ref_wall, ref_cpu = run_all(pyiqa_batch, metric, x, args.batch)
-        new, new_wall, new_cpu = run_all(new_batch, scorer, x, args.batch)
+        tensor_ops = niqe.NiqeScorer(scorer.mu, scorer.cov, "cpu", scorer.block, kernels="torch")
+        new_on_threads(tensor_ops, x[: args.batch], args.batch)  # warm-up
+        torch_new, torch_wall, torch_cpu = timed(lambda: new_on_threads(tensor_ops, x, args.batch))
+        new_on_threads(scorer, x[: args.batch], args.batch)  # warm-up (and the kernels' compile on a first run)
+        new, new_wall, new_cpu = timed(lambda: new_on_threads(scorer, x, args.batch))
     n = len(x)
-    print(f"pyiqa NIQE: {ref_wall / n * 1e3:.2f} ms per image wall ({ref_cpu / n * 1e3:.2f} cpu)")
-    print(f"new NIQE:   {new_wall / n * 1e3:.3f} ms per image wall ({new_cpu / n * 1e3:.3f} cpu)")
+    print(f"pyiqa NIQE: {ref_wall / n * 1e3:.2f} ms per image wall ({ref_cpu / n * 1e3:.2f} cpu), {threads} torch threads")
+    print(f"new NIQE, tensor ops:      {torch_wall / n * 1e3:.3f} ms per image wall ({torch_cpu / n * 1e3:.3f} cpu), "
+          f"batches on {threads} threads side by side")
+    print(f"new NIQE, compiled loops:  {new_wall / n * 1e3:.3f} ms per image wall ({new_cpu / n * 1e3:.3f} cpu), "
+          f"batches on {threads} threads side by side (the default on a CPU); max relative difference to tensor ops "
+          f"{np.nanmax(np.abs(new - torch_new) / np.abs(torch_new)):.3g}")
     both = np.isfinite(ref) & np.isfinite(new)
     if not np.array_equal(np.isfinite(ref), np.isfinite(new)):
         print(f"warning: {int((np.isfinite(ref) != np.isfinite(new)).sum())} images finite in only one of them")

@@ -3,7 +3,9 @@
 pyiqa spends its time in a 2-D float64 convolution and per-block AGGD grid searches. Here the 7x7 Gaussian
 runs as two 1-D passes, every block of a chunk of images is fitted by a few tensor ops (the grid search is a
 searchsorted), and scratch buffers are reused (a fresh multi-MB tensor costs more in page faults than the
-op). Equal to pyiqa (tests: features and scores within 1e-4 relative, measured ~1e-8) because of:
+op). On the CPU the two per-pixel passes (local moments; the five fields of every block and their sums) are
+compiled loops (niqe_kernels.py); on other devices, tensor ops (`kernels="torch"` forces them anywhere).
+Equal to pyiqa (tests: features and scores within 1e-4 relative, measured ~1e-8) because of:
 - float64 where pyiqa uses it: E[x^2] - mu^2 cancels, and the fit snaps to a 0.001-step gamma grid, so an
   error of 1e-7 (float32) would move some features a whole grid step. Only signs are counted in float32;
 - the 1-D window scaled so that its 2-D sum equals that of pyiqa's float32-rounded window (1 + 1.1e-8):
@@ -145,7 +147,21 @@ def _local_stats(img: Tensor, t: NiqeTables, buf: Workspace) -> tuple[Tensor, Te
     return mu, den
 
 
-def _half(img: Tensor, t: NiqeTables, buf: Workspace) -> Tensor:
+def _half(img: Tensor, t: NiqeTables, buf: Workspace, kernels: str = "auto") -> Tensor:
+    """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 of img (b, 1, h, w), h and w even, bit for bit:
+    on the CPU as a compiled loop (niqe_kernels.half_size, 3x faster), elsewhere (or with kernels="torch") by
+    tensor ops (`_half_torch`); both in pyiqa's float32 order (test)."""
+    if img.device.type != "cpu" or kernels != "auto":
+        return _half_torch(img, t, buf)
+    from . import niqe_kernels
+
+    b, _, h, w = img.shape
+    out = buf("img2", b, 1, h // 2, w // 2)
+    niqe_kernels.half_size(img[:, 0].numpy(), t.resize.numpy(), out[:, 0].numpy())
+    return out
+
+
+def _half_torch(img: Tensor, t: NiqeTables, buf: Workspace) -> Tensor:
     """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 for even sizes, bit for bit: float32
     inside as pyiqa, products laid out (taps, rows, cols) and summed over taps as pyiqa sums them. Columns
     are resized as rows of the transpose (same sums, contiguous reads)."""
@@ -179,8 +195,11 @@ def _aggd(sums: Tensor, n_l: Tensor, n_r: Tensor, n: int, t: NiqeTables) -> tupl
     return pick, left_std * t.beta[pick], right_std * t.beta[pick]
 
 
-def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tensor:
-    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order."""
+def _field_sums_torch(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tuple[Tensor, Tensor, Tensor]:
+    """For every bs x bs block of img (b, 1, h, w) and each of its five fields (the normalised block, and its
+    products with torch.roll's shifts (0,1), (1,0), (1,1), (1,-1)): (sums (4, 5, b, blocks) of the negative values,
+    of the positive, of their squares; counts of negative values, of positive (each (5, b, blocks))), by tensor ops
+    on any device."""
     b, _, h, w = img.shape
     nbh, nbw = h // bs, w // bs
     mu, den = _local_stats(img, t, buf)
@@ -196,9 +215,8 @@ def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tens
     neg, part = split
     sgn = buf("sgn", 5, b, nbw, nbh, bs, bs, dtype=torch.float32)
     sums = []
-    # The block, then its products with torch.roll's shifts (0,1), (1,0), (1,1), (1,-1); one at a time,
-    # while the field is in cache: sums and sums of squares of its negative and positive parts. Counts of
-    # each sign come from products of float32 signs (exact).
+    # One field at a time, while it is in cache: sums and sums of squares of its negative and positive parts.
+    # Counts of each sign come from products of float32 signs (exact).
     for k, (r, c) in enumerate([(1, 1), (1, 0), (0, 1), (0, 0), (0, 2)]):
         if k == 0:
             field = zp[..., 1:, 1 : bs + 1]
@@ -212,11 +230,34 @@ def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tens
     sums = torch.stack(sums, 1).view(4, 5, b, nbw * nbh)  # (neg, pos, neg^2, pos^2) x field x image x block
     balance = sgn.sum((-2, -1)).view(5, b, nbw * nbh).to(_F64)  # n_pos - n_neg
     nonzero = sgn.abs_().sum((-2, -1)).view(5, b, nbw * nbh).to(_F64)  # n_pos + n_neg
-    pick, beta_l, beta_r = (x.permute(1, 2, 0) for x in _aggd(sums, (nonzero - balance) / 2,
-                                                              (nonzero + balance) / 2, bs * bs, t))
+    return sums, (nonzero - balance) / 2, (nonzero + balance) / 2
+
+
+def _field_sums_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tuple[Tensor, Tensor, Tensor]:
+    """`_field_sums_torch` on the CPU: the normalised image and the block sums as compiled loops
+    (method/niqe_kernels.py); same results to ~1e-11 relative (test)."""
+    from . import niqe_kernels
+
+    b, _, h, w = img.shape
+    z = buf("z", b, h, w).numpy()
+    niqe_kernels.normalised(img[:, 0].numpy(), t.gauss.numpy(), z)  # img: a contiguous workspace buffer, viewed
+    out = buf("sums", b, (h // bs) * (w // bs), 5, 6).numpy()
+    niqe_kernels.field_sums(z, bs, out)
+    o = torch.from_numpy(out)
+    return o[..., :4].permute(3, 2, 0, 1), o[..., 4].permute(2, 0, 1), o[..., 5].permute(2, 0, 1)
+
+
+def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace, kernels: str = "auto") -> Tensor:
+    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order. `kernels`:
+    "auto" (compiled loops on the CPU, tensor ops elsewhere) or "torch" (tensor ops everywhere)."""
+    b, _, h, w = img.shape
+    on_cpu = img.device.type == "cpu" and kernels == "auto"
+    sums, n_neg, n_pos = (_field_sums_cpu if on_cpu else _field_sums_torch)(img, bs, t, buf)
+    pick, beta_l, beta_r = (x.permute(1, 2, 0) for x in _aggd(sums, n_neg, n_pos, bs * bs, t))
     alpha = t.gam[pick]
     mean = (beta_r - beta_l) * t.mean[pick]
-    per_shift = torch.stack([alpha, mean, beta_l, beta_r], -1)[:, :, 1:].reshape(b, nbw * nbh, 16)
+    n_blocks = (h // bs) * (w // bs)
+    per_shift = torch.stack([alpha, mean, beta_l, beta_r], -1)[:, :, 1:].reshape(b, n_blocks, 16)
     return torch.cat([alpha[:, :, :1], ((beta_l + beta_r) / 2)[:, :, :1], per_shift], -1)
 
 
@@ -227,14 +268,18 @@ def chunk_for(block: int) -> int:
 
 
 def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, tables: NiqeTables | None = None,
-                  workspace: Workspace | None = None) -> Tensor:
+                  workspace: Workspace | None = None, kernels: str = "auto") -> Tensor:
     """(B, 1, H, W) luminance on 0..255 (see `y_channel`) -> (B, n_blocks, 36) float64 NIQE block features.
 
     As pyiqa's NIQE: crop to a multiple of `block`, 18 features per block at full and at half size.
     Constant blocks give NaN features (as pyiqa). Images go `chunk` at a time through the buffers of
     `workspace` (~5 MB per 192-px image of a chunk; pass one to reuse it across calls); by default
-    `chunk_for(block)`. `y` may be float32 (as `y_channel` gives it): it is computed on in float64.
+    `chunk_for(block)`. `y` may be float32 (as `y_channel` gives it): it is computed on in float64. `kernels`:
+    "auto" computes the per-pixel passes with compiled loops on the CPU (niqe_kernels) and tensor ops on other
+    devices; "torch" uses tensor ops on every device (the two agree to ~1e-11 relative: test).
     """
+    if kernels not in ("auto", "torch"):
+        raise ValueError(f"kernels must be 'auto' or 'torch', got {kernels!r}")
     t = tables if tables is not None else NiqeTables.build(y.device)
     h, w = y.shape[-2:]
     if block % 2:  # the half-size resize is exact for even sizes only (pyiqa pads odd sizes differently)
@@ -246,8 +291,8 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     out = [torch.empty(0, (h // block) * (w // block), 36, dtype=_F64, device=y.device)]
     for part in y.split(chunk or chunk_for(block)):
         part = buf("y", *part.shape).copy_(part)
-        first = _scale_features(part, block, t, buf)
-        out.append(torch.cat([first, _scale_features(_half(part, t, buf), block // 2, t, buf)], -1))
+        first = _scale_features(part, block, t, buf, kernels)
+        out.append(torch.cat([first, _scale_features(_half(part, t, buf, kernels), block // 2, t, buf, kernels)], -1))
     return torch.cat(out)
 
 
@@ -279,9 +324,11 @@ def niqe_score(features: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
     # pinv (an SVD, 0.2 ms per image) equals the inverse, to ~cond * 1e-16, where m is well conditioned:
     # there the Cholesky inverse (10x cheaper) is used: cond_2 <= |m|_F |m^-1|_F <= 1e10 (error <= ~1e-6).
     chol, info = torch.linalg.cholesky_ex(m)
-    inv = torch.cholesky_inverse(chol)
+    failed = info != 0  # not positive definite: its factor may hold a zero pivot, which cholesky_inverse refuses
+    eye = torch.eye(m.shape[-1], dtype=_F64, device=m.device)
+    inv = torch.cholesky_inverse(torch.where(failed[:, None, None], eye, chol))
     cond = torch.linalg.matrix_norm(m) * torch.linalg.matrix_norm(inv)
-    bad = (info != 0) | ~(cond <= 1e10)
+    bad = failed | ~(cond <= 1e10)
     if bad.any():
         inv[bad] = torch.linalg.pinv(m[bad])
     d = (mu.to(f).reshape(1, -1) - mean).unsqueeze(1)
@@ -337,6 +384,7 @@ class NiqeScorer:
     device: torch.device
     block: int = BLOCK
     chunk: int | None = None  # images per chunk; None: chunk_for(block)
+    kernels: str = "auto"  # niqe_features' choice: compiled loops on the CPU ("auto") or tensor ops ("torch")
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -344,6 +392,10 @@ class NiqeScorer:
         self.cov = torch.as_tensor(self.cov, dtype=_F64).to(self.device)
         self.chunk = self.chunk or chunk_for(self.block)
         self.tables, self.workspace = NiqeTables.build(self.device), Workspace(self.device)
+        if self.device.type == "cpu" and self.kernels == "auto":
+            from . import niqe_kernels
+
+            niqe_kernels.warm_up()  # loaded with the model, not on its first batch
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu", **kwargs) -> NiqeScorer:
@@ -360,7 +412,7 @@ class NiqeScorer:
         if planes.shape[1] != self.planes:
             raise ValueError(f"this pristine model reads {self.planes} plane(s) per image, got {planes.shape[1]}")
         return plane_features(planes.to(self.device), self.block, chunk=self.chunk, tables=self.tables,
-                              workspace=self.workspace)
+                              workspace=self.workspace, kernels=self.kernels)
 
     def score(self, y_batches: Tensor | Iterable[Tensor]) -> Tensor:
         """NIQE of every image of one (B, P, H, W) batch of planes (`y_channel` or, for a colour model,

@@ -113,9 +113,13 @@ def test_features_and_scores_equal_pyiqa_within_1e_4_relative(case: str, pristin
     """Block features (same NaNs, 1e-4 relative) and NIQE with our refit parameters read by pyiqa."""
     x = rgb01(CASES[case](np.random.default_rng(len(case))))
     ref_features = pyiqa_features(x)
-    features = niqe.niqe_features(niqe.y_channel(x))
+    features = niqe.niqe_features(niqe.y_channel(x))  # on the CPU: the compiled loops (niqe_kernels)
     assert features.shape == ref_features.shape == (len(x), ref_features.shape[1], 36)
     assert_close(features, ref_features, atol=1e-9)  # atol: "mean" features can be ~0
+    # the tensor-op path (what a GPU runs), here on the CPU: equal to pyiqa too, and to the compiled loops
+    tensor_ops = niqe.niqe_features(niqe.y_channel(x), kernels="torch")
+    assert_close(tensor_ops, ref_features, atol=1e-9)
+    assert_close(features, tensor_ops, rel=1e-9, atol=1e-12)
 
     ref_scores = pristine["pyiqa"](x).reshape(-1).double()
     scorer = niqe.NiqeScorer(torch.from_numpy(pristine["mu"]), torch.from_numpy(pristine["cov"]), "cpu")
@@ -138,11 +142,12 @@ def test_y_channel_is_bit_identical_to_pyiqa_for_every_8bit_colour() -> None:
     assert torch.equal(niqe.y_channel(pick), to_y_channel(pick, 255, "yiq"))
 
 
+@pytest.mark.parametrize("kernels", ["auto", "torch"])  # on the CPU: the compiled loop, and the tensor ops
 @pytest.mark.parametrize("shape", [(192, 192), (96, 288), (384, 96)])
-def test_half_size_resize_is_bit_identical_to_pyiqa_imresize(shape: tuple[int, int]) -> None:
+def test_half_size_resize_is_bit_identical_to_pyiqa_imresize(shape: tuple[int, int], kernels: str) -> None:
     y = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (3, 1, *shape))).double()
     ref = imresize(y / 255.0, scale=0.5, antialiasing=True) * 255.0
-    mine = niqe._half(y, niqe.NiqeTables.build(), niqe.Workspace(y.device))
+    mine = niqe._half(y, niqe.NiqeTables.build(), niqe.Workspace(y.device), kernels)
     assert mine.shape == ref.shape == (3, 1, shape[0] // 2, shape[1] // 2) and torch.equal(mine, ref)
 
 
@@ -250,3 +255,20 @@ def test_colour_planes_are_luminance_and_bt601_chroma_and_their_features_sit_sid
     assert scorer.planes == 3 and torch.equal(scorer.score_rgb(x), scorer.score(planes))
     with pytest.raises(ValueError, match=r"reads 3 plane\(s\) per image, got 1"):
         scorer.score(niqe.y_channel(x))
+
+
+def test_a_matrix_whose_cholesky_fails_at_a_zero_pivot_falls_back_to_pinv() -> None:
+    """A zero pristine covariance and a single block per image make (cov + cov_d) / 2 the zero matrix: its Cholesky
+    factor has a zero pivot (which cholesky_inverse refuses); the image then scores through pinv (pinv(0) = 0) as
+    pyiqa would, and the well-conditioned image beside it keeps its Cholesky score."""
+    rng = np.random.default_rng(5)
+    features = torch.from_numpy(rng.normal(size=(2, 40, 36)))
+    features[0, 1:] = torch.nan  # image 0: one usable block, so its own covariance is 0
+    mu = torch.from_numpy(rng.normal(size=36))
+    zero = niqe.niqe_score(features[:1], mu, torch.zeros(36, 36))
+    assert zero.tolist() == [0.0]
+    cov = torch.eye(36, dtype=torch.float64)
+    both = niqe.niqe_score(features, mu, cov)
+    d = mu - features[1].mean(0)
+    m = (cov + torch.from_numpy(np.cov(features[1].numpy().T))) / 2
+    assert torch.isclose(both[1], (d @ torch.linalg.pinv(m) @ d).sqrt(), rtol=1e-10)

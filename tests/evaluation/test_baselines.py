@@ -146,3 +146,25 @@ def test_derived_attributes_cut_both_sides_at_the_training_median():
     train_attr, gen_attr, cuts = derived_attributes([full, half, half], [full])
     assert json.loads(gen_attr[0])["symmetry"] == "high" and json.loads(train_attr[1])["symmetry"] == "low"
     assert set(cuts) == {"ink", "brightness", "aspect", "symmetry"}
+
+
+def test_image_statistics_read_in_chunks_equal_all_at_once_and_load_one_chunk_at_a_time():
+    """The statistics of a lazily loaded sequence, a chunk at a time, are those of the whole list; no slice asked for
+    is larger than the chunk (so memory holds one chunk of a large training set)."""
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(11)]
+
+    class Lazy(list):
+        sizes: list[int] = []
+
+        def __getitem__(self, index):
+            part = super().__getitem__(index)
+            Lazy.sizes.append(len(part) if isinstance(index, slice) else 1)
+            return part
+
+    whole = image_statistics(images, chunk=100)
+    chunked = image_statistics(Lazy(images), chunk=4)
+    assert Lazy.sizes == [4, 4, 3]
+    for name in whole:
+        assert np.array_equal(whole[name], chunked[name]), name
+    assert {k: len(v) for k, v in image_statistics([]).items()} == dict.fromkeys(whole, 0)

@@ -56,18 +56,20 @@ def write_vectors(path: Path, n: int, dim: int, fill: Callable[[int, int], np.nd
     return write_atomically(path, write)
 
 
-def remove_superseded(folder: Path, name: str, stored: Path) -> list[Path]:
-    """Delete `name`'s vector files (and temporary files of killed writes) older than `stored`, the file of the
-    version the table stores now: a committed write superseded them. A newer file is kept: it may be a concurrent
-    run's, written and not yet committed (or a failed run's, which the next committed write supersedes). A reader
-    that has a deleted file open keeps its pages (the file is unlinked, not truncated)."""
+def remove_superseded(folder: Path, name: str, stored: Path, live: frozenset[Path] = frozenset()) -> list[Path]:
+    """Delete the vector files of `name` and of its partitions (`name@<key>`), and temporary files of killed writes,
+    that are older than `stored` (the file of the version the table stores now for the partition just written) and
+    not in `live` (the files the table's stored versions name, for every partition): a committed write superseded
+    them, or a change of layout (unsharded to sharded or back) left them unnamed. A newer file is kept: it may be a
+    concurrent run's, written and not yet committed (or a failed run's, which the next committed write supersedes).
+    A reader that has a deleted file open keeps its pages (the file is unlinked, not truncated)."""
     try:
         cutoff = stored.stat().st_mtime
     except OSError:
         return []  # no committed file to compare with: remove nothing
     removed = []
-    for path in folder.glob(f"{name}.*{SUFFIX}"):
-        if path != stored and path.stat().st_mtime < cutoff:
+    for path in [*folder.glob(f"{name}.*{SUFFIX}"), *folder.glob(f"{name}@*{SUFFIX}")]:
+        if path != stored and path not in live and path.stat().st_mtime < cutoff:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -16,7 +16,12 @@ from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
 from .reports import ReportSettings
-from .warehouse import GmvDuckDBIOManager, read_content_version, read_stored_rows
+from .warehouse import (
+    GmvDuckDBIOManager,
+    read_content_version,
+    read_content_versions,
+    read_stored_rows,
+)
 
 DEMO = "demo"
 
@@ -47,6 +52,10 @@ class GmvHome(dg.ConfigurableResource):
     def content_version(self, table: str, partition: str | None = None) -> str | None:
         """The content version stored with a table asset's latest write (of one partition); None before it."""
         return read_content_version(self.database, table, partition)
+
+    def content_versions(self, table: str) -> dict[str | None, str]:
+        """{partition (None: unpartitioned): content version} of every stored write of a table asset."""
+        return {key or None: version for key, version in read_content_versions(self.database, table).items()}
 
 
 class ImageSources(dg.ConfigurableResource):

@@ -211,6 +211,13 @@ def read_content_version(database: Path, table: str, partition: str | None = Non
     return None if rows is None or rows.is_empty() else rows["content_version"][0]
 
 
+def read_content_versions(database: Path, table: str) -> dict[str, str]:
+    """{partition key ('' unpartitioned): content version} of every stored write of `table`."""
+    rows = _query_table(database, VERSIONS_TABLE, f"SELECT partition_key, content_version FROM main.{VERSIONS_TABLE} "
+                        "WHERE table_name = ?", [table])
+    return {} if rows is None else dict(rows.iter_rows())
+
+
 def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:
     """The rows a table asset holds now (one batch's when given), or None if there is no such table yet.
 

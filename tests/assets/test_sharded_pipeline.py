@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from gmv_dagster.definitions import build_definitions
+from gmv_dagster.resources.storage import GmvHome
 from gmv_dagster.runner import run_valuation
 
 # Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
@@ -112,3 +113,25 @@ def test_audit_names_each_shard_a_value_came_through(tmp_path, image_folders, mo
     lineage = [line.split()[0] for line in capsys.readouterr().out.splitlines() if " run " in line]
     assert [a for a in lineage if a.startswith("train_index")] == [f"train_index[{k}-of-3]" for k in range(3)]
     assert "credits[generated]" in lineage
+
+
+def test_a_change_of_shard_layout_leaves_no_file_that_no_stored_version_names(tmp_path, image_folders, read):
+    """Unsharded, then two shards: the unsharded vectors file is named by no stored version once the shards have
+    written theirs, and goes with the next write; the values equal the unsharded run's."""
+    train_dir, gen_dir = image_folders
+    env = {**PIXELS, "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir)}
+    home, instance = tmp_path / "home", dg.DagsterInstance.ephemeral()
+    assert run_valuation(home, instance, env=env).success
+    [unsharded] = (home / "vectors").glob("train_embeddings.*.npy")
+    values = read(home, "training_values", "train_id")
+    sharded = {**env, "GMV_TRAIN_SHARDS": "2"}
+    assert run_valuation(home, instance, env=sharded).success
+    assert read(home, "training_values", "train_id").equals(values)
+    (train_dir / "bar" / "late.png").write_bytes(next((train_dir / "bar").glob("*.png")).read_bytes())
+    assert run_valuation(home, instance, env=sharded).success  # every shard written again
+    files = sorted(p.name for p in (home / "vectors").glob("train_embeddings*.npy"))
+    assert not unsharded.exists()
+    # each shard's stored version's file; a shard written again also keeps the one it superseded until its next write
+    named = {f"train_embeddings@{key}.{version}.npy" for key, version in GmvHome(path=str(home)).content_versions(
+        "train_embeddings").items()}
+    assert len(named) == 2 and named <= set(files) and all(name.startswith("train_embeddings@") for name in files), files

@@ -57,17 +57,20 @@ def test_a_missing_or_misshapen_file_is_refused_naming_what_writes_it(tmp_path):
         open_vectors(tmp_path / "y.npy", 4)
 
 
-def test_files_older_than_the_stored_version_go_newer_ones_and_another_names_files_stay(tmp_path):
+def test_files_older_than_the_stored_version_go_newer_ones_and_files_another_version_names_stay(tmp_path):
     ages = {"train_embeddings.v1.npy": 30, "train_embeddings.v0.tmp7-ab.npy": 25, "train_embeddings.v2.npy": 20,
-            "train_embeddings.v3.npy": 10, "train_embeddings.v4.tmp9-cd.npy": 5, "train_embeddings@0-of-2.v1.npy": 40}
+            "train_embeddings.v3.npy": 10, "train_embeddings.v4.tmp9-cd.npy": 5, "train_embeddings@0-of-2.v1.npy": 40,
+            "train_embeddings@1-of-2.v7.npy": 50, "train_embeddings@1-of-2.v8.npy": 1, "train_vectors_other.v1.npy": 60}
     now = time.time()
     for name, age in ages.items():
         np.save(tmp_path / name, np.zeros((1, 1), np.float32))
         os.utime(tmp_path / name, (now - age, now - age))
     # v2 is stored: v1 and a killed write before it (superseded) go; v3 (a concurrent run's, not yet committed) and a
-    # write in progress stay, and so does another name's file however old
-    removed = remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.v2.npy")
-    gone = {"train_embeddings.v0.tmp7-ab.npy", "train_embeddings.v1.npy"}
+    # write in progress stay. Of the sharded layout, the file a stored version still names stays however old, one that
+    # none names (another layout's, superseded) goes, and a newer one stays; another name's file is not touched.
+    live = frozenset({tmp_path / "train_embeddings@0-of-2.v1.npy", tmp_path / "train_embeddings.v2.npy"})
+    removed = remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.v2.npy", live)
+    gone = {"train_embeddings.v0.tmp7-ab.npy", "train_embeddings.v1.npy", "train_embeddings@1-of-2.v7.npy"}
     assert sorted(p.name for p in removed) == sorted(gone)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - gone)
     assert remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.gone.npy") == []

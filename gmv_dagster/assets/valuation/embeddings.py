@@ -124,11 +124,14 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
             return out
 
         write_vectors(path, df.height, model.dim, fill, _chunk(device))
-    # Files older than the one the table stores now were superseded by a committed write; this run's, and any
-    # newer one, stay (the table may still name the stored one if this run's write fails).
-    stored = gmv_home.content_version("train_embeddings", shard)
-    if stored:
-        remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(shard), train_vectors_file(gmv_home, shard, stored))
+    # Files older than the one the table stores now for this shard, and named by no stored version of any shard,
+    # were superseded by a committed write (or left by another layout); this run's, and any newer one, stay (the
+    # table may still name the stored one if this run's write fails).
+    versions = gmv_home.content_versions("train_embeddings")
+    if versions.get(shard):
+        live = frozenset(train_vectors_file(gmv_home, key, version) for key, version in versions.items())
+        stored = train_vectors_file(gmv_home, shard, versions[shard])
+        remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), stored, live)
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:

@@ -85,10 +85,13 @@ def new_batch(scorer: niqe.NiqeScorer, part: torch.Tensor) -> np.ndarray:
     return scorer.score_rgb(part).numpy()
 
 
+_THREAD_SCORERS: dict[int, threading.local] = {}
+
+
 def new_on_threads(scorer: niqe.NiqeScorer, x: torch.Tensor, batch: int) -> np.ndarray:
     """x through the new code as the pipeline runs it (method/quality._map_batches): batches on threads side by
     side, torch single-threaded in each, one scorer (scratch buffers) per thread."""
-    local = threading.local()
+    local = _THREAD_SCORERS.setdefault(id(scorer), threading.local())  # kept across calls: a warm-up warms them
 
     def score(images: list[torch.Tensor]) -> np.ndarray:
         if not hasattr(local, "scorer"):

@@ -97,7 +97,7 @@ def histogram(values: np.ndarray, title: str, bins: int = 50) -> str:
     v = np.asarray(values, dtype=np.float64)
     positive = v[v > 0]
     counts, edges = np.histogram(positive, bins=bins) if positive.size else (np.zeros(bins, np.int64), np.linspace(0, 1, bins + 1))
-    width, height, left, top, bottom = 540, 236, 56, 42, 36
+    width, height, left, top, bottom = 560, 236, 76, 42, 36
     plot_w, plot_h = width - left - 12, height - top - bottom
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
@@ -111,9 +111,9 @@ def histogram(values: np.ndarray, title: str, bins: int = 50) -> str:
             draw.rectangle([x0, min(y_of(count), top + plot_h - 1), x0 + max(bar_w - 1, 1), top + plot_h], fill=(31, 119, 180))
     draw.line([(left, top), (left, top + plot_h), (left + plot_w, top + plot_h)], fill="black")
     for d in range(decades + 1):
-        y = y_of(10**d)
+        y, label = y_of(10**d), f"{10**d:,}"
         draw.line([(left - 4, y), (left, y)], fill="black")
-        draw.text((left - 8 - 7 * len(f"{10**d:,}"), y - 5), f"{10**d:,}", fill="black")
+        draw.text((max(0, left - 6 - draw.textlength(label)), y - 5), label, fill="black")
     for x, edge in ((left, edges[0]), (left + plot_w / 2, (edges[0] + edges[-1]) / 2), (left + plot_w, edges[-1])):
         draw.line([(x, top + plot_h), (x, top + plot_h + 4)], fill="black")
         draw.text((x - 12, top + plot_h + 6), f"{edge:.3g}", fill="black")

@@ -3,8 +3,8 @@
 pyiqa spends its time in a 2-D float64 convolution and per-block AGGD grid searches. Here the 7x7 Gaussian
 runs as two 1-D passes, every block of a chunk of images is fitted by a few tensor ops (the grid search is a
 searchsorted), and scratch buffers are reused (a fresh multi-MB tensor costs more in page faults than the
-op). On the CPU the two per-pixel passes (local moments; the five fields of every block and their sums) are
-compiled loops (niqe_kernels.py); on other devices, tensor ops (`kernels="torch"` forces them anywhere).
+op). On the CPU the per-pixel passes (the normalised image; the five fields of every block and their sums; the
+half-size resize) are compiled loops (niqe_kernels.py); on other devices, tensor ops (`kernels="torch"` forces them anywhere).
 Equal to pyiqa (tests: features and scores within 1e-4 relative, measured ~1e-8) because of:
 - float64 where pyiqa uses it: E[x^2] - mu^2 cancels, and the fit snaps to a 0.001-step gamma grid, so an
   error of 1e-7 (float32) would move some features a whole grid step. Only signs are counted in float32;

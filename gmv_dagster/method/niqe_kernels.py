@@ -7,7 +7,7 @@ circular shifts) and their sums in another, and the half-size resize of the seco
 sum in float64 like the torch path, in another order (`reassoc`, `contract`: FMAs, vectorised reductions): results
 agree with it and with pyiqa to ~1e-11 relative (tests), far inside the 0.001 grid step that a fit snaps to; no
 `nnan` or `ninf`, since a block's NaNs are decided later, from these sums. The resize keeps pyiqa's float32 order
-exactly (bit for bit, tested). Compiled on first use and cached beside this file (numba's cache): about 3.6x less
+exactly (bit for bit, tested). Compiled on first use and cached beside this file (numba's cache): about 3.3x less
 time per image than the tensor ops (docs/PERFORMANCE.md).
 """
 

@@ -56,22 +56,33 @@ def write_vectors(path: Path, n: int, dim: int, fill: Callable[[int, int], np.nd
     return write_atomically(path, write)
 
 
-def remove_superseded(folder: Path, name: str, stored: Path, live: frozenset[Path] = frozenset()) -> list[Path]:
+def remove_superseded(folder: Path, name: str, live: dict[str, Path]) -> list[Path]:
     """Delete the vector files of `name` and of its partitions (`name@<key>`), and temporary files of killed writes,
-    that are older than `stored` (the file of the version the table stores now for the partition just written) and
-    not in `live` (the files the table's stored versions name, for every partition): a committed write superseded
-    them, or a change of layout (unsharded to sharded or back) left them unnamed. A newer file is kept: it may be a
-    concurrent run's, written and not yet committed (or a failed run's, which the next committed write supersedes).
+    that no stored version names and that are out of date. `live`: {file name stem (`name` or `name@<key>`): the
+    file its stored version names}, for every partition the table stores now. A partition's other files go when they
+    are older than its stored file (a committed write superseded them); files of a partition with no stored version
+    (another layout's, left when the table was replaced) go when older than every stored file. A newer file is kept:
+    it may be a concurrent run's, written and not yet committed (a run that reuses a complete file touches it first).
     A reader that has a deleted file open keeps its pages (the file is unlinked, not truncated)."""
-    try:
-        cutoff = stored.stat().st_mtime
-    except OSError:
-        return []  # no committed file to compare with: remove nothing
+    mtimes = {}
+    for stem, path in live.items():
+        try:
+            mtimes[stem] = path.stat().st_mtime
+        except OSError:
+            return []  # a stored version without its file: remove nothing, the readers will say what to do
+    if not mtimes:
+        return []
+    oldest, named = min(mtimes.values()), set(live.values())
     removed = []
     for path in [*folder.glob(f"{name}.*{SUFFIX}"), *folder.glob(f"{name}@*{SUFFIX}")]:
-        if path != stored and path not in live and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+        stem = path.name.split(".", 1)[0]
+        try:
+            if path in named or path.stat().st_mtime >= mtimes.get(stem, oldest):
+                continue
+        except OSError:
+            continue  # gone meanwhile (another run's cleanup, or a temporary file renamed)
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 

@@ -57,23 +57,30 @@ def test_a_missing_or_misshapen_file_is_refused_naming_what_writes_it(tmp_path):
         open_vectors(tmp_path / "y.npy", 4)
 
 
-def test_files_older_than_the_stored_version_go_newer_ones_and_files_another_version_names_stay(tmp_path):
-    ages = {"train_embeddings.v1.npy": 30, "train_embeddings.v0.tmp7-ab.npy": 25, "train_embeddings.v2.npy": 20,
-            "train_embeddings.v3.npy": 10, "train_embeddings.v4.tmp9-cd.npy": 5, "train_embeddings@0-of-2.v1.npy": 40,
-            "train_embeddings@1-of-2.v7.npy": 50, "train_embeddings@1-of-2.v8.npy": 1, "train_vectors_other.v1.npy": 60}
+def test_superseded_files_go_per_shard_and_another_layouts_when_older_than_every_stored_file(tmp_path):
+    ages = {"train_embeddings@0-of-2.v1.npy": 30, "train_embeddings@0-of-2.v0.tmp7-ab.npy": 25,
+            "train_embeddings@0-of-2.v2.npy": 20, "train_embeddings@0-of-2.v3.npy": 10,
+            "train_embeddings@0-of-2.v4.tmp9-cd.npy": 5, "train_embeddings@1-of-2.v5.npy": 40,
+            "train_embeddings@1-of-2.v6.npy": 45, "train_embeddings@1-of-2.v7.npy": 1,
+            "train_embeddings.v8.npy": 60, "train_embeddings@0-of-3.v9.npy": 50, "train_embeddings@2-of-3.v9.npy": 2,
+            "train_vectors_other.v1.npy": 90}
     now = time.time()
     for name, age in ages.items():
         np.save(tmp_path / name, np.zeros((1, 1), np.float32))
         os.utime(tmp_path / name, (now - age, now - age))
-    # v2 is stored: v1 and a killed write before it (superseded) go; v3 (a concurrent run's, not yet committed) and a
-    # write in progress stay. Of the sharded layout, the file a stored version still names stays however old, one that
-    # none names (another layout's, superseded) goes, and a newer one stays; another name's file is not touched.
-    live = frozenset({tmp_path / "train_embeddings@0-of-2.v1.npy", tmp_path / "train_embeddings.v2.npy"})
-    removed = remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.v2.npy", live)
-    gone = {"train_embeddings.v0.tmp7-ab.npy", "train_embeddings.v1.npy", "train_embeddings@1-of-2.v7.npy"}
+    live = {"train_embeddings@0-of-2": tmp_path / "train_embeddings@0-of-2.v2.npy",
+            "train_embeddings@1-of-2": tmp_path / "train_embeddings@1-of-2.v5.npy"}
+    removed = remove_superseded(tmp_path, "train_embeddings", live)
+    # shard 0: v2 is stored; v1 and a killed write before it go, v3 (a concurrent run's, uncommitted) and a write in
+    # progress stay. Shard 1's stored file is older than shard 0's and stays (each shard against its own); its v6 is
+    # superseded, its v7 newer. Files of no stored version (another layout's) go when older than every stored file
+    # (v8, and 0-of-3's v9 at 50 s), not when newer (2-of-3's, being written); another name's file is not touched.
+    gone = {"train_embeddings@0-of-2.v1.npy", "train_embeddings@0-of-2.v0.tmp7-ab.npy",
+            "train_embeddings@1-of-2.v6.npy", "train_embeddings.v8.npy", "train_embeddings@0-of-3.v9.npy"}
     assert sorted(p.name for p in removed) == sorted(gone)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - gone)
-    assert remove_superseded(tmp_path, "train_embeddings", tmp_path / "train_embeddings.gone.npy") == []
+    assert remove_superseded(tmp_path, "train_embeddings", {}) == []
+    assert remove_superseded(tmp_path, "train_embeddings", {"train_embeddings": tmp_path / "gone.npy"}) == []
 
 
 def test_finite_rows_reads_block_by_block():

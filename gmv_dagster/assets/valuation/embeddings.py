@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import os
 from dataclasses import replace
 
 import dagster as dg
@@ -105,6 +106,8 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
     version = embeddings_version(df)
     path = train_vectors_file(gmv_home, shard, version)
     complete = _complete(path, df.height, model.dim)  # this version's file exists: nothing to write
+    if complete:
+        os.utime(path)  # now in use again: another shard's cleanup keeps files newer than the stored ones
     sources = [] if complete else previous_training_vectors(gmv_home, fingerprint, context.log)
     plan = reuse_plan(df, sources)
     todo = np.empty(0, dtype=np.int64) if complete else np.flatnonzero(plan["source"].to_numpy() < 0)
@@ -124,14 +127,12 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
             return out
 
         write_vectors(path, df.height, model.dim, fill, _chunk(device))
-    # Files older than the one the table stores now for this shard, and named by no stored version of any shard,
-    # were superseded by a committed write (or left by another layout); this run's, and any newer one, stay (the
-    # table may still name the stored one if this run's write fails).
-    versions = gmv_home.content_versions("train_embeddings")
-    if versions.get(shard):
-        live = frozenset(train_vectors_file(gmv_home, key, version) for key, version in versions.items())
-        stored = train_vectors_file(gmv_home, shard, versions[shard])
-        remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), stored, live)
+    # Files out of date for their own shard (older than its stored file), or of a shard no version names (another
+    # layout's) and older than every stored file, go; the stored ones, this run's, and any newer one stay (the table
+    # may still name the stored one if this run's write fails).
+    live = {train_vectors_name(key): train_vectors_file(gmv_home, key, version)
+            for key, version in gmv_home.content_versions("train_embeddings").items()}
+    remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), live)
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:

@@ -58,6 +58,22 @@ class Generations:
     labels: list[str]
 
 
+class TrainingRows(Sequence):
+    """The training images as a sequence whose slices load only their rows (`load(rows)`), so that an embedder going
+    through all of them (`Embedder.embed` reads a chunk at a time) holds one chunk, not the training set."""
+
+    def __init__(self, load: Callable[[np.ndarray], list[np.ndarray]], n: int):
+        self.load, self.n = load, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.load(np.arange(self.n)[index])
+        return self.load(np.arange(self.n)[[index]])[0]
+
+
 def run_methods(
     suite: Suite, sets: EmbeddedSets, train_images: Callable[[np.ndarray], list[np.ndarray]],
     train_labels: list[str], generations: Generations, generator: DemoGenerator | None, *,
@@ -84,7 +100,8 @@ def run_methods(
     own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
     for name, embedder in suite.embedders.items():  # the same method on another backbone's distances
         embedded: dict[str, float] = {}
-        train = timed_call(embedded, "embed_train", embedder.embed, train_images(np.arange(len(sets.train_ids))), suite.device)
+        train = timed_call(embedded, "embed_train", embedder.embed, TrainingRows(train_images, len(sets.train_ids)),
+                           suite.device)
         other = replace(sets, train=train, gen=timed_call(embedded, "embed_generated", embedder.embed, generations.images,
                                                           suite.device))
         log(f"gmv_{name}: GMValuator on {name} embeddings ({other.train.shape[1]} dimensions)")

@@ -11,7 +11,12 @@ from gmv_dagster.demo.generator import (
     ConditionalVAE,
 )
 from gmv_dagster.evaluation.attributes import derived_attributes, image_statistics
-from gmv_dagster.evaluation.experiments import Generations, Suite, run_methods
+from gmv_dagster.evaluation.experiments import (
+    Generations,
+    Suite,
+    TrainingRows,
+    run_methods,
+)
 from gmv_dagster.evaluation.methods import (
     EmbeddedSets,
     SimilaritySetup,
@@ -168,3 +173,21 @@ def test_image_statistics_read_in_chunks_equal_all_at_once_and_load_one_chunk_at
     for name in whole:
         assert np.array_equal(whole[name], chunked[name]), name
     assert {k: len(v) for k, v in image_statistics([]).items()} == dict.fromkeys(whole, 0)
+
+
+def test_a_report_embedder_reads_the_training_images_a_chunk_at_a_time():
+    """Re-embedding the training set for a report (the `pixels` variant) asks the loader for one chunk of rows at a
+    time, and gives the vectors of the whole list."""
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(10)]
+    asked: list[int] = []
+
+    def load(rows: np.ndarray) -> list[np.ndarray]:
+        asked.append(len(rows))
+        return [images[i] for i in rows]
+
+    embedder = make_embedder("pixels", image_size=8)
+    lazy = embedder.embed(TrainingRows(load, len(images)), batch_size=4)
+    assert asked == [4, 4, 2]
+    assert np.array_equal(lazy, embedder.embed(images, batch_size=4))
+    assert TrainingRows(load, len(images))[7].tobytes() == images[7].tobytes()

@@ -147,11 +147,19 @@ def _local_stats(img: Tensor, t: NiqeTables, buf: Workspace) -> tuple[Tensor, Te
     return mu, den
 
 
-def _half(img: Tensor, t: NiqeTables, buf: Workspace, kernels: str = "auto") -> Tensor:
+def compiled_loops(device: torch.device, kernels: str) -> bool:
+    """Whether NIQE's per-pixel passes run as compiled loops (niqe_kernels): on the CPU with kernels "auto"; with
+    tensor ops on any other device, or anywhere with kernels "torch"."""
+    if kernels not in ("auto", "torch"):
+        raise ValueError(f"kernels must be 'auto' or 'torch', got {kernels!r}")
+    return torch.device(device).type == "cpu" and kernels == "auto"
+
+
+def _half(img: Tensor, t: NiqeTables, buf: Workspace, compiled: bool) -> Tensor:
     """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 of img (b, 1, h, w), h and w even, bit for bit:
-    on the CPU as a compiled loop (niqe_kernels.half_size, 3x faster), elsewhere (or with kernels="torch") by
-    tensor ops (`_half_torch`); both in pyiqa's float32 order (test)."""
-    if img.device.type != "cpu" or kernels != "auto":
+    as a compiled loop (niqe_kernels.half_size, 3x faster) where `compiled` (see `compiled_loops`), else by tensor
+    ops (`_half_torch`); both in pyiqa's float32 order (test)."""
+    if not compiled:
         return _half_torch(img, t, buf)
     from . import niqe_kernels
 
@@ -247,12 +255,11 @@ def _field_sums_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tupl
     return o[..., :4].permute(3, 2, 0, 1), o[..., 4].permute(2, 0, 1), o[..., 5].permute(2, 0, 1)
 
 
-def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace, kernels: str = "auto") -> Tensor:
-    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order. `kernels`:
-    "auto" (compiled loops on the CPU, tensor ops elsewhere) or "torch" (tensor ops everywhere)."""
+def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace, compiled: bool) -> Tensor:
+    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order; the per-pixel
+    passes as compiled loops where `compiled` (see `compiled_loops`), else as tensor ops."""
     b, _, h, w = img.shape
-    on_cpu = img.device.type == "cpu" and kernels == "auto"
-    sums, n_neg, n_pos = (_field_sums_cpu if on_cpu else _field_sums_torch)(img, bs, t, buf)
+    sums, n_neg, n_pos = (_field_sums_cpu if compiled else _field_sums_torch)(img, bs, t, buf)
     pick, beta_l, beta_r = (x.permute(1, 2, 0) for x in _aggd(sums, n_neg, n_pos, bs * bs, t))
     alpha = t.gam[pick]
     mean = (beta_r - beta_l) * t.mean[pick]
@@ -278,8 +285,7 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     "auto" computes the per-pixel passes with compiled loops on the CPU (niqe_kernels) and tensor ops on other
     devices; "torch" uses tensor ops on every device (the two agree to ~1e-11 relative: test).
     """
-    if kernels not in ("auto", "torch"):
-        raise ValueError(f"kernels must be 'auto' or 'torch', got {kernels!r}")
+    compiled = compiled_loops(y.device, kernels)
     t = tables if tables is not None else NiqeTables.build(y.device)
     h, w = y.shape[-2:]
     if block % 2:  # the half-size resize is exact for even sizes only (pyiqa pads odd sizes differently)
@@ -291,8 +297,8 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     out = [torch.empty(0, (h // block) * (w // block), 36, dtype=_F64, device=y.device)]
     for part in y.split(chunk or chunk_for(block)):
         part = buf("y", *part.shape).copy_(part)
-        first = _scale_features(part, block, t, buf, kernels)
-        out.append(torch.cat([first, _scale_features(_half(part, t, buf, kernels), block // 2, t, buf, kernels)], -1))
+        first = _scale_features(part, block, t, buf, compiled)
+        out.append(torch.cat([first, _scale_features(_half(part, t, buf, compiled), block // 2, t, buf, compiled)], -1))
     return torch.cat(out)
 
 
@@ -392,7 +398,7 @@ class NiqeScorer:
         self.cov = torch.as_tensor(self.cov, dtype=_F64).to(self.device)
         self.chunk = self.chunk or chunk_for(self.block)
         self.tables, self.workspace = NiqeTables.build(self.device), Workspace(self.device)
-        if self.device.type == "cpu" and self.kernels == "auto":
+        if compiled_loops(self.device, self.kernels):
             from . import niqe_kernels
 
             niqe_kernels.warm_up()  # loaded with the model, not on its first batch

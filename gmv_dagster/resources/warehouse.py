@@ -206,9 +206,7 @@ def _query_table(database: Path, table: str, sql: str, params: list):
 
 def read_content_version(database: Path, table: str, partition: str | None = None) -> str | None:
     """The content version the latest write of `table` (of `partition`) stored with its rows; None if none did."""
-    rows = _query_table(database, VERSIONS_TABLE, f"SELECT content_version FROM main.{VERSIONS_TABLE} "
-                        "WHERE table_name = ? AND partition_key = ?", [table, partition or ""])
-    return None if rows is None or rows.is_empty() else rows["content_version"][0]
+    return read_content_versions(database, table).get(partition or "")
 
 
 def read_content_versions(database: Path, table: str) -> dict[str, str]:

@@ -147,7 +147,7 @@ def test_y_channel_is_bit_identical_to_pyiqa_for_every_8bit_colour() -> None:
 def test_half_size_resize_is_bit_identical_to_pyiqa_imresize(shape: tuple[int, int], kernels: str) -> None:
     y = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (3, 1, *shape))).double()
     ref = imresize(y / 255.0, scale=0.5, antialiasing=True) * 255.0
-    mine = niqe._half(y, niqe.NiqeTables.build(), niqe.Workspace(y.device), kernels)
+    mine = niqe._half(y, niqe.NiqeTables.build(), niqe.Workspace(y.device), niqe.compiled_loops(y.device, kernels))
     assert mine.shape == ref.shape == (3, 1, shape[0] // 2, shape[1] // 2) and torch.equal(mine, ref)
 
 

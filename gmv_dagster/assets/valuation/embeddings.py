@@ -156,7 +156,7 @@ def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[
     sources = []
     for key, start, stop in shard_slices(stored):
         try:  # each shard on its own: one missing or changing shard costs its own images, not every shard's
-            [(_, rows, _, vectors)] = stored_train_vectors(gmv_home, stored[start:stop])
+            [(_, _, _, vectors)] = stored_train_vectors(gmv_home, stored[start:stop])
             sources.append((stored[start:stop].select("id", "content_hash", "embedder"), vectors))
         except (FileNotFoundError, ValueError) as e:
             log.warning(f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "

@@ -38,11 +38,13 @@ class Embedder:
     weights_file: str | None = None
     weights_sha256: str | None = None
     module: torch.nn.Module | None = field(default=None, repr=False)
+    form: str | None = None  # how the weights run, where that moves the vectors (the similarity's folded BatchNorm)
 
     def fingerprint(self, dtype: torch.dtype = torch.float32) -> str:
-        """What decides the vectors: backbone, weights (sha256), input size, channels, precision."""
+        """What decides the vectors: backbone, weights (sha256), input size, channels, precision, form."""
         precision = str(dtype).removeprefix("torch.")
-        return f"{self.name}|{self.weights_sha256 or 'no-weights'}|{self.image_size}px|{self.channels}ch|{precision}"
+        form = f"|{self.form}" if self.form else ""
+        return f"{self.name}|{self.weights_sha256 or 'no-weights'}|{self.image_size}px|{self.channels}ch|{precision}{form}"
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Embedder":
         if self.module is not None:

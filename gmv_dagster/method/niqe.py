@@ -4,7 +4,8 @@ pyiqa spends its time in a 2-D float64 convolution and per-block AGGD grid searc
 runs as two 1-D passes, every block of a chunk of images is fitted by a few tensor ops (the grid search is a
 searchsorted), and scratch buffers are reused (a fresh multi-MB tensor costs more in page faults than the
 op). On the CPU the per-pixel passes (the normalised image; the five fields of every block and their sums; the
-half-size resize) are compiled loops (niqe_kernels.py); on other devices, tensor ops (`kernels="torch"` forces them anywhere).
+half-size resize) and the fits of every block are compiled loops (niqe_kernels.py); on other devices, tensor ops
+(`kernels="torch"` forces them anywhere).
 Equal to pyiqa (tests: features and scores within 1e-4 relative, measured ~1e-8) because of:
 - float64 where pyiqa uses it: E[x^2] - mu^2 cancels, and the fit snaps to a 0.001-step gamma grid, so an
   error of 1e-7 (float32) would move some features a whole grid step. Only signs are counted in float32;
@@ -241,25 +242,28 @@ def _field_sums_torch(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tu
     return sums, (nonzero - balance) / 2, (nonzero + balance) / 2
 
 
-def _field_sums_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tuple[Tensor, Tensor, Tensor]:
-    """`_field_sums_torch` on the CPU: the normalised image and the block sums as compiled loops
-    (method/niqe_kernels.py); same results to ~1e-11 relative (test)."""
+def _features_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tensor:
+    """`_scale_features` as compiled loops end to end (method/niqe_kernels.py): the normalised image, the block sums,
+    and the AGGD fits with the features' assembly, the last in the tensor path's own operations (the same bits)."""
     from . import niqe_kernels
 
     b, _, h, w = img.shape
     z = buf("z", b, h, w).numpy()
     niqe_kernels.normalised(img[:, 0].numpy(), t.gauss.numpy(), z)  # img: a contiguous workspace buffer, viewed
-    out = buf("sums", b, (h // bs) * (w // bs), 5, 6).numpy()
-    niqe_kernels.field_sums(z, bs, out)
-    o = torch.from_numpy(out)
-    return o[..., :4].permute(3, 2, 0, 1), o[..., 4].permute(2, 0, 1), o[..., 5].permute(2, 0, 1)
+    sums = buf("sums", b, (h // bs) * (w // bs), 5, 6).numpy()
+    niqe_kernels.field_sums(z, bs, sums)
+    out = np.empty((b, (h // bs) * (w // bs), 18))  # its own: the caller keeps both scales' features
+    niqe_kernels.block_features(sums, bs * bs, t.r_gam.numpy(), t.gam.numpy(), t.beta.numpy(), t.mean.numpy(), out)
+    return torch.from_numpy(out)
 
 
 def _scale_features(img: Tensor, bs: int, t: NiqeTables, buf: Workspace, compiled: bool) -> Tensor:
-    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order; the per-pixel
-    passes as compiled loops where `compiled` (see `compiled_loops`), else as tensor ops."""
+    """The 18 features of every bs x bs block of img (b, 1, h, w): (b, n_blocks, 18), pyiqa's order; as compiled
+    loops where `compiled` (see `compiled_loops`), else as tensor ops."""
+    if compiled:
+        return _features_cpu(img, bs, t, buf)
     b, _, h, w = img.shape
-    sums, n_neg, n_pos = (_field_sums_cpu if compiled else _field_sums_torch)(img, bs, t, buf)
+    sums, n_neg, n_pos = _field_sums_torch(img, bs, t, buf)
     pick, beta_l, beta_r = (x.permute(1, 2, 0) for x in _aggd(sums, n_neg, n_pos, bs * bs, t))
     alpha = t.gam[pick]
     mean = (beta_r - beta_l) * t.mean[pick]

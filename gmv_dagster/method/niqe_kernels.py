@@ -3,18 +3,23 @@
 Torch runs them as about 40 whole-array ops per chunk of images, each a pass through memory several MB large;
 here each pixel is read once per pass and its neighbours come from cache: the normalised image (local mean and
 deviation, 7-tap separable window) in one loop, the five fields of every block (the block and its products with four
-circular shifts) and their sums in another, and the half-size resize of the second scale in a third. The first two
-sum in float64 like the torch path, in another order (`reassoc`, `contract`: FMAs, vectorised reductions): results
+circular shifts) and their sums in another, the AGGD fits of every field and the features' assembly in a third (from
+those sums: the tensor path's glue of small ops, which held the GIL between them), and the half-size resize of the
+second scale in a fourth. The first two sum in float64 like the torch path, in another order (`reassoc`, `contract`: FMAs, vectorised reductions): results
 agree with it and with pyiqa to ~1e-11 relative (tests), far inside the 0.001 grid step that a fit snaps to; no
 `nnan` or `ninf`, since a block's NaNs are decided later, from these sums. The resize keeps pyiqa's float32 order
-exactly (bit for bit, tested). Compiled on first use and cached beside this file (numba's cache): about 3.3x less
-time per image than the tensor ops (docs/PERFORMANCE.md).
+exactly (bit for bit, tested); the working image itself is PIL's bicubic enlargement (common/resample.py). Compiled
+on first use and cached beside this file (numba's cache): about 4x less time per image than the tensor ops
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from PIL import Image
+
+from ..common.resample import enlarge
 
 _FAST = {"reassoc", "contract"}
 _EPS = float(np.finfo(np.float64).eps)
@@ -139,11 +144,49 @@ def half_size(img: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
                 out[b, i, j] = np.float64(acc[i]) * 255.0
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def block_features(sums: np.ndarray, n: int, r_gam: np.ndarray, gam: np.ndarray, beta: np.ndarray,
+                   mean: np.ndarray, out: np.ndarray) -> None:
+    """niqe._aggd and _scale_features' assembly, from `field_sums`' output (B, blocks, 5, 6): the 18 features of every
+    block into out (B, blocks, 18): alpha and (beta_l + beta_r) / 2 of the block's own field, then alpha, mean, beta_l,
+    beta_r of each shifted product. The tensor path's float64 operations in its order (no fastmath), so the same bits
+    but for square roots, which torch computes to within half an ulp (Sleef) and this loop exactly: a feature differs
+    in its last bit now and then (scores ~1e-12 relative; tests hold both paths to pyiqa). The grid search picks the
+    nearer neighbour in the increasing table r_gam (the lower on ties), grid point 0 for a non-finite ratio, as torch's
+    argmin does in pyiqa. numpy's error model: a block with no negative (or positive) values divides by zero into NaN
+    or inf, as torch does, instead of raising."""
+    last = r_gam.size - 1
+    for b in range(sums.shape[0]):
+        for k in range(sums.shape[1]):
+            o = out[b, k]
+            for f in range(5):
+                neg_sum, pos_sum, ss_l, ss_r, n_l, n_r = sums[b, k, f]
+                left_std, right_std = np.sqrt(ss_l / n_l), np.sqrt(ss_r / n_r)
+                g = left_std / right_std
+                d = (pos_sum - neg_sum) / n
+                rhat = d * d / ((ss_l + ss_r) / n)
+                g2 = g * g + 1
+                x = (rhat * (g * g * g + 1) * (g + 1)) / (g2 * g2)
+                pick = 0
+                if np.isfinite(x):
+                    hi = min(max(np.searchsorted(r_gam, x), 1), last)
+                    pick = hi - 1 if abs(r_gam[hi - 1] - x) <= abs(r_gam[hi] - x) else hi
+                beta_l, beta_r = left_std * beta[pick], right_std * beta[pick]
+                if f == 0:
+                    o[0], o[1] = gam[pick], (beta_l + beta_r) / 2
+                else:
+                    j = 4 * f - 2
+                    o[j], o[j + 1], o[j + 2], o[j + 3] = gam[pick], (beta_r - beta_l) * mean[pick], beta_l, beta_r
+
+
 def warm_up() -> None:
     """Load every kernel now, with the argument types NIQE calls them with: numba loads a function from its cache (or
     compiles it, on a machine's first run: a few seconds) at its first call, about 1 s in a fresh process, which would
     otherwise land on the first batch a scorer scores. Cheap once loaded."""
     img = np.zeros((1, 4, 4))
     normalised(img, np.ones(7), np.empty_like(img))
-    field_sums(img, 2, np.empty((1, 4, 5, 6)))
+    sums = np.ones((1, 4, 5, 6))
+    field_sums(img, 2, sums)
+    block_features(sums, 4, np.arange(3.0), np.ones(3), np.ones(3), np.ones(3), np.empty((1, 4, 18)))
     half_size(img, np.ones(10, dtype=np.float32), np.empty((1, 2, 2)))
+    enlarge(np.zeros((2, 2), dtype=np.uint8), 4, 4, Image.BICUBIC)  # the working image; grey and colour: one signature

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 
 from gmv_dagster.common.tensors import WeightsNotFoundError
 from gmv_dagster.evaluation.criteria import rank_auc
@@ -139,6 +140,22 @@ def test_the_working_size_keeps_the_aspect_ratio_and_large_images_keep_their_det
     assert np.array_equal(niqe_input(native, 96), native)  # within [192, 384] and whole blocks: untouched
 
 
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 3), (30, 45, 3), (500, 700, 3)])
+def test_the_working_image_is_pil_bicubic_resize_bit_for_bit(shape: tuple) -> None:
+    """Enlarging runs as compiled loops (niqe_kernels.enlarge_bicubic), shrinking through PIL: either way, PIL's
+    pixels, for the luminance and the colour model."""
+    img = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    for grey in (True, False):
+        mode = "L" if grey and len(shape) == 2 else "RGB"
+        pil = Image.fromarray(img).convert(mode)
+        short = min(shape[:2])
+        scale = min(max(short, 192), 384) / short
+        ref = np.asarray(pil.resize((round(shape[1] * scale), round(shape[0] * scale)), Image.BICUBIC))
+        ch, cw = ref.shape[0] // 96 * 96, ref.shape[1] // 96 * 96
+        top, left = (ref.shape[0] - ch) // 2, (ref.shape[1] - cw) // 2
+        assert np.array_equal(niqe_input(img, 96, grey_as_luminance=grey), ref[top : top + ch, left : left + cw])
+
+
 def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path):
     class Recording(list):
         def __init__(self, items):
@@ -155,6 +172,36 @@ def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path
     model = load_quality_model(calibrate("niqe_refit", train, seed=0, work_dir=tmp_path), batch_size=16)
     model.score(test)
     assert sorted(test.reads, reverse=True) == [16, 16, 16, 2]  # batches run on threads: any order
+
+
+@pytest.mark.parametrize("phase_batches, phase_bytes, most", [(2, 10**9, 2), (16, 1, 1)])
+def test_images_are_read_on_the_calling_thread_in_bounded_phases_before_they_are_scored(
+        monkeypatch, phase_batches, phase_bytes, most):
+    """Reading beside the scoring threads fought them for the GIL (docs/PERFORMANCE.md): a phase of batches is read
+    on the calling thread, then scored on threads; never more than a phase (batches, or bytes) is held."""
+    import threading
+
+    from gmv_dagster.method import quality
+
+    monkeypatch.setattr(quality, "READ_PHASE_BATCHES", phase_batches)
+    monkeypatch.setattr(quality, "READ_PHASE_BYTES", phase_bytes)
+    events, caller = [], threading.get_ident()
+
+    class Source(list):
+        def __getitem__(self, index):
+            events.append(("read", threading.get_ident()))
+            return super().__getitem__(index)
+
+    def score(batch):
+        events.append(("score", threading.get_ident()))
+        return np.full(len(batch), float(batch[0][0, 0]))
+
+    images = Source([np.full((4, 4), i, np.uint8) for i in range(9)])
+    out = quality._map_batches(images, 2, score, "cpu", None)
+    assert np.concatenate(out).tolist() == [0, 0, 2, 2, 4, 4, 6, 6, 8]  # in order
+    assert all(thread == caller for kind, thread in events if kind == "read")
+    held = np.cumsum([1 if kind == "read" else -1 for kind, _ in events])
+    assert held.max() == most and held[-1] == 0
 
 
 def test_colour_photos_get_the_colour_model_and_blur_and_noise_rank_below_clean(tmp_path):

@@ -17,9 +17,11 @@ from gmv_dagster.evaluation.near_copies import near_copy, near_copy_set, photo_c
 from gmv_dagster.method.aligned import aligned_distance, fused_distance
 from gmv_dagster.method.embedders import Embedder
 from gmv_dagster.method.similarity import (
+    INFERENCE_FORM,
     SimilarityParams,
     detect_channels,
     embedder_kwargs,
+    inference_net,
     load_similarity,
     state_dict_sha256,
     to_tensor_batch,
@@ -113,6 +115,25 @@ def test_save_load_round_trip_gives_the_same_embeddings(tmp_path, tiny_images):
     with torch.inference_mode():
         f = kw["features"](to_tensor_batch(tiny_images, 16, 1)).numpy()
     np.testing.assert_allclose(f / np.linalg.norm(f, axis=1, keepdims=True), e1, atol=1e-6)
+
+
+def test_the_net_embeds_with_batchnorm_folded_equal_to_the_trained_net_up_to_rounding(tiny_images):
+    """The embedder runs `inference_net` (BatchNorm folded into the convs, channels-last): the trained net's vectors
+    to float rounding, on grey and colour input (bridged), and the fingerprint says so, so older vectors re-embed."""
+    model = train_similarity(tiny_images, TINY)
+    with torch.no_grad():  # non-trivial running statistics, so that folding has something to fold
+        for bn in (m for m in model.module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+    folded = inference_net(model.module)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.module.modules())  # the trained net is untouched
+    x = to_tensor_batch(tiny_images, 16, 1)
+    with torch.inference_mode():
+        np.testing.assert_allclose(folded(x.contiguous(memory_format=torch.channels_last)), model.module(x), atol=2e-6)
+        kw = embedder_kwargs(model)
+        np.testing.assert_allclose(kw["features"](x.expand(-1, 3, -1, -1)), model.features(x.expand(-1, 3, -1, -1)),
+                                   atol=2e-6)
+    assert Embedder(**kw).fingerprint().endswith(f"|float32|{INFERENCE_FORM}")
 
 
 def test_colour_is_detected_from_the_data():

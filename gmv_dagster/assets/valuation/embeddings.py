@@ -240,7 +240,7 @@ def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource
     )
 
 
-@dg.asset(group_name="embeddings", code_version="4", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
+@dg.asset(group_name="embeddings", code_version="5", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
           deps=[embedding_model])
 def train_embeddings(
     context, training_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
@@ -255,7 +255,7 @@ def train_embeddings(
     return embed_training_vectors(context, manifest, embedder, embedding_device, similarity_model, gmv_home, key)
 
 
-@dg.asset(group_name="embeddings", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
+@dg.asset(group_name="embeddings", code_version="3", op_tags=GPU_TAGS, partitions_def=generated_batches,
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS, deps=[embedding_model])
 def generated_embeddings(
     context, generated_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,

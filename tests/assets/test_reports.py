@@ -17,6 +17,7 @@ SMALL = {"ops": {
     "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
     "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
     "criterion_lds": {"config": {"subsets": 8}},
+    "criterion_ood": {"config": {"k": 20, "n_generated": 60}},  # C3's own k and generations (defaults 50, 5,000)
 }}
 
 
@@ -96,5 +97,8 @@ def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criter
         metadata = result.asset_materializations_for_node(asset)[0].metadata
         assert metadata["plot"].value.startswith("![plot](data:image/png;base64,"), asset
         assert "| method |" in metadata["summary"].value, asset
+    c3 = result.asset_materializations_for_node("criterion_ood")[0].metadata
+    assert (c3["k"].value, c3["n_generated"].value) == (20, 60)  # its own k and generations, from its config
+    assert "60 generations, each crediting its k = 20 nearest" in c3["summary"].value
     page = results_markdown(report, "# header\n")
     assert "## Headline" in page and "| gmv |" in page and "| tracin |" in page and "C3 AUC" in page

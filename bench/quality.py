@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gmv_dagster.common.tensors import to_tensor_batch
+from gmv_dagster.common.resample import resize
 from gmv_dagster.method import niqe
 from gmv_dagster.method.quality import _map_batches
 
@@ -56,8 +56,10 @@ def load_fashion_mnist(n: int) -> np.ndarray:
 
 
 def preprocess(images: np.ndarray) -> torch.Tensor:
-    """(B, 3, 192, 192) float32 in [0, 1]: PIL's bicubic enlargement (the pipeline's compiled copy of it)."""
-    return to_tensor_batch(list(images), SIZE, 3, Image.BICUBIC)
+    """(B, 3, 192, 192) float32 in [0, 1]: PIL's bicubic enlargement, as the pipeline's NIQE input makes it (its
+    compiled copy, common/resample.py)."""
+    arrays = [resize(np.asarray(Image.fromarray(i).convert("RGB")), SIZE, SIZE, Image.BICUBIC) for i in images]
+    return (torch.from_numpy(np.stack(arrays).astype(np.float32)) / 255.0).permute(0, 3, 1, 2).contiguous()
 
 
 def timed(fn):

@@ -28,21 +28,14 @@ def to_tensor_batch(
     images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR
 ) -> torch.Tensor:
     """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
-    from .resample import (
-        resize,  # PIL's pixels, enlarging as compiled loops (numba: imported when first needed)
-    )
-
     mode = "L" if channels == 1 else "RGB"
     if not len(images):
         return torch.empty((0, channels, size, size))
-    layout = () if channels == 1 else (3,)
-    arrays = []
-    for img in images:
-        arr = np.asarray(img)
-        if arr.dtype != np.uint8 or arr.shape[2:] != layout:
-            arr = np.asarray(Image.fromarray(arr).convert(mode))
-        arrays.append(resize(arr, size, size, resample))
-    batch = torch.from_numpy(np.stack(arrays).astype(np.float32)) / 255.0
+    arrays = [
+        np.asarray(Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), resample), dtype=np.float32)
+        for img in images
+    ]
+    batch = torch.from_numpy(np.stack(arrays)) / 255.0
     return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()
 
 

@@ -280,7 +280,10 @@ class _NiqeScorer:
     image with no scorable block. One model per thread (its scratch buffers), batches side by side (_map_batches)."""
 
     def __init__(self, params_file: str, device, batch_size: int):
-        self.scorer = niqe.NiqeScorer.from_file(params_file, device)
+        self.scorer = niqe.NiqeScorer.from_file(params_file, device)  # loads NIQE's compiled loops on a CPU
+        from ..common.resample import enlarge
+
+        enlarge(np.zeros((2, 2), np.uint8), 4, 4, UPSAMPLE)  # the working image's, on any device: loaded here, once
         self.device, self.batch_size = device, batch_size
         self.local = threading.local()
         self.local.scorer = self.scorer  # the constructing thread's; other threads get their own copy

@@ -9,7 +9,9 @@ float64 re-score) on the same 1,000 files and the same home, alternately with th
 (checked out in a temporary git worktree), each round in two fresh processes, and prints the median per stage.
 The home and its inbox batches are `bench/end_to_end.py`'s (run it first). A process's one-off loads (torch, the
 models, numba's cached loops) are outside the timed stages, as in the pipeline's metadata; one warm-up batch of 64
-images precedes them. Last line: `speedup=<old total / new total>`.
+images precedes them. The timing code is this checkout's (`child`), run against the other tree's package: `--against`
+must have the same functions it calls (6b8e205, the commit before issue 14's last changes, has). Last line:
+`speedup=<old total / new total>`.
 """
 
 from __future__ import annotations

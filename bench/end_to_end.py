@@ -84,6 +84,8 @@ def main() -> None:
 
     test_images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
     m = args.batch_size
+    if args.batches < 1 or m < 1:
+        raise SystemExit("--batches and --batch-size must be at least 1")
     if args.batches * m > len(test_images):
         raise SystemExit(f"--batches x --batch-size must be at most {len(test_images):,} (the test images)")
     per_batch, walls, loads = [], [], []

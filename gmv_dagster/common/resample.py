@@ -5,8 +5,8 @@ which the quality step makes for every image it scores. Not used for the embedde
 saves 0.04 ms per image, but loading numba and the cached loop costs a fresh process 0.8 to 1 s, which a quality step
 pays anyway (it loads NIQE's loops with its model) and an embedding step would pay for this alone. The taps are PIL's, computed in its double arithmetic and order and rounded to its fixed point (22 fraction
 bits); each pass sums integers (exact in any order) and rounds to 8 bits as PIL does, rows first, then columns.
-Shrinking is left to PIL itself: there Pillow picks the order of the two passes by a rule of its own, and the
-rounding between them depends on it.
+Shrinking is left to PIL itself: there Pillow 13 runs the two passes in an order of its own (measured: columns first
+for some sizes, e.g. 70x35 -> 190x12), and the rounding between them depends on it.
 """
 
 from __future__ import annotations
@@ -84,12 +84,15 @@ def _resample_lines(src: np.ndarray, first: np.ndarray, count: np.ndarray, taps:
 
 
 def enlarge(image: np.ndarray, width: int, height: int, resample: int) -> np.ndarray:
-    """PIL's Image.resize((width, height), resample) of a uint8 (H, W) or (H, W, C) array to a size no smaller in
-    either direction, `resample` Image.BILINEAR or Image.BICUBIC: the same array PIL gives, bit for bit."""
+    """PIL's Image.resize((width, height), resample) of a uint8 (H, W) or (H, W, 3) array to a size no smaller in
+    either direction, `resample` Image.BILINEAR or Image.BICUBIC: the same array PIL gives, bit for bit. (PIL
+    premultiplies alpha for RGBA and LA images: those go through PIL, see `resize`.)"""
     img = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = img.shape[:2]
     if width < w or height < h:
         raise ValueError(f"enlarge: {w}x{h} -> {width}x{height} shrinks; use PIL's Image.resize")
+    if (width, height) == (w, h):
+        return img.copy()  # as PIL: a new image, never a view of the input
     x = img.reshape(h, w, -1)
     c = x.shape[2]
     if width != w:  # the row pass, as a pass over the lines of the transposed image
@@ -106,6 +109,7 @@ def enlarge(image: np.ndarray, width: int, height: int, resample: int) -> np.nda
 def resize(image: np.ndarray, width: int, height: int, resample: int) -> np.ndarray:
     """PIL's Image.resize of a uint8 (H, W) or (H, W, 3) array: `enlarge` where it applies, else PIL."""
     h, w = image.shape[:2]
-    if resample in FILTERS and width >= w and height >= h and image.dtype == np.uint8:
+    plain = image.ndim == 2 or image.shape[2] in (1, 3)  # not RGBA / LA, whose alpha PIL premultiplies
+    if resample in FILTERS and width >= w and height >= h and image.dtype == np.uint8 and plain:
         return enlarge(image, width, height, resample)
     return np.asarray(Image.fromarray(image).resize((width, height), resample))

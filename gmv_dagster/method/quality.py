@@ -202,7 +202,8 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
     than one on 2 cores), whole batches side by side are faster (measured, docs/PERFORMANCE.md), and each image's
     result is the same bits whatever the batch size or core count (a multi-threaded bmm would not be). Images are
     read in phases, on the calling thread, while no batch runs: up to READ_PHASE_BATCHES batches or READ_PHASE_BYTES
-    of decoded pixels (memory stays bounded), then that phase's batches run side by side. Decoding files beside the
+    of decoded pixels, but at least a batch per thread (memory stays bounded), then that phase's batches run side by
+    side. Decoding files beside the
     scoring threads fought them for the GIL: it cost twice what it costs alone (0.20 against 0.10 ms per 28-px PNG,
     measured). `done(n)` after each batch, in order, from the calling thread.
     """
@@ -218,7 +219,9 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
             at = 0
             while at < len(starts):
                 phase, size = [], 0
-                while at < len(starts) and len(phase) < READ_PHASE_BATCHES and size < READ_PHASE_BYTES:
+                # at least a batch per worker, so that large images do not leave threads idle
+                while at < len(starts) and len(phase) < READ_PHASE_BATCHES and (
+                        size < READ_PHASE_BYTES or len(phase) < workers):
                     phase.append(list(images[starts[at] : starts[at] + batch_size]))
                     size += sum(np.asarray(image).nbytes for image in phase[-1])
                     at += 1

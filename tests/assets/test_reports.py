@@ -99,6 +99,6 @@ def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criter
         assert "| method |" in metadata["summary"].value, asset
     c3 = result.asset_materializations_for_node("criterion_ood")[0].metadata
     assert (c3["k"].value, c3["n_generated"].value) == (20, 60)  # its own k and generations, from its config
-    assert "60 generations, each crediting its k = 20 nearest" in c3["summary"].value
+    assert "60 generations, each crediting its k = 20 nearest (the pipeline's temperature)" in c3["summary"].value
     page = results_markdown(report, "# header\n")
     assert "## Headline" in page and "| gmv |" in page and "| tracin |" in page and "C3 AUC" in page

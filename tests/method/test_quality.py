@@ -142,8 +142,8 @@ def test_the_working_size_keeps_the_aspect_ratio_and_large_images_keep_their_det
 
 @pytest.mark.parametrize("shape", [(28, 28), (28, 28, 3), (30, 45, 3), (500, 700, 3)])
 def test_the_working_image_is_pil_bicubic_resize_bit_for_bit(shape: tuple) -> None:
-    """Enlarging runs as compiled loops (niqe_kernels.enlarge_bicubic), shrinking through PIL: either way, PIL's
-    pixels, for the luminance and the colour model."""
+    """Enlarging runs as compiled loops (common.resample.enlarge), shrinking through PIL: either way, PIL's pixels, for
+    the luminance and the colour model."""
     img = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
     for grey in (True, False):
         mode = "L" if grey and len(shape) == 2 else "RGB"
@@ -174,11 +174,12 @@ def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path
     assert sorted(test.reads, reverse=True) == [16, 16, 16, 2]  # batches run on threads: any order
 
 
-@pytest.mark.parametrize("phase_batches, phase_bytes, most", [(2, 10**9, 2), (16, 1, 1)])
+@pytest.mark.parametrize("phase_batches, phase_bytes, most", [(2, 10**9, 2), (16, 1, "threads")])
 def test_images_are_read_on_the_calling_thread_in_bounded_phases_before_they_are_scored(
         monkeypatch, phase_batches, phase_bytes, most):
     """Reading beside the scoring threads fought them for the GIL (docs/PERFORMANCE.md): a phase of batches is read
-    on the calling thread, then scored on threads; never more than a phase (batches, or bytes) is held."""
+    on the calling thread, then scored on threads; never more than a phase (batches, or bytes but at least a batch per
+    thread) is held."""
     import threading
 
     from gmv_dagster.method import quality
@@ -201,7 +202,8 @@ def test_images_are_read_on_the_calling_thread_in_bounded_phases_before_they_are
     assert np.concatenate(out).tolist() == [0, 0, 2, 2, 4, 4, 6, 6, 8]  # in order
     assert all(thread == caller for kind, thread in events if kind == "read")
     held = np.cumsum([1 if kind == "read" else -1 for kind, _ in events])
-    assert held.max() == most and held[-1] == 0
+    threads = min(torch.get_num_threads(), quality.NIQE_MAX_THREADS, 5)  # 5 batches of 2
+    assert held.max() == (threads if most == "threads" else most) and held[-1] == 0
 
 
 def test_colour_photos_get_the_colour_model_and_blur_and_noise_rank_below_clean(tmp_path):

@@ -133,7 +133,10 @@ def criterion_ood(
     """C3: pollute the training set with OOD images, retrain the generator, value; AUC that OOD images get lower value."""
     kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
                      generator_device, matching_device)
-    settings = kit.suite.setup.settings  # the pipeline's, at C3's k
+    # The pipeline's settings at C3's k, its credit temperature included (fitted to the spread of 10 neighbours):
+    # ranks beyond the pipeline's k get less credit than a temperature fitted at C3's k would give them; any positive
+    # credit is what breaks C3's ties.
+    settings = kit.suite.setup.settings
     match = replace(settings.match, k=config.k, candidates=max(settings.match.candidates, config.k))
     kit = replace(kit, suite=replace(kit.suite, setup=replace(kit.suite.setup, settings=replace(settings, match=match))))
     rows = Rows("C3 out-of-distribution")
@@ -172,7 +175,8 @@ def criterion_ood(
         rows.not_run("AUC (OOD valued lower)", method, "all kinds", reason)
     df = rows.frame()
     summary = (f"{n_ood} OOD training images ({config.share:.0%} of {len(ids)}; kinds {', '.join(config.kinds)}); "
-               f"{len(generations.ids)} generations, each crediting its k = {config.k} nearest; "
+               f"{len(generations.ids)} generations, each crediting its k = {config.k} nearest (the pipeline's "
+               f"temperature); "
                f"bottom-k uses k = {n_ood}.\n\n{pivot_markdown(df.filter(pl.col('setting') == 'all kinds'), columns='metric')}"
                f"\n\n### AUC by kind\n\n{pivot_markdown(df.filter(pl.col('metric') == 'AUC (OOD valued lower)'))}")
     plot = bar_plot(df.filter(pl.col("metric") == "AUC (OOD valued lower)"), "setting", "C3: AUC that OOD images get lower value", "AUC")

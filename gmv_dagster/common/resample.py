@@ -3,8 +3,9 @@
 The same bits as PIL (tested over random sizes, grey and colour), 7x faster on NIQE's working image (28 to 192 px),
 which the quality step makes for every image it scores. Not used for the embedders' input (28 to 32 px): there it
 saves 0.04 ms per image, but loading numba and the cached loop costs a fresh process 0.8 to 1 s, which a quality step
-pays anyway (it loads NIQE's loops with its model) and an embedding step would pay for this alone. The taps are PIL's, computed in its double arithmetic and order and rounded to its fixed point (22 fraction
-bits); each pass sums integers (exact in any order) and rounds to 8 bits as PIL does, rows first, then columns.
+pays anyway (it loads NIQE's loops with its model) and an embedding step would pay for this alone. The taps are
+PIL's, computed in its double arithmetic and order and rounded to its fixed point (22 fraction bits); each pass sums
+integers (exact in any order) and rounds to 8 bits as PIL does, rows first, then columns.
 Shrinking is left to PIL itself: there Pillow 13 runs the two passes in an order of its own (measured: columns first
 for some sizes, e.g. 70x35 -> 190x12), and the rounding between them depends on it.
 """

@@ -244,7 +244,8 @@ def _field_sums_torch(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tu
 
 def _features_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tensor:
     """`_scale_features` as compiled loops end to end (method/niqe_kernels.py): the normalised image, the block sums,
-    and the AGGD fits with the features' assembly, the last in the tensor path's own operations (the same bits)."""
+    and the AGGD fits with the features' assembly, the last in the tensor path's own operations (the same bits but
+    for square roots: scores ~1e-12 apart, see niqe_kernels.block_features)."""
     from . import niqe_kernels
 
     b, _, h, w = img.shape

@@ -5,8 +5,8 @@ here each pixel is read once per pass and its neighbours come from cache: the no
 deviation, 7-tap separable window) in one loop, the five fields of every block (the block and its products with four
 circular shifts) and their sums in another, the AGGD fits of every field and the features' assembly in a third (from
 those sums: the tensor path's glue of small ops, which held the GIL between them), and the half-size resize of the
-second scale in a fourth. The first two sum in float64 like the torch path, in another order (`reassoc`, `contract`: FMAs, vectorised reductions): results
-agree with it and with pyiqa to ~1e-11 relative (tests), far inside the 0.001 grid step that a fit snaps to; no
+second scale in a fourth. The first two sum in float64 like the torch path, in another order (`reassoc`,
+`contract`: FMAs, vectorised reductions): results agree with it and with pyiqa to ~1e-11 relative (tests), far inside the 0.001 grid step that a fit snaps to; no
 `nnan` or `ninf`, since a block's NaNs are decided later, from these sums. The resize keeps pyiqa's float32 order
 exactly (bit for bit, tested); the working image itself is PIL's bicubic enlargement (common/resample.py). Compiled
 on first use and cached beside this file (numba's cache): about 4x less time per image than the tensor ops
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from PIL import Image
-
-from ..common.resample import enlarge
 
 _FAST = {"reassoc", "contract"}
 _EPS = float(np.finfo(np.float64).eps)
@@ -189,4 +186,3 @@ def warm_up() -> None:
     field_sums(img, 2, sums)
     block_features(sums, 4, np.arange(3.0), np.ones(3), np.ones(3), np.ones(3), np.empty((1, 4, 18)))
     half_size(img, np.ones(10, dtype=np.float32), np.empty((1, 2, 2)))
-    enlarge(np.zeros((2, 2), dtype=np.uint8), 4, 4, Image.BICUBIC)  # the working image; grey and colour: one signature

@@ -35,6 +35,7 @@ BLOCK = 96  # NIQE's block at the first scale (half of it at the second); pyiqa'
 FEATURES = 36  # per plane: 18 at each of two scales
 MAT_HEADER = b"MATLAB 5.0 MAT-file, written by gmv-dagster".ljust(116)  # fixed: equal parameters, equal files
 _F64 = torch.float64
+KERNEL_DTYPES = (torch.uint8, torch.float32, torch.float64)  # plane dtypes the compiled loops read (and warm up)
 
 
 def y_channel(rgb01: Tensor) -> Tensor:
@@ -166,7 +167,7 @@ def _half(img: Tensor, t: NiqeTables, buf: Workspace, compiled: bool) -> Tensor:
 
     b, _, h, w = img.shape
     out = buf("img2", b, 1, h // 2, w // 2)
-    niqe_kernels.half_size(img[:, 0].numpy(), t.resize.numpy(), out[:, 0].numpy())
+    niqe_kernels.half_size(np.ascontiguousarray(img[:, 0].numpy()), t.resize.numpy(), out[:, 0].numpy())
     return out
 
 
@@ -250,7 +251,7 @@ def _features_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tensor
 
     b, _, h, w = img.shape
     z = buf("z", b, h, w).numpy()
-    niqe_kernels.normalised(img[:, 0].numpy(), t.gauss.numpy(), z)  # img: a contiguous workspace buffer, viewed
+    niqe_kernels.normalised(np.ascontiguousarray(img[:, 0].numpy()), t.gauss.numpy(), z)
     sums = buf("sums", b, (h // bs) * (w // bs), 5, 6).numpy()
     niqe_kernels.field_sums(z, bs, sums)
     out = np.empty((b, (h // bs) * (w // bs), 18))  # its own: the caller keeps both scales' features
@@ -286,9 +287,11 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     As pyiqa's NIQE: crop to a multiple of `block`, 18 features per block at full and at half size.
     Constant blocks give NaN features (as pyiqa). Images go `chunk` at a time through the buffers of
     `workspace` (~5 MB per 192-px image of a chunk; pass one to reuse it across calls); by default
-    `chunk_for(block)`. `y` may be float32 (as `y_channel` gives it): it is computed on in float64. `kernels`:
-    "auto" computes the per-pixel passes with compiled loops on the CPU (niqe_kernels) and tensor ops on other
-    devices; "torch" uses tensor ops on every device (the two agree to ~1e-11 relative: test).
+    `chunk_for(block)`. `y` may be uint8 (a grey image's pixels) or float32 (as `y_channel` gives it): it is computed
+    on in float64, which holds their values exactly (the compiled loops read uint8, float32 and float64 planes as they
+    are, saving a float64 copy of every chunk). `kernels`: "auto" computes the per-pixel passes with compiled loops on
+    the CPU (niqe_kernels) and tensor ops on other devices; "torch" uses tensor ops on every device (the two agree to
+    ~1e-11 relative: test).
     """
     compiled = compiled_loops(y.device, kernels)
     t = tables if tables is not None else NiqeTables.build(y.device)
@@ -301,7 +304,8 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     buf = workspace if workspace is not None else Workspace(y.device)
     out = [torch.empty(0, (h // block) * (w // block), 36, dtype=_F64, device=y.device)]
     for part in y.split(chunk or chunk_for(block)):
-        part = buf("y", *part.shape).copy_(part)
+        if not (compiled and part.dtype in KERNEL_DTYPES):  # the compiled loops read these as they are, exactly
+            part = buf("y", *part.shape).copy_(part)
         first = _scale_features(part, block, t, buf, compiled)
         out.append(torch.cat([first, _scale_features(_half(part, t, buf, compiled), block // 2, t, buf, compiled)], -1))
     return torch.cat(out)

@@ -24,9 +24,10 @@ _EPS = float(np.finfo(np.float64).eps)
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
 def normalised(img: np.ndarray, g: np.ndarray, z: np.ndarray) -> None:
-    """z = (x - mu) / (sqrt(|G * x^2 - mu^2| + eps) + 1), mu = G * x, of every image of img (B, H, W) float64, G the
-    separable 7-tap window g with replicate padding: pyiqa's normalize_img_with_gauss, into z (B, H, W). numpy's
-    error model: no zero-division check per pixel, which would keep the loop from being vectorised."""
+    """z = (x - mu) / (sqrt(|G * x^2 - mu^2| + eps) + 1), mu = G * x, of every image of img (B, H, W) (uint8, float32 or
+    float64: each value read as float64, exactly; see niqe.KERNEL_DTYPES), G the separable 7-tap window g with
+    replicate padding: pyiqa's normalize_img_with_gauss, into z (B, H, W) float64. numpy's error model: no
+    zero-division check per pixel, which would keep the loop from being vectorised."""
     n, h, w = img.shape
     g0, g1, g2, g3, g4, g5, g6 = g[0], g[1], g[2], g[3], g[4], g[5], g[6]
     v = np.empty((2, w + 6))  # one row after the vertical pass, with three replicated columns on each side
@@ -53,59 +54,66 @@ def normalised(img: np.ndarray, g: np.ndarray, z: np.ndarray) -> None:
                 zr[c] = (xr[c] - m) / (np.sqrt(abs(e2 - m * m) + _EPS) + 1.0)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST)
-def _block_sums(z: np.ndarray, r0: int, c0: int, bs: int, p: np.ndarray, out: np.ndarray) -> None:
-    # The block with one circular row above and circular columns on both sides (torch.roll's shifts), in p.
-    for i in range(bs):
-        for j in range(bs):
-            p[i + 1, j + 1] = z[r0 + i, c0 + j]
-    for j in range(bs):
-        p[0, j + 1] = z[r0 + bs - 1, c0 + j]
-    for i in range(bs + 1):
-        p[i, 0] = p[i, bs]
-        p[i, bs + 1] = p[i, 1]
-    # Field 0: the block; 1-4: its products with the shifts (0, 1), (1, 0), (1, 1), (1, -1).
-    for f in range(5):
-        neg_sum, pos_sum, neg_sq, pos_sq, n_neg, n_pos = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        for i in range(bs):
-            for j in range(bs):
-                val = p[i + 1, j + 1]
-                if f == 1:
-                    val *= p[i + 1, j]
-                elif f == 2:
-                    val *= p[i, j + 1]
-                elif f == 3:
-                    val *= p[i, j]
-                elif f == 4:
-                    val *= p[i, j + 2]
-                neg, pos = min(val, 0.0), max(val, 0.0)
-                neg_sum += neg
-                pos_sum += pos
-                neg_sq += neg * neg
-                pos_sq += pos * pos
-                n_neg += 1.0 if val < 0 else 0.0
-                n_pos += 1.0 if val > 0 else 0.0
-        out[f, 0], out[f, 1], out[f, 2], out[f, 3], out[f, 4], out[f, 5] = neg_sum, pos_sum, neg_sq, pos_sq, n_neg, n_pos
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def _add_sums(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    # The values a * b of one row of one field: their negative and positive sums, sums of squares and counts, added to
+    # out (6,). A row's loop without branches, so it runs as vector instructions (1.4x faster than one loop over all
+    # five fields with the field chosen inside it).
+    neg_sum, pos_sum, neg_sq, pos_sq, n_neg, n_pos = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    for j in range(a.size):
+        val = a[j] * b[j]
+        neg, pos = min(val, 0.0), max(val, 0.0)
+        neg_sum += neg
+        pos_sum += pos
+        neg_sq += neg * neg
+        pos_sq += pos * pos
+        n_neg += 1.0 if val < 0 else 0.0
+        n_pos += 1.0 if val > 0 else 0.0
+    out[0] += neg_sum
+    out[1] += pos_sum
+    out[2] += neg_sq
+    out[3] += pos_sq
+    out[4] += n_neg
+    out[5] += n_pos
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
 def field_sums(z: np.ndarray, bs: int, out: np.ndarray) -> None:
     """For every bs x bs block of every image of z (B, H, W) (blocks column-major, as niqe's features) and each of
-    its five fields: the sum of the negative values, of the positive, of their squares, and the counts of negative
-    and positive values, into out (B, blocks, 5, 6)."""
+    its five fields (the block, and its products with torch.roll's shifts (0, 1), (1, 0), (1, 1), (1, -1)): the sum
+    of the negative values, of the positive, of their squares, and the counts of negative and positive values, into
+    out (B, blocks, 5, 6)."""
     n, h, w = z.shape
     nbh, nbw = h // bs, w // bs
-    p = np.empty((bs + 1, bs + 2))
+    p = np.empty((bs + 1, bs + 2))  # the block with one circular row above and circular columns on both sides
+    ones = np.ones(bs)
     for b in range(n):
         for bj in range(nbw):
             for bi in range(nbh):
-                _block_sums(z[b], bi * bs, bj * bs, bs, p, out[b, bj * nbh + bi])
+                r0, c0, o = bi * bs, bj * bs, out[b, bj * nbh + bi]
+                for i in range(bs):
+                    for j in range(bs):
+                        p[i + 1, j + 1] = z[b, r0 + i, c0 + j]
+                for j in range(bs):
+                    p[0, j + 1] = z[b, r0 + bs - 1, c0 + j]
+                for i in range(bs + 1):
+                    p[i, 0] = p[i, bs]
+                    p[i, bs + 1] = p[i, 1]
+                o[:] = 0.0
+                for i in range(bs):
+                    row, above = p[i + 1], p[i]
+                    x = row[1 : bs + 1]
+                    _add_sums(x, ones, o[0])
+                    _add_sums(x, row[0:bs], o[1])
+                    _add_sums(x, above[1 : bs + 1], o[2])
+                    _add_sums(x, above[0:bs], o[3])
+                    _add_sums(x, above[2 : bs + 2], o[4])
 
 
 @numba.njit(nogil=True, cache=True)
 def half_size(img: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
-    """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 of every image of img (B, H, W) float64 (H, W
-    even), into out (B, H / 2, W / 2) float64: niqe._half's float32 arithmetic in its order (each product rounded,
+    """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 of every image of img (B, H, W) (H, W even;
+    uint8, float32 or float64, read as float64), into out (B, H / 2, W / 2) float64: niqe._half's float32 arithmetic in its order (each product rounded,
     summed over the 10 taps in turn; rows, then columns, MATLAB's symmetric padding), so bit for bit equal (test).
     No fastmath: a fused multiply-add would round differently."""
     n, h, w = img.shape
@@ -180,9 +188,11 @@ def warm_up() -> None:
     """Load every kernel now, with the argument types NIQE calls them with: numba loads a function from its cache (or
     compiles it, on a machine's first run: a few seconds) at its first call, about 1 s in a fresh process, which would
     otherwise land on the first batch a scorer scores. Cheap once loaded."""
-    img = np.zeros((1, 4, 4))
-    normalised(img, np.ones(7), np.empty_like(img))
+    z = np.zeros((1, 4, 4))
+    for dtype in (np.uint8, np.float32, np.float64):  # niqe.KERNEL_DTYPES: the planes' own dtype, no float64 copy
+        img = np.zeros((1, 4, 4), dtype)
+        normalised(img, np.ones(7), z)
+        half_size(img, np.ones(10, dtype=np.float32), np.empty((1, 2, 2)))
     sums = np.ones((1, 4, 5, 6))
-    field_sums(img, 2, sums)
+    field_sums(z, 2, sums)
     block_features(sums, 4, np.arange(3.0), np.ones(3), np.ones(3), np.ones(3), np.empty((1, 4, 18)))
-    half_size(img, np.ones(10, dtype=np.float32), np.empty((1, 2, 2)))

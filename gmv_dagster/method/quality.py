@@ -187,8 +187,8 @@ def _niqe_planes(images: list[np.ndarray], device, colour: bool, block: int):
         shapes.setdefault(arr.shape, []).append(i)
     for rows in shapes.values():
         batch = torch.from_numpy(np.stack([prepared[i] for i in rows])).to(device)
-        if batch.ndim == 3:  # grey, for the luminance model: the plane is the luminance (pyiqa's Y of R = G = B)
-            yield rows, batch[:, None].to(torch.float32)
+        if batch.ndim == 3:  # grey, for the luminance model: the plane is the luminance (pyiqa's Y of R = G = B),
+            yield rows, batch[:, None]  # uint8, which NIQE's compiled loops read as it is (niqe.KERNEL_DTYPES)
         else:
             yield rows, to_planes(batch.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
 

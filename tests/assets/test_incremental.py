@@ -4,6 +4,7 @@
 import dagster as dg
 import numpy as np
 import polars as pl
+from usearch.index import Index
 
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.resources import EmbedderResource
@@ -95,10 +96,13 @@ def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders
     home = tmp_path / "incremental"
     instance = dg.DagsterInstance.ephemeral()
     assert run_valuation(home, instance, HNSW, env=env).success
-    assert latest(instance, "train_index")["action"] == "built"
+    built = latest(instance, "train_index")
+    # bf16 by default; the metadata names usearch's distance kernel for it on this CPU, as usearch reports it
+    kernel = Index(ndim=built["dim"], metric="cos", dtype="bf16").hardware_acceleration
+    assert (built["action"], built["dtype"], built["simd"]) == ("built", "bf16", kernel)
     assert run_valuation(home, instance, HNSW, env=env).success  # unchanged: nothing re-embedded, index kept
     assert latest(instance, "train_embeddings")["embedded"] == 0
-    assert latest(instance, "train_index")["action"] == "unchanged"
+    assert (latest(instance, "train_index")["action"], latest(instance, "train_index")["simd"]) == ("unchanged", kernel)
 
     # three new training images, one removed
     train, labels, *_ = known_answer

@@ -71,8 +71,8 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     fidelity = report.filter(pl.col("criterion") == "fidelity")
     assert set(fidelity["setting"]) >= {"top 10%", "random 10%", "bottom 10%"}
     consistency = report.filter((pl.col("criterion") == "consistency") & (pl.col("metric") == "spearman"))
-    assert {"ANN (HNSW f16) vs exact", "HNSW f16 vs f32", "generation seed", "generator family (vae vs diffusion)"} <= set(consistency["setting"])
-    ann = consistency.filter((pl.col("setting") == "ANN (HNSW f16) vs exact"))["value"][0]
+    assert {"ANN (HNSW bf16) vs exact", "HNSW bf16 vs f32", "generation seed", "generator family (vae vs diffusion)"} <= set(consistency["setting"])
+    ann = consistency.filter((pl.col("setting") == "ANN (HNSW bf16) vs exact"))["value"][0]
     assert 0.9 < ann <= 1.0
     tracin_family = consistency.filter((pl.col("method") == "tracin") & pl.col("setting").str.starts_with("generator family"))
     assert tracin_family["value"].is_null().all() and "needs the demo VAE" in tracin_family["note"][0]

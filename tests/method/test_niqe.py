@@ -151,6 +151,18 @@ def test_half_size_resize_is_bit_identical_to_pyiqa_imresize(shape: tuple[int, i
     assert mine.shape == ref.shape == (3, 1, shape[0] // 2, shape[1] // 2) and torch.equal(mine, ref)
 
 
+def test_compiled_loops_read_planes_in_their_own_dtype_to_the_same_bits() -> None:
+    """A grey image's uint8 pixels, y_channel's float32 and float64 planes go to the compiled loops as they are (no
+    float64 copy): the same features to the bit; another dtype (int16) is copied to float64 first, and agrees too."""
+    rng = np.random.default_rng(8)
+    planes = torch.from_numpy(np.stack([smooth_image(rng, 192, 288, False) for _ in range(3)]))[:, None]
+    features = niqe.niqe_features(planes)
+    assert planes.dtype == torch.uint8 and torch.isfinite(features).all()
+    for dtype in (torch.float32, torch.float64, torch.int16):
+        assert torch.equal(niqe.niqe_features(planes.to(dtype)), features), dtype
+    assert_close(niqe.niqe_features(planes, kernels="torch"), features, rel=1e-9, atol=1e-12)
+
+
 def test_partly_blank_image_uses_pyiqa_nan_handling(pristine: dict) -> None:
     """Left half constant: those blocks' features are NaN; mean and covariance skip them as pyiqa's do."""
     img = smooth_image(np.random.default_rng(9), 192, 384, True)

@@ -39,7 +39,7 @@ def test_k_larger_than_n_returns_all_rows():
     assert idx.shape == (2, 5) and sorted(idx[0]) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("dtype", ["f32", "f16"])
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16"])
 def test_hnsw_agrees_with_exact(tmp_path, dtype):
     train, queries = clustered(3000), clustered(200, seed=2)
     params = HnswParams(dtype=dtype)

@@ -1,5 +1,8 @@
+import io
 import json
+import struct
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -11,7 +14,13 @@ from gmv_dagster.sources.fashion_mnist import (
     fashion_mnist_manifest,
     locate_fashion_mnist,
 )
-from gmv_dagster.sources.images import SourceError, load_images, load_npz
+from gmv_dagster.sources.images import (
+    SourceError,
+    decode_plain_png,
+    load_images,
+    load_npz,
+    to_uint8_image,
+)
 from gmv_dagster.sources.manifests import folder_manifest, manifest_from_path
 
 
@@ -108,6 +117,73 @@ def test_bad_sources_name_the_path(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not a png")  # replaced after its manifest was made
     with pytest.raises(SourceError, match="x.png"):
         load_images(df["uri"].to_list())
+
+
+def _png(image: Image.Image, **save) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **save)
+    return out.getvalue()
+
+
+def _pil_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return to_uint8_image(img)
+
+
+def _with_chunk(data: bytes, kind: bytes, body: bytes, crc: int | None = None) -> bytes:
+    """`data` with a chunk inserted after IHDR (33 bytes in)."""
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
+    return data[:33] + chunk + data[33:]
+
+
+def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
+    """8-bit grey / RGB PNGs (alpha or not, transparency or text chunks, pixels split over several IDAT chunks) go
+    through decode_plain_png; palette, 16-bit, 1-bit and JPEG files through Image.open. Same pixels either way."""
+    rng = np.random.default_rng(4)
+    grey, rgb = rng.integers(0, 256, (29, 31), np.uint8), rng.integers(0, 256, (37, 53, 3), np.uint8)
+    big = rng.integers(0, 256, (300, 310, 3), np.uint8)  # incompressible: PIL splits its pixels over IDAT chunks
+    alpha = rng.integers(0, 256, (37, 53, 1), np.uint8)
+    plain = {
+        "grey": _png(Image.fromarray(grey)), "rgb": _png(Image.fromarray(rgb)),
+        "rgba": _png(Image.fromarray(np.concatenate([rgb, alpha], 2))), "grey+alpha": _png(Image.fromarray(grey).convert("LA")),
+        "grey, transparent 7": _png(Image.fromarray(grey), transparency=7),
+        "rgb, transparent colour": _png(Image.fromarray(rgb), transparency=(1, 2, 3)),
+        "rgb, gamma chunk": _with_chunk(_png(Image.fromarray(rgb)), b"gAMA", struct.pack(">I", 30000)),
+        "rgb, several IDAT": _png(Image.fromarray(big)),
+    }
+    other = {"palette": _png(Image.fromarray(rgb).convert("P")), "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
+             "1-bit": _png(Image.fromarray(grey).convert("1"))}
+    assert plain["rgb, several IDAT"].count(b"IDAT") > 1
+    for name, data in {**plain, **other}.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(data)
+        assert (decode_plain_png(data) is not None) == (name in plain), name
+        pixels, expected = load_images([str(path)])[0], _pil_pixels(data)
+        assert pixels.dtype == np.uint8 and pixels.shape == expected.shape and np.array_equal(pixels, expected), name
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=90)
+    assert np.array_equal(load_images([str(tmp_path / "photo.jpg")])[0], _pil_pixels((tmp_path / "photo.jpg").read_bytes()))
+
+
+def test_a_broken_png_is_left_to_pil_which_names_the_file(tmp_path):
+    """Truncated, a flipped byte in the pixels (CRC failing, or recomputed so that only zlib notices), a text chunk
+    whose CRC fails: decode_plain_png declines each, and reading it raises as Image.open does, naming the file."""
+    data = _png(Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), np.uint8)))
+    at = data.index(b"IDAT")
+    length = struct.unpack_from(">I", data, at - 4)[0]
+    flipped = bytearray(data[at + 4 : at + 4 + length])
+    flipped[length // 2] ^= 0x55
+    crc_fixed = data[: at + 4] + bytes(flipped) + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(flipped))) + data[at + 8 + length :]
+    broken = {"truncated": data[: len(data) // 2], "pixels, crc fails": data[: at + 4] + bytes(flipped) + data[at + 4 + length :],
+              "pixels, crc recomputed": crc_fixed, "text chunk, crc fails": _with_chunk(data, b"tEXt", b"a\x00b", crc=0)}
+    for name, bad in broken.items():
+        assert decode_plain_png(bad) is None, name
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(bad)
+        with pytest.raises(SourceError, match=f"cannot read image .*{name}.png"):
+            load_images([str(path)])
+        with pytest.raises(Exception):
+            _pil_pixels(bad)
 
 
 def test_fashion_mnist_subset_is_seeded(fashion_mnist_dir):

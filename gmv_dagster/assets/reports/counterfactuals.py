@@ -255,7 +255,8 @@ def criterion_consistency(
     report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
     generator_device: DeviceResource, matching_device: DeviceResource,
 ) -> pl.DataFrame:
-    """Rank correlation of values across generation seeds, generator families, ANN vs exact and f32 vs f16 index."""
+    """Rank correlation of values across generation seeds, generator families, ANN vs exact and the index's precision
+    (the pipeline's, bf16 by default) vs f32."""
     kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
                      generator_device, matching_device)
     rows = Rows("consistency")
@@ -276,13 +277,14 @@ def criterion_consistency(
                         quality_scores.select("gen_id", "q"))
     setup = kit.suite.setup
     searched = {"exact": similarity_method("exact", sets, setup, exact=True)}
-    for dtype in ("f16", "f32"):
-        index = build_hnsw(train_emb, replace(setup.settings.hnsw, dtype=dtype))
-        searched[dtype] = similarity_method(dtype, sets, setup, shards=[IndexShard(0, len(train_emb), index)])
-    for metric, measure in rank_correlations(searched["f16"].values, searched["exact"].values).items():
-        rows.add(metric, "gmv", "ANN (HNSW f16) vs exact", measure)
-    for metric, measure in rank_correlations(searched["f16"].values, searched["f32"].values).items():
-        rows.add(metric, "gmv", "HNSW f16 vs f32", measure)
+    dtype = setup.settings.hnsw.dtype  # the pipeline's index precision, against exact search and against f32
+    for each in dict.fromkeys([dtype, "f32"]):
+        index = build_hnsw(train_emb, replace(setup.settings.hnsw, dtype=each))
+        searched[each] = similarity_method(each, sets, setup, shards=[IndexShard(0, len(train_emb), index)])
+    for metric, measure in rank_correlations(searched[dtype].values, searched["exact"].values).items():
+        rows.add(metric, "gmv", f"ANN (HNSW {dtype}) vs exact", measure)
+    for metric, measure in rank_correlations(searched[dtype].values, searched["f32"].values).items():
+        rows.add(metric, "gmv", f"HNSW {dtype} vs f32", measure)
 
     if kit.generator_spec is None:
         for setting in ("generation seed", "generator family"):

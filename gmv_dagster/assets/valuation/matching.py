@@ -65,7 +65,7 @@ class TrainIndexConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="matching", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="matching", code_version="4", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
 def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
                 matching_device: DeviceResource) -> dg.MaterializeResult:
     """usearch HNSW index over the training embeddings (files under GMV_HOME/index), or exact mode.
@@ -90,6 +90,7 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
             "build_seconds": round(build.seconds, 3), "action": build.action, "path": str(path),
             "size_bytes": path.stat().st_size, f"recall@{config.recall_k}": recall,
             "vectors_per_second": round(len(train) / max(build.seconds, 1e-9), 1),
+            "simd": str(build.shard.index.hardware_acceleration),  # usearch's distance kernel here ("serial": none)
         })
         context.log.info(f"HNSW over {len(train)} vectors {build.action} in {build.seconds:.3f} s, recall {recall:.4f}")
     return dg.MaterializeResult(metadata={**metadata, "content_version": build.version},

@@ -21,7 +21,7 @@ class QualityConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
 
 
-@dg.asset(group_name="quality", code_version="5", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
+@dg.asset(group_name="quality", code_version="6", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
           automation_condition=FOLLOWS_INPUTS)
 def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
@@ -45,7 +45,7 @@ def quality_calibration(
                      seed=config.seed, **config_metadata(config))
 
 
-@dg.asset(group_name="quality", code_version="6", op_tags=GPU_TAGS, partitions_def=generated_batches,
+@dg.asset(group_name="quality", code_version="7", op_tags=GPU_TAGS, partitions_def=generated_batches,
           metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
 def quality_scores(
     context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, quality_device: DeviceResource,

@@ -304,7 +304,9 @@ def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, ta
     buf = workspace if workspace is not None else Workspace(y.device)
     out = [torch.empty(0, (h // block) * (w // block), 36, dtype=_F64, device=y.device)]
     for part in y.split(chunk or chunk_for(block)):
-        if not (compiled and part.dtype in KERNEL_DTYPES):  # the compiled loops read these as they are, exactly
+        if compiled and part.dtype in KERNEL_DTYPES:  # the compiled loops read these as they are, exactly
+            part = part.contiguous()  # once, for both scales (a colour model's planes are slices)
+        else:
             part = buf("y", *part.shape).copy_(part)
         first = _scale_features(part, block, t, buf, compiled)
         out.append(torch.cat([first, _scale_features(_half(part, t, buf, compiled), block // 2, t, buf, compiled)], -1))

@@ -131,15 +131,37 @@ def _pil_pixels(data: bytes) -> np.ndarray:
         return to_uint8_image(img)
 
 
+def _chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
+
+
 def _with_chunk(data: bytes, kind: bytes, body: bytes, crc: int | None = None) -> bytes:
     """`data` with a chunk inserted after IHDR (33 bytes in)."""
-    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
-    return data[:33] + chunk + data[33:]
+    return data[:33] + _chunk(kind, body, crc) + data[33:]
+
+
+# Adam7's seven passes: (first column, first row, column step, row step)
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def _handmade_png(pixels: np.ndarray, interlace: bool = False, size: tuple[int, int] | None = None,
+                  filtering: int = 0) -> bytes:
+    """An 8-bit grey or RGB PNG written here, byte by byte (PIL writes no interlaced files): rows unfiltered,
+    in Adam7's passes where `interlace`; `size` and `filtering` override the header's."""
+    h, w = pixels.shape[:2]
+    passes = ADAM7 if interlace else [(0, 0, 1, 1)]
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx]
+                   if row.size)
+    width, height = size or (w, h)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if pixels.ndim == 3 else 0, 0, filtering, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw))
+            + _chunk(b"IEND", b""))
 
 
 def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
-    """8-bit grey / RGB PNGs (alpha or not, transparency or text chunks, pixels split over several IDAT chunks) go
-    through decode_plain_png; palette, 16-bit, 1-bit and JPEG files through Image.open. Same pixels either way."""
+    """Plain 8-bit grey / RGB PNGs (alpha or not, pixels in one IDAT chunk or several) go through decode_plain_png;
+    palette, 16-bit, 1-bit, interlaced files, files with other chunks (transparency, gamma, text) and JPEG through
+    Image.open. Same pixels either way."""
     rng = np.random.default_rng(4)
     grey, rgb = rng.integers(0, 256, (29, 31), np.uint8), rng.integers(0, 256, (37, 53, 3), np.uint8)
     big = rng.integers(0, 256, (300, 310, 3), np.uint8)  # incompressible: PIL splits its pixels over IDAT chunks
@@ -147,13 +169,17 @@ def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
     plain = {
         "grey": _png(Image.fromarray(grey)), "rgb": _png(Image.fromarray(rgb)),
         "rgba": _png(Image.fromarray(np.concatenate([rgb, alpha], 2))), "grey+alpha": _png(Image.fromarray(grey).convert("LA")),
+        "rgb, several IDAT": _png(Image.fromarray(big)), "grey, made here": _handmade_png(grey),
+    }
+    other = {
+        "palette": _png(Image.fromarray(rgb).convert("P")), "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
+        "1-bit": _png(Image.fromarray(grey).convert("1")),
+        "grey, interlaced": _handmade_png(grey, interlace=True), "rgb, interlaced": _handmade_png(rgb, interlace=True),
         "grey, transparent 7": _png(Image.fromarray(grey), transparency=7),
         "rgb, transparent colour": _png(Image.fromarray(rgb), transparency=(1, 2, 3)),
         "rgb, gamma chunk": _with_chunk(_png(Image.fromarray(rgb)), b"gAMA", struct.pack(">I", 30000)),
-        "rgb, several IDAT": _png(Image.fromarray(big)),
+        "rgb, text chunk": _with_chunk(_png(Image.fromarray(rgb)), b"tEXt", b"prompt\x00a shirt"),
     }
-    other = {"palette": _png(Image.fromarray(rgb).convert("P")), "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
-             "1-bit": _png(Image.fromarray(grey).convert("1"))}
     assert plain["rgb, several IDAT"].count(b"IDAT") > 1
     for name, data in {**plain, **other}.items():
         path = tmp_path / f"{name}.png"
@@ -161,21 +187,31 @@ def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
         assert (decode_plain_png(data) is not None) == (name in plain), name
         pixels, expected = load_images([str(path)])[0], _pil_pixels(data)
         assert pixels.dtype == np.uint8 and pixels.shape == expected.shape and np.array_equal(pixels, expected), name
+    for name in ("grey, made here", "grey, interlaced", "rgb, interlaced"):  # and what was written comes back
+        assert np.array_equal(load_images([str(tmp_path / f"{name}.png")])[0], rgb if "rgb" in name else grey), name
     Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=90)
     assert np.array_equal(load_images([str(tmp_path / "photo.jpg")])[0], _pil_pixels((tmp_path / "photo.jpg").read_bytes()))
 
 
 def test_a_broken_png_is_left_to_pil_which_names_the_file(tmp_path):
     """Truncated, a flipped byte in the pixels (CRC failing, or recomputed so that only zlib notices), a text chunk
-    whose CRC fails: decode_plain_png declines each, and reading it raises as Image.open does, naming the file."""
-    data = _png(Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), np.uint8)))
+    whose CRC fails, no pixels, a size of 0, an unknown filter method, pixels interrupted by another chunk:
+    decode_plain_png declines each, and reading it raises as Image.open does, naming the file."""
+    pixels = np.random.default_rng(5).integers(0, 256, (40, 40, 3), np.uint8)
+    data = _png(Image.fromarray(pixels))
     at = data.index(b"IDAT")
     length = struct.unpack_from(">I", data, at - 4)[0]
     flipped = bytearray(data[at + 4 : at + 4 + length])
     flipped[length // 2] ^= 0x55
     crc_fixed = data[: at + 4] + bytes(flipped) + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(flipped))) + data[at + 8 + length :]
+    made = _handmade_png(pixels)
+    idat = made.index(b"IDAT") - 4
+    body = made[idat + 8 : len(made) - 24]  # the one IDAT's body: its CRC and IEND are the last 24 bytes
+    interrupted = made[:idat] + _chunk(b"IDAT", body[:50]) + _chunk(b"tEXt", b"a\x00b") + _chunk(b"IDAT", body[50:]) + made[-12:]
     broken = {"truncated": data[: len(data) // 2], "pixels, crc fails": data[: at + 4] + bytes(flipped) + data[at + 4 + length :],
-              "pixels, crc recomputed": crc_fixed, "text chunk, crc fails": _with_chunk(data, b"tEXt", b"a\x00b", crc=0)}
+              "pixels, crc recomputed": crc_fixed, "text chunk, crc fails": _with_chunk(data, b"tEXt", b"a\x00b", crc=0),
+              "no pixels": made[:idat] + made[-12:], "size 0": _handmade_png(pixels[:0], size=(0, 0)),
+              "filter method 1": _handmade_png(pixels, filtering=1), "pixels interrupted": interrupted}
     for name, bad in broken.items():
         assert decode_plain_png(bad) is None, name
         path = tmp_path / f"{name}.png"

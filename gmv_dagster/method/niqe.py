@@ -167,7 +167,7 @@ def _half(img: Tensor, t: NiqeTables, buf: Workspace, compiled: bool) -> Tensor:
 
     b, _, h, w = img.shape
     out = buf("img2", b, 1, h // 2, w // 2)
-    niqe_kernels.half_size(np.ascontiguousarray(img[:, 0].numpy()), t.resize.numpy(), out[:, 0].numpy())
+    niqe_kernels.half_size(img[:, 0].numpy(), t.resize.numpy(), out[:, 0].numpy())
     return out
 
 
@@ -251,7 +251,7 @@ def _features_cpu(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> Tensor
 
     b, _, h, w = img.shape
     z = buf("z", b, h, w).numpy()
-    niqe_kernels.normalised(np.ascontiguousarray(img[:, 0].numpy()), t.gauss.numpy(), z)
+    niqe_kernels.normalised(img[:, 0].numpy(), t.gauss.numpy(), z)  # img: contiguous (niqe_features), viewed
     sums = buf("sums", b, (h // bs) * (w // bs), 5, 6).numpy()
     niqe_kernels.field_sums(z, bs, sums)
     out = np.empty((b, (h // bs) * (w // bs), 18))  # its own: the caller keeps both scales' features

@@ -6,11 +6,11 @@ deviation, 7-tap separable window) in one loop, the five fields of every block (
 circular shifts) and their sums in another, the AGGD fits of every field and the features' assembly in a third (from
 those sums: the tensor path's glue of small ops, which held the GIL between them), and the half-size resize of the
 second scale in a fourth. The first two sum in float64 like the torch path, in another order (`reassoc`,
-`contract`: FMAs, vectorised reductions): results agree with it and with pyiqa to ~1e-11 relative (tests), far inside the 0.001 grid step that a fit snaps to; no
-`nnan` or `ninf`, since a block's NaNs are decided later, from these sums. The resize keeps pyiqa's float32 order
-exactly (bit for bit, tested); the working image itself is PIL's bicubic enlargement (common/resample.py). Compiled
-on first use and cached beside this file (numba's cache): about 4x less time per image than the tensor ops
-(docs/PERFORMANCE.md).
+`contract`: FMAs, vectorised reductions): results agree with it and with pyiqa to ~1e-11 relative (tests), far
+inside the 0.001 grid step that a fit snaps to; no `nnan` or `ninf`, since a block's NaNs are decided later, from
+these sums. The resize keeps pyiqa's float32 order exactly (bit for bit, tested); the working image itself is PIL's
+bicubic enlargement (common/resample.py). Compiled on first use and cached beside this file (numba's cache): about 4x
+less time per image than the tensor ops (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -113,8 +113,9 @@ def field_sums(z: np.ndarray, bs: int, out: np.ndarray) -> None:
 @numba.njit(nogil=True, cache=True)
 def half_size(img: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
     """pyiqa's imresize(img / 255, scale=0.5, antialiasing=True) * 255 of every image of img (B, H, W) (H, W even;
-    uint8, float32 or float64, read as float64), into out (B, H / 2, W / 2) float64: niqe._half's float32 arithmetic in its order (each product rounded,
-    summed over the 10 taps in turn; rows, then columns, MATLAB's symmetric padding), so bit for bit equal (test).
+    uint8, float32 or float64, read as float64), into out (B, H / 2, W / 2) float64: niqe._half's float32 arithmetic
+    in its order (each product rounded, summed over the 10 taps in turn; rows, then columns, MATLAB's symmetric
+    padding), so bit for bit equal (test).
     No fastmath: a fused multiply-add would round differently."""
     n, h, w = img.shape
     h2, w2 = h // 2, w // 2

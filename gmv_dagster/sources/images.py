@@ -33,9 +33,7 @@ def image_problem(data: bytes) -> str | None:
     if not data:
         return "empty file (0 bytes)"
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            pixels = to_uint8_image(img)
+        pixels = decode_image(data)
     except Exception as exc:  # PIL raises many types for bad files
         return f"not a readable image ({type(exc).__name__}: {exc})"
     if pixels.size == 0:
@@ -108,15 +106,20 @@ def decode_plain_png(data: bytes) -> np.ndarray | None:
     return image if keep is None else np.ascontiguousarray(image[..., keep])
 
 
+def decode_image(data: bytes) -> np.ndarray:
+    """A file's bytes as `to_uint8_image`'s pixels: a plain PNG by decode_plain_png, anything else by Image.open, whose
+    exceptions say what is wrong with the file."""
+    pixels = decode_plain_png(data)
+    if pixels is not None:
+        return pixels
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return to_uint8_image(img)
+
+
 def read_image_file(path: Path) -> np.ndarray:
     try:
-        data = Path(path).read_bytes()
-        pixels = decode_plain_png(data)
-        if pixels is not None:
-            return pixels
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return to_uint8_image(img)
+        return decode_image(Path(path).read_bytes())
     except Exception as exc:  # PIL raises many types for bad files
         raise SourceError(f"cannot read image {path}: {exc}. Remove or replace the file.") from exc
 

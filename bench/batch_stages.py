@@ -4,8 +4,8 @@
 
 This machine's speed moves by a quarter or more from one minute to the next, so two end-to-end runs an hour apart
 cannot tell a 20% change from the weather. This script times a batch's embed, quality and match stages (as the
-pipeline runs them, without Dagster: the learned similarity, NIQE with the home's calibration, HNSW search and the
-float64 re-score) on the same 1,000 files and the same home, alternately with this checkout and with `--against`
+pipeline runs them, without Dagster: the learned similarity, HNSW search and the float64 re-score, the home's quality
+metric, which for matched_detail reads each image's top matches) on the same 1,000 files and the same home, alternately with this checkout and with `--against`
 (checked out in a temporary git worktree), each round in two fresh processes, and prints the median per stage.
 The home and its inbox batches are `bench/end_to_end.py`'s (run it first). A process's one-off loads (torch, the
 models, numba's cached loops) are outside the timed stages, as in the pipeline's metadata; one warm-up batch of 64
@@ -53,16 +53,23 @@ def child(work: Path, batch: str) -> None:
     vectors = np.load(next((home / "vectors").glob("*.npy")), mmap_mode="r")
     shard = IndexShard(0, len(vectors), index, None, vectors)
     params = MatchParams(k=10, candidates=50, metric=spec["params"]["metric"])  # the pipeline's defaults
-    embedder.embed(load_images(uris[:64]), "cpu", 256)
-    quality.score(ImageSequence(uris[:64]))
+    with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:  # training uris in vector-row order
+        train_uris = con.execute("SELECT t.uri FROM train_embeddings e JOIN training_images t ON t.id = e.id "
+                                 "ORDER BY e.vector_row").pl()["uri"].to_list()
+
+    def references(rows):  # matched_detail's references: each image's top matches, read when scored
+        return [ImageSequence([train_uris[i] for i in row[: quality.references]]) for row in rows] if quality.references else None
+
+    warm = embedder.embed(load_images(uris[:64]), "cpu", 256)
+    quality.score(ImageSequence(uris[:64]), references=references(search_shards(vectors, warm, params, [shard])[0]))
     start = time.perf_counter()
     emb = embedder.embed(load_images(uris), "cpu", 256)
     embedded = time.perf_counter()
-    quality.score(ImageSequence(uris))
-    scored = time.perf_counter()
-    search_shards(vectors, emb, params, [shard])
+    rows, _ = search_shards(vectors, emb, params, [shard])
     matched = time.perf_counter()
-    seconds = (embedded - start, scored - embedded, matched - scored)
+    quality.score(ImageSequence(uris), references=references(rows))
+    scored = time.perf_counter()
+    seconds = (embedded - start, scored - matched, matched - embedded)
     print(json.dumps({stage: 1000 * s / len(uris) for stage, s in zip(STAGES, seconds)}))
 
 

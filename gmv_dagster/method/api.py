@@ -19,7 +19,7 @@ from ..sources.manifests import arrays_manifest, manifest_from_path
 from .core import MethodSettings, Reranking, fit_temperature, match, value
 from .embedders import DEFAULT_BACKBONE, Embedder, make_embedder
 from .matching import IndexShard, matches_table
-from .quality import calibrate, load_quality_model
+from .quality import DEFAULT_METRIC, calibrate, load_quality_model
 from .rerank import make_pair_distance
 from .search import build_hnsw
 from .similarity import SimilarityParams, embedder_kwargs, train_similarity
@@ -36,7 +36,7 @@ class ValuationConfig:
     method: MethodSettings = field(default_factory=MethodSettings)
     rerank: str = "none"
     rerank_weights_path: str | None = None
-    quality_metric: str = "niqe_refit"
+    quality_metric: str = DEFAULT_METRIC
     quality_weights_path: str | None = None
     quality_reference: int = 1000
     seed: int = 0
@@ -117,7 +117,7 @@ def value_training_set(
     model = load_quality_model(calibrate(
         cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path
     ), device)
-    raw, q = model.score(gen_images)
+    raw, q = model.score(gen_images, references=[load_train(row[: model.references]) for row in idx])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
     temperature = m.temperature or fit_temperature(

@@ -1,12 +1,16 @@
-"""No-reference quality q_j in [0, 1] (docs/DESIGN.md, method step 3).
+"""Quality q_j in [0, 1] (docs/DESIGN.md, method step 3).
 
-A scorer gives a raw score per image; a mapping anchored on the data turns it into q:
+The default, `matched_detail` (detail.py), compares each generated image with the training images it matched: q = 1
+when it keeps their detail without more noise or JPEG blocking than they have, falling toward 0 as it departs.
+Its raw score is the sum of its scaled departures, q = clip(1 - raw, 0, 1); it needs each generated image's references (`QualityModel.references` of its top matches).
+
+The no-reference scorers give a raw score per image; a mapping anchored on the data turns it into q:
 q = 1 at the median raw score of held-out training images (what "clean" looks like here),
 q = 0 at the median raw score of uniform-noise images of the same size, linear between,
 clipped to [0, 1]. The same formula serves lower-better and higher-better metrics. So q says how
 much an image looks like the training data, not how good it is in absolute terms.
 
-Backends: `niqe_refit` (default; NIQE whose pristine model is refit on the training images, computed by
+No-reference backends: `niqe_refit` (NIQE whose pristine model is refit on the training images, computed by
 niqe.py in the project), pyiqa's `maniqa`, `topiq_nr`, `musiq` (local weights file), `piqe` (offline,
 but it inverts on small images: see README), and `none` (q = 1, the ablation). An image a metric cannot
 score (NIQE of a blank image: no block has local contrast) gets q = 0 and a note saying why.
@@ -29,7 +33,8 @@ from PIL import Image
 from ..common.files import sha256_file
 from ..common.sampling import chunks
 from ..common.tensors import WeightsNotFoundError, has_colour, to_tensor_batch
-from . import niqe
+from ..sources.images import ImageSequence
+from . import detail, niqe
 
 # Metrics that need a weights file, and where their authors publish it.
 WEIGHTED_METRICS = {
@@ -37,7 +42,8 @@ WEIGHTED_METRICS = {
     "topiq_nr": "TOPIQ-NR checkpoint (cfanet_nr_koniq_res50-*.pth from the pyiqa release)",
     "musiq": "MUSIQ checkpoint (musiq_koniq_ckpt-*.pth from the pyiqa release)",
 }
-METRICS = ("niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
+DEFAULT_METRIC = "matched_detail"
+METRICS = (DEFAULT_METRIC, "niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
 # NIQE measures blocks: an image is scaled (aspect kept) until its shorter side lies in [2, 4] blocks (cost grows
 # with pixels; larger images keep their detail up to there instead of being squeezed to one size), then cropped
 # around its centre to whole blocks. The block is pyiqa's 96 px by default. Smaller blocks are cheaper (48 px: a
@@ -70,25 +76,44 @@ class AnchoredMapping:
 
 @dataclass
 class QualityModel:
-    """A fitted scorer: raw scores, and q in [0, 1] through an anchored mapping."""
+    """A fitted scorer: raw scores, and q in [0, 1] through an anchored mapping (or q = clip(1 - raw, 0, 1) for
+    matched_detail, which compares each image with its `references` top matches)."""
 
     metric: str
-    raw_score: Callable[..., np.ndarray]  # (images, done) -> raw scores; done(n) after each n images, if given
-    mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation)
+    raw_score: Callable[..., np.ndarray]  # (images, done[, references]) -> raw scores; done(n) after each n images
+    mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation), or clip(1 - raw) where `references` > 0
     params_file: str | None = None
     params_sha256: str | None = None
     niqe_block: int | None = None  # niqe_refit: the block size its parameters were fitted at
+    references: int = 0  # matched training images each generated image is compared with; 0: no reference
 
-    def score(self, images: Sequence[np.ndarray],
-              progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(raw scores, q); `progress(n, total)` after each n of the `total` images.
+    def score(self, images: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
+              references: Sequence[Sequence[np.ndarray]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, q): `score_parts` without the parts."""
+        raw, q, _ = self.score_parts(images, progress, references)
+        return raw, q
+
+    def score_parts(self, images: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
+                    references: Sequence[Sequence[np.ndarray]] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(raw scores, q, parts); `progress(n, total)` after each n of the `total` images. `parts`: for
+        matched_detail the (blur, noise, blocking) departures of each image from its references (detail.py), else None.
 
         `images` may be any sequence whose slices load images on demand (sources.images.ImageSequence): they are
-        scored a batch at a time. An image the metric cannot score (raw score NaN) gets q = 0: see `unscored`.
+        scored a batch at a time. `references[j]`: image j's top matched training images, best first (at least one;
+        the first `self.references` count), required where `self.references` > 0 and ignored otherwise. An image a
+        no-reference metric cannot score (raw score NaN) gets q = 0: see `unscored`.
         """
-        raw = self.raw_score(images, _counting(progress, len(images)))
+        done = _counting(progress, len(images))
+        if self.references:
+            if references is None or len(references) != len(images):
+                raise ValueError(f"quality metric {self.metric} compares each generated image with its matched training "
+                                 "images: give references, one list per image")
+            parts, raw = self.raw_score(images, done, references)
+            return raw, detail.q_from_raw(raw), parts
+        raw = self.raw_score(images, done)
         q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
-        return raw, np.where(np.isfinite(raw), q, 0.0)
+        return raw, np.where(np.isfinite(raw), q, 0.0), None
 
     def unscored(self, raw: np.ndarray) -> list[str | None]:
         """Per image, why it has no score (q = 0), or None: the note stored beside q."""
@@ -97,6 +122,8 @@ class QualityModel:
 
     def describe(self) -> dict:
         out = {"metric": self.metric, "params_file": self.params_file, "params_sha256": self.params_sha256}
+        if self.references:
+            out.update(references=self.references)
         if self.mapping is not None:
             out.update(anchor_clean=self.mapping.good, anchor_noise=self.mapping.bad)
         if self.niqe_block is not None:
@@ -304,6 +331,30 @@ class _NiqeScorer:
         return np.concatenate(scores) if scores else np.empty(0)
 
 
+DETAIL_BATCH = 1024  # generated images read at a time by matched_detail
+
+
+class _DetailScorer:
+    """matched_detail: each image's departures from its references, and the raw score (detail.py)."""
+
+    def __init__(self, params_file: str):
+        self.fences, self.params = detail.load_params(Path(params_file))
+
+    def __call__(self, images: Sequence[np.ndarray], done: Callable[[int], None] | None,
+                 references: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        parts, memo, top = np.empty((len(images), 3)), {}, self.params.references
+        for start in range(0, len(images), DETAIL_BATCH):
+            batch = list(images[start : start + DETAIL_BATCH])
+            refs = [r[:top] if getattr(r, "uris", None) is None else ImageSequence(r.uris[:top])
+                    for r in references[start : start + len(batch)]]
+            gen = np.stack([detail.detail_features(image) for image in batch]) if batch else np.empty((0, 3))
+            parts[start : start + len(batch)] = detail.departures(gen, detail.reference_features(batch, refs, memo),
+                                                                  self.fences)
+            if done is not None:
+                done(len(batch))
+        return parts, detail.raw_from_departures(parts, self.params)
+
+
 @contextlib.contextmanager
 def _offline_backbones():
     """pyiqa builds some backbones with timm pretrained=True (a hub download); the full
@@ -365,6 +416,8 @@ class Calibration:
 
 
 def _raw_scorer(metric: str, params_file: str | None, input_size: int, device, batch_size: int):
+    if metric == DEFAULT_METRIC:
+        return _DetailScorer(params_file)
     if metric == "niqe_refit":
         return _NiqeScorer(params_file, device, batch_size)
     net = _create_pyiqa(metric, device, params_file)
@@ -385,7 +438,8 @@ def calibrate(
 ) -> Calibration:
     """Fit the scorer and anchor its mapping on `reference` (training) images.
 
-    For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
+    For matched_detail, the statistics of every `reference` image set the fences inside which a reference counts
+    (detail.py; saved under `work_dir`, named by content); nothing is anchored. For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
     content) and the other 20% anchors q = 1 (calibration_split); NIQE reads `niqe_block`-px blocks (pyiqa's 96 by default).
     `progress(n, total)` after each n of the `total` images it scores (the anchor images twice: clean and as noise).
     `reference` may load lazily.
@@ -396,6 +450,10 @@ def calibrate(
         return Calibration("none")
     if len(reference) < 10:
         raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
+    if metric == DEFAULT_METRIC:
+        params_file = str(detail.fit_params(reference, (work_dir or Path(".")) / f"{metric}.json",
+                                            _counting(progress, len(reference))))
+        return Calibration(metric, params_file=params_file, params_sha256=sha256_file(Path(params_file)))
     fit_rows, anchor_rows = calibration_split(len(reference), seed) if metric == "niqe_refit" else ([], range(len(reference)))
     anchor_set = _Rows(reference, anchor_rows)
     done = _counting(progress, len(fit_rows) + 2 * len(anchor_set))
@@ -447,5 +505,8 @@ def load_quality_model(calibration: Calibration, device: torch.device | str = "c
         raise ValueError(f"quality parameters {c.params_file} are missing or changed since calibration "
                          f"(sha256 {c.params_sha256}): rematerialise quality_calibration")
     raw_score = _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size)
+    if isinstance(raw_score, _DetailScorer):
+        return QualityModel(c.metric, raw_score, None, c.params_file, c.params_sha256,
+                            references=raw_score.params.references)
     return QualityModel(c.metric, raw_score, AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256,
                         raw_score.scorer.block if isinstance(raw_score, _NiqeScorer) else None)

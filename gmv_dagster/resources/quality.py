@@ -1,4 +1,4 @@
-"""The no-reference quality scorer behind q_j (pyiqa stays behind this interface)."""
+"""The quality scorer behind q_j (pyiqa stays behind this interface)."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ..method.niqe import BLOCK
 from ..method.quality import (
+    DEFAULT_METRIC,
     METRICS,
     Calibration,
     QualityModel,
@@ -19,9 +20,10 @@ from ..method.quality import (
 
 
 class QualityScorerResource(dg.ConfigurableResource):
-    """niqe_refit (default, offline), maniqa / topiq_nr / musiq (local weights), piqe, none (q = 1)."""
+    """matched_detail (default: each generated image against its matched training images), niqe_refit (NIQE refit on
+    the training images), maniqa / topiq_nr / musiq (local weights), piqe, none (q = 1)."""
 
-    metric: str = Field(default="niqe_refit", description=f"one of {', '.join(METRICS)}")
+    metric: str = Field(default=DEFAULT_METRIC, description=f"one of {', '.join(METRICS)}")
     weights_path: str | None = Field(default=None, description="weights file for maniqa / topiq_nr / musiq")
     input_size: int = Field(default=224, gt=0, description="px fed to learned metrics")
     niqe_block: int = Field(default=BLOCK, ge=16, multiple_of=2, description=(

@@ -49,6 +49,9 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
     values, credits, q = read(home, "training_values"), read(home, "credits"), read(home, "quality_scores")
     assert values.height == 36 and credits.height == 6 * 10
     assert values["value"].sum() == pytest.approx(q["q"].sum(), rel=1e-9)
+    # the default quality (matched_detail) records each image's departures from its matches: q = clip(1 - raw)
+    assert q.select(pl.col("blur", "noise", "blocking").null_count()).row(0) == (0, 0, 0)
+    np.testing.assert_array_equal(q["q"], np.clip(1 - q["raw_score"].to_numpy(), 0, 1))
     api = value_training_set(train_dir, gen_dir, ValuationConfig(quality_reference=36), work_dir=tmp_path)
     joined = values.join(api.values, on="train_id", suffix="_api")
     assert joined.height == 36

@@ -17,8 +17,8 @@ from ...evaluation.methods import (
     method_contributors_table,
     method_values_table,
 )
-from ...method.core import MethodSettings
-from ...method.matching import MatchParams
+from ...method.core import MethodSettings, match
+from ...method.matching import IndexShard, MatchParams
 from ...method.quality import QualityModel
 from ...method.search import HnswParams
 from ...resources import (
@@ -86,9 +86,14 @@ class ReportKit:
         """Every method on a training set and a generated set that the pipeline did not see."""
         if train_emb is None:
             train_emb = self.embed(train_images)
-        _, q = quality.score(generations.images)
-        sets = EmbeddedSets(train_ids, generations.ids, train_emb, self.embed(generations.images),
-                            pl.DataFrame({"gen_id": generations.ids, "q": q}))
+        gen_emb = self.embed(generations.images)
+        references = None
+        if quality.references:  # each generation's top matches, found as the pipeline finds them
+            idx, _ = match(train_emb, gen_emb, self.setup.settings.match, [IndexShard(0, len(train_emb))],
+                           self.suite.device)
+            references = [[train_images[i] for i in row[: quality.references]] for row in idx]
+        _, q = quality.score(generations.images, references=references)
+        sets = EmbeddedSets(train_ids, generations.ids, train_emb, gen_emb, pl.DataFrame({"gen_id": generations.ids, "q": q}))
         return run_methods(self.suite, sets, lambda rows: [train_images[i] for i in rows], train_labels, generations,
                            generator, exact_search=self.index_mode == "exact", log=self.log)
 

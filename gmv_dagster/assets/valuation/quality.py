@@ -1,14 +1,17 @@
-"""q_j: no-reference quality of each generated image, in [0, 1], from a scorer calibrated once on the training images."""
+"""q_j: quality of each generated image, in [0, 1], from a scorer calibrated once on the training images; the default
+(matched_detail) compares each generated image with the training images it matched (method/detail.py)."""
 
 
 import json
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
 from ...common.sampling import seeded_rows
 from ...common.timing import timed
+from ...method import detail
 from ...method.quality import Calibration, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
@@ -21,7 +24,7 @@ class QualityConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
 
 
-@dg.asset(group_name="quality", code_version="6", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
+@dg.asset(group_name="quality", code_version="7", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
           automation_condition=FOLLOWS_INPUTS)
 def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
@@ -45,30 +48,60 @@ def quality_calibration(
                      seed=config.seed, **config_metadata(config))
 
 
-@dg.asset(group_name="quality", code_version="7", op_tags=GPU_TAGS, partitions_def=generated_batches,
-          metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(group_name="quality", code_version="8", op_tags=GPU_TAGS, partitions_def=generated_batches,
+          metadata=BATCH_TABLE, ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS)
 def quality_scores(
-    context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, quality_device: DeviceResource,
+    context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, matches: pl.DataFrame,
+    training_images: pl.DataFrame, quality_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
-    """Quality q of each generated image of a batch (gen_id, raw_score, q, note, batch); images are read a scoring
-    batch at a time. An image the scorer cannot score gets q = 0 and a note saying why (logged with its id)."""
+    """Quality q of each generated image of a batch (gen_id, raw_score, q, blur, noise, blocking, note, batch);
+    images are read a scoring batch at a time. matched_detail compares each with its top matches (blur, noise,
+    blocking: its departures from them, detail.py); a no-reference metric leaves those null, and an image it cannot
+    score gets q = 0 and a note saying why (logged with its id)."""
     row = quality_calibration.row(0, named=True)
     calibration = Calibration.from_row(row)
     device = quality_device.torch_device()
     timings: dict = {}
     with timed(timings, "load_seconds"):  # the fitted parameters, and NIQE's compiled CPU loops (niqe_kernels)
         model = load_quality_model(calibration, device)
+    references = reference_images(generated_images, matches, training_images, model.references)
     with timed(timings, "score_seconds"):
-        raw, q = model.score(ImageSequence(generated_images["uri"].to_list()),
-                             Progress(context.log, f"scoring with {model.metric}", 0))
+        raw, q, parts = model.score_parts(ImageSequence(generated_images["uri"].to_list()),
+                                          Progress(context.log, f"scoring with {model.metric}", 0), references)
     context.log.info(f"scored {len(q)} generated images with {model.metric} in {timings['score_seconds']} s")
     notes = model.unscored(raw)
     for gen_id, note in zip(generated_images["id"], notes):
         if note is not None:
             context.log.warning(f"generated image {gen_id}: {note}")
+    zero = float(np.mean(q == 0)) if len(q) else 0.0
+    if zero >= 0.5:  # the batch hands out little or no credit: say why, where a user looks first
+        why = "" if parts is None else " (median departures from their matches: " + ", ".join(
+            f"{name} {value:.2f}" for name, value in zip(detail.DEPARTURES, np.median(parts, axis=0))) + ")"
+        context.log.warning(f"{zero:.0%} of batch {context.partition_key!r} has q = 0{why}: its images hand out no "
+                            "credit; see README, 'Quality scorer'")
+    parts = np.full((len(q), 3), np.nan) if parts is None else parts
     df = pl.DataFrame({"gen_id": generated_images["id"], "raw_score": raw, "q": q,
+                       **{name: pl.Series(parts[:, i]).fill_nan(None) for i, name in enumerate(detail.DEPARTURES)},
                        "note": pl.Series(notes, dtype=pl.String), "batch": generated_images["batch"]})
     return versioned(df, **{k: str(v) for k, v in model.describe().items()}, mean_q=float(q.mean()) if len(q) else 0.0,
+                     share_q_zero=zero,
                      unscored=sum(n is not None for n in notes),
                      device=str(device), reference_size=row["reference_size"], seed=row["seed"], **timings,
                      calibration=dg.MetadataValue.json(json.loads(json.dumps(row))))
+
+
+def reference_images(generated_images: pl.DataFrame, matches: pl.DataFrame, training_images: pl.DataFrame,
+                     top: int) -> list[ImageSequence] | None:
+    """Per generated image (in `generated_images`' order), its `top` matched training images, best first, loaded when
+    read; None where the metric takes none."""
+    if not top:
+        return None
+    uris = (matches.filter(pl.col("rank") <= top).join(training_images.select("id", "uri"), left_on="train_id",
+                                                          right_on="id", how="left")
+            .sort("gen_id", "rank").group_by("gen_id", maintain_order=True).agg("uri"))
+    by_gen = dict(zip(uris["gen_id"], uris["uri"]))
+    missing = [g for g in generated_images["id"] if g not in by_gen]
+    if missing:
+        raise ValueError(f"quality: {len(missing)} generated image(s) of the batch have no matches (first: {missing[0]}):"
+                         " rematerialise matches for this batch first")
+    return [ImageSequence(list(by_gen[g])) for g in generated_images["id"]]

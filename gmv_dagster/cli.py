@@ -8,6 +8,7 @@
     gmv report [--markdown F] the valuation, then every criterion for the method and its baselines
     gmv audit train ID        which generated images credited a training image, from which runs and config
     gmv audit generated ID    a generated image's contributors and weights, from which runs and config
+    gmv sql "SELECT ..."      one read-only query of the results' DuckDB file, printed as a table (no DuckDB CLI needed)
 """
 
 from __future__ import annotations
@@ -290,6 +291,34 @@ def cmd_contributors(args) -> int:
     return 0
 
 
+def cmd_sql(args) -> int:
+    """One query of the results; statements that would change them are refused (the tables are Dagster's: a change
+    must come from a run, which records its lineage)."""
+    import duckdb
+    import polars as pl
+
+    try:
+        kinds = [statement.type for statement in duckdb.connect().extract_statements(args.query)]
+    except duckdb.Error as exc:
+        print(f"gmv sql: {exc}", file=sys.stderr)
+        return 2
+    if len(kinds) != 1 or kinds[0] != duckdb.StatementType.SELECT:
+        print("gmv sql runs one query (SELECT, WITH ... SELECT, SHOW, DESCRIBE, SUMMARIZE); the tables change only "
+              f"through runs (`gmv run`), which record their lineage: got {', '.join(k.name for k in kinds) or 'nothing'}",
+              file=sys.stderr)
+        return 2
+    try:
+        df = _query(_home(args), args.query)
+    except duckdb.Error as exc:
+        print(f"gmv sql: {exc}", file=sys.stderr)
+        return 1
+    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        print(df)
+    if df.height > args.rows:
+        print(f"({df.height} rows; the first {args.rows} shown: --rows N shows more)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gmv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="GMV_HOME (default: $GMV_HOME or ./gmv_home)")
@@ -318,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("gen_id")
     c.add_argument("--png", help="also draw the generated image beside its contributors into this PNG file")
     c.set_defaults(func=cmd_contributors)
+    q = sub.add_parser("sql", help="one read-only query of the results (DuckDB SQL), printed as a table")
+    q.add_argument("query", help='e.g. "SELECT * FROM training_values ORDER BY rank LIMIT 10"')
+    q.add_argument("--rows", type=int, default=50, help="rows to print at most")
+    q.set_defaults(func=cmd_sql)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -42,6 +42,15 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
         best = con.execute("SELECT rank, train_id FROM training_values ORDER BY rank LIMIT 3").fetchall()
     rows = [[cell.strip() for cell in line.strip("│").split("┆")][:2] for line in top.stdout.splitlines() if "┆" in line]
     assert rows[-3:] == [[str(rank), train_id] for rank, train_id in best]  # the table's top 3, in order
+    # README's "Read the answers" query, without a DuckDB CLI; and nothing but a query gets through
+    sql = gmv(env, "sql", "SELECT rank, train_id FROM training_values ORDER BY rank LIMIT 3", timeout=120)
+    assert sql.returncode == 0, sql.stderr
+    cells = [[cell.strip() for cell in line.strip("│").split("┆")] for line in sql.stdout.splitlines() if "┆" in line]
+    assert cells[-3:] == [[str(rank), train_id] for rank, train_id in best]
+    refused = gmv(env, "sql", "DROP TABLE training_values", timeout=120)
+    assert refused.returncode == 2 and "got DROP" in refused.stderr
+    with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM training_values").fetchone()[0] == 36
     gen_id = "generated/bar/g000.png"
     picture = tmp_path / "contributors.png"
     who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,

@@ -131,8 +131,10 @@ def measure(domain: str, n_train: int, n_test: int, seed: int, metrics: tuple[st
 
 
 def stage_ms(model, train: list[np.ndarray], generated: list[np.ndarray], tops: np.ndarray) -> float:
-    """ms per generated image of the quality stage as the quality_scores asset runs it: the generated images and
-    their references read from PNG files (sources.images.ImageSequence), after a warm-up on 16 of them."""
+    """ms per generated image of the quality stage as the quality_scores asset runs it: the generated images read
+    from PNG files (sources.images.ImageSequence), their references' statistics measured beforehand, as the
+    training_details asset measures every training image once (not timed: the training side's), after a warm-up on
+    16 of them."""
     with tempfile.TemporaryDirectory() as work:
         def write(images, stem):
             uris = []
@@ -143,9 +145,11 @@ def stage_ms(model, train: list[np.ndarray], generated: list[np.ndarray], tops: 
 
         train_uris, gen_uris = write(train, "t"), write(generated, "g")
         refs = [ImageSequence([train_uris[i] for i in row]) for row in tops]
-        model.score(ImageSequence(gen_uris[:16]), references=refs[:16])
+        sizes, stats = detail.measure(train)
+        measured = {(uri, (int(h), int(w))): f for uri, (h, w), f in zip(train_uris, sizes, stats)}
+        model.score_parts(ImageSequence(gen_uris[:16]), references=refs[:16], measured=measured)
         start = time.perf_counter()
-        model.score(ImageSequence(gen_uris), references=refs)
+        model.score_parts(ImageSequence(gen_uris), references=refs, measured=measured)
         return 1000 * (time.perf_counter() - start) / len(gen_uris)
 
 
@@ -245,8 +249,9 @@ def main() -> None:
             f"images; {time.perf_counter() - began:.0f} s in all). matched_detail's settings were chosen on the "
             f"tuning domains ({', '.join(TUNING)}): their rows are in-sample; every other row is held out. AUC = P(q "
             "of a clean image > q of the degraded kind), ties half; blur is Gaussian sigma 2 / 3 px, noise Gaussian "
-            "sd 25 / 10 grey levels, JPEG quality 15 / 10. ms / image: scoring images in memory; from files: the "
-            "quality stage as the pipeline runs it (generated images and references read from PNG files).\n\n"
+            "sd 25 / 10 grey levels, JPEG quality 15 / 10. ms / image: scoring images in memory, references measured "
+            "per image; from files: the quality stage as the pipeline runs it (generated images read from PNG files, "
+            "the training images' statistics measured once beforehand, as training_details does).\n\n"
             f"{table}\n\n`{last}`"))
     print(last)
 

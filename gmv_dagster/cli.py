@@ -134,7 +134,8 @@ def cmd_report(args) -> int:
 
 
 LINEAGE = ["training_images", "demo_generator", "generated_images", "similarity_model", "embedding_model", "train_embeddings",
-           "generated_embeddings", "train_index", "credit_temperature", "matches", "quality_calibration", "quality_scores", "credits", "training_values"]
+           "generated_embeddings", "train_index", "credit_temperature", "matches", "quality_calibration", "training_details", "quality_scores", "credits",
+           "training_values"]
 PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
 INPUT_TAG = "dagster/input_data_version/"  # Dagster records the data version of each input it read
 AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "metric", "action", "params_sha256",

@@ -117,7 +117,7 @@ def asset_names() -> set[str]:
     """Every asset the code location must define (a test fails when one appears or disappears)."""
     return {"training_images", "demo_generator", "generated_images", "similarity_model", "embedding_model", "train_embeddings",
             "generated_embeddings",
-            "train_index", "credit_temperature", "matches", "quality_calibration", "quality_scores", "credits", "training_values", "method_values",
+            "train_index", "credit_temperature", "matches", "quality_calibration", "training_details", "quality_scores", "credits", "training_values", "method_values",
             "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
             "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
             "criterion_consistency", "criterion_lds", "criterion_report"}

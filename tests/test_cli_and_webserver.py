@@ -61,7 +61,7 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     assert audit.returncode == 0, audit.stderr
     assert "training image bar/t000.png" in audit.stdout and "generated/bar/g000.png" in audit.stdout
     lineage = [line for line in audit.stdout.splitlines() if " run " in line]
-    assert len(lineage) == 14 and all("code v" in line and "data " in line for line in lineage)
+    assert len(lineage) == 15 and all("code v" in line and "data " in line for line in lineage)
     assert len({line.split(" run ")[1].split()[0] for line in lineage}) == 1  # one run made them all
     assert '"backbone": "similarity"' in audit.stdout and '"temperature_source": "credit_temperature"' in audit.stdout
     with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:

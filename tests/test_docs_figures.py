@@ -23,3 +23,25 @@ def test_readme_quotes_c3_with_the_default_quality_as_results_gives_it():
     readme, results = (ROOT / "README.md").read_text(), (ROOT / "docs" / "RESULTS.md").read_text()
     quoted = re.search(r"with `matched_detail` C3 is ([\d.]+)", readme)
     assert quoted and f"**AUC {quoted.group(1)}**" in results
+
+
+def quality_stage_ms() -> dict[tuple[str, str], str]:
+    """(domain, metric) -> "ms / image from files" as docs/RESULTS.md's quality table prints it."""
+    table = section((ROOT / "docs" / "RESULTS.md").read_text(), "bench/quality_domains.py")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    header, body = rows[0], rows[1:]
+    at = header.index("ms / image from files")
+    return {(row[0].split(" ")[0], row[2]): row[at] for row in body}
+
+
+def test_quality_stage_timings_quoted_in_readme_and_performance_are_the_benchmarks():
+    ms = quality_stage_ms()
+    readme = (ROOT / "README.md").read_text()
+    quoted = re.search(r"scores a 28-px image in ([\d.]+) ms against NIQE's ([\d.]+)", readme)
+    assert quoted and quoted.groups() == (ms["fashion-28", "matched_detail"], ms["fashion-28", "niqe_refit"])
+    performance = (ROOT / "docs" / "PERFORMANCE.md").read_text()
+    quoted = re.search(r"\*\*([\d.]+) ms\*\* at 28 px \(NIQE ([\d.]+)\), \*\*([\d.]+) ms\*\* at 256 px \(NIQE ([\d.]+)\), "
+                       r"([\d.]+) ms at 512 px", performance)
+    assert quoted and quoted.groups() == (ms["fashion-28", "matched_detail"], ms["fashion-28", "niqe_refit"],
+                                          ms["photos-256", "matched_detail"], ms["photos-256", "niqe_refit"],
+                                          ms["photos-512", "matched_detail"])

@@ -209,6 +209,21 @@ def departures(generated: np.ndarray, references: np.ndarray, fences: Fences) ->
     return np.nanmin(signed, axis=1)
 
 
+def measure(images: Sequence[np.ndarray], done: Callable[[int], None] | None = None,
+            chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(sizes (n, 2): height, width; statistics (n, 3)) of `images`, read `chunk` at a time (a sequence that loads
+    images on demand holds one chunk); `done(n)` after each chunk."""
+    sizes, features = np.zeros((len(images), 2), np.int64), np.zeros((len(images), 3))
+    for start in range(0, len(images), chunk):
+        part = list(images[start : start + chunk])
+        for i, image in enumerate(part):
+            sizes[start + i] = np.asarray(image).shape[:2]
+            features[start + i] = detail_features(image)
+        if done is not None:
+            done(len(part))
+    return sizes, features
+
+
 def raw_from_departures(dep: np.ndarray, params: DetailParams) -> np.ndarray:
     """The raw score sum relu(departure - margin) / scale, >= 0: q = clip(1 - raw, 0, 1) (q_from_raw)."""
     return (np.maximum(dep - params.margins(), 0.0) / params.scales()).sum(axis=1)
@@ -224,13 +239,7 @@ def fit_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], N
                params: DetailParams | None = None) -> Path:
     """The fences of `images`' statistics and the margins and scales, saved as JSON (path-<sha>.json, named by
     content: an identical refit gives an identical file, and a refit never overwrites parameters still in use)."""
-    features = []
-    for start in range(0, len(images), 256):
-        part = list(images[start : start + 256])
-        features.extend(detail_features(image) for image in part)
-        if done is not None:
-            done(len(part))
-    fences = Fences.fit(np.stack(features))
+    fences = Fences.fit(measure(images, done)[1])
     body = json.dumps({"fences": asdict(fences), "params": asdict(params or DetailParams())}, sort_keys=True, indent=1)
     tmp = path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +260,9 @@ def reference_features(generated: Sequence[np.ndarray], references: Sequence[Seq
     """Statistics (m, r, 3) of each generated image's references at that image's size (NaN rows pad to r).
 
     A reference sequence that names its images (`uris`, as sources.images.ImageSequence does) is read and measured
-    once per (uri, size) across calls sharing `memo`: generated images of a batch share many of their matches."""
+    once per (uri, size) across calls sharing `memo`: generated images of a batch share many of their matches, and
+    the pipeline fills `memo` beforehand with every training image's statistics at its own size (the
+    training_details asset), so that a reference is read only where the generated image's size differs."""
     r = max((len(refs) for refs in references), default=0)
     out = np.full((len(generated), r, 3), np.nan)
     memo = {} if memo is None else memo

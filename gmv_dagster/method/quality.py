@@ -94,22 +94,24 @@ class QualityModel:
         return raw, q
 
     def score_parts(self, images: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
-                    references: Sequence[Sequence[np.ndarray]] | None = None
+                    references: Sequence[Sequence[np.ndarray]] | None = None, measured: dict | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(raw scores, q, parts); `progress(n, total)` after each n of the `total` images. `parts`: for
         matched_detail the (blur, noise, blocking) departures of each image from its references (detail.py), else None.
 
         `images` may be any sequence whose slices load images on demand (sources.images.ImageSequence): they are
         scored a batch at a time. `references[j]`: image j's top matched training images, best first (at least one;
-        the first `self.references` count), required where `self.references` > 0 and ignored otherwise. An image a
-        no-reference metric cannot score (raw score NaN) gets q = 0: see `unscored`.
+        the first `self.references` count), required where `self.references` > 0 and ignored otherwise; `measured`:
+        statistics already known, {(uri, (height, width)): (detail, noise, blocking)}, for references that name their
+        uris (detail.reference_features). An image a no-reference metric cannot score (raw score NaN) gets q = 0: see
+        `unscored`.
         """
         done = _counting(progress, len(images))
         if self.references:
             if references is None or len(references) != len(images):
                 raise ValueError(f"quality metric {self.metric} compares each generated image with its matched training "
                                  "images: give references, one list per image")
-            parts, raw = self.raw_score(images, done, references)
+            parts, raw = self.raw_score(images, done, references, measured)
             return raw, detail.q_from_raw(raw), parts
         raw = self.raw_score(images, done)
         q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
@@ -341,8 +343,8 @@ class _DetailScorer:
         self.fences, self.params = detail.load_params(Path(params_file))
 
     def __call__(self, images: Sequence[np.ndarray], done: Callable[[int], None] | None,
-                 references: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        parts, memo, top = np.empty((len(images), 3)), {}, self.params.references
+                 references: Sequence[Sequence[np.ndarray]], measured: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        parts, memo, top = np.empty((len(images), 3)), dict(measured or {}), self.params.references
         for start in range(0, len(images), DETAIL_BATCH):
             batch = list(images[start : start + DETAIL_BATCH])
             refs = [r[:top] if getattr(r, "uris", None) is None else ImageSequence(r.uris[:top])

@@ -149,3 +149,31 @@ def test_progress_counts_every_image(crops, tmp_path):
     calls = []
     calibrate(DEFAULT_METRIC, crops, seed=0, work_dir=tmp_path, progress=lambda n, total: calls.append((n, total)))
     assert sum(n for n, _ in calls) == len(crops) and {t for _, t in calls} == {len(crops)}
+
+
+def test_statistics_measured_beforehand_give_the_same_q_and_only_at_their_own_size(crops, tmp_path):
+    """The pipeline measures every training image once (training_details) and passes those statistics; a generated
+    image of another size reads its reference's image instead (same function, same arrays: equal bit for bit on one
+    machine)."""
+    from gmv_dagster.sources.images import ImageSequence
+
+    model = _model(crops, tmp_path)
+    uris = []
+    for i, c in enumerate(crops[:20]):
+        uris.append(str(tmp_path / f"t{i}.png"))
+        Image.fromarray(c).save(uris[-1])
+    generated = [blur(c, 1) for c in crops[:10]]
+    refs = [ImageSequence(uris[i : i + 3]) for i in range(10)]
+    sizes, stats = detail.measure(ImageSequence(uris))
+    measured = {(u, tuple(int(x) for x in hw)): f for u, hw, f in zip(uris, sizes, stats)}
+    read = model.score_parts(generated, references=refs)
+    known = model.score_parts(generated, references=refs, measured=measured)
+    np.testing.assert_array_equal(known[0], read[0])
+    np.testing.assert_array_equal(known[2], read[2])
+    # a wrong statistic at the generated size is used (proof that it is read from `measured`; the fences bound it) ...
+    wrong = {key: value + [0.0, 0.0, 5.0] for key, value in measured.items()}
+    assert np.all(model.score_parts(generated, references=refs, measured=wrong)[2][:, 2] < read[2][:, 2] - 0.3)
+    # ... and ignored for a generated image of another size, whose references are read and resized
+    bigger = [np.asarray(Image.fromarray(g).resize((96, 96), Image.BICUBIC)) for g in generated]
+    np.testing.assert_array_equal(model.score_parts(bigger, references=refs, measured=wrong)[2],
+                                  model.score_parts(bigger, references=refs)[2])

@@ -6,7 +6,7 @@ VALUATION_ASSETS = [
     sources.training_images, sources.demo_generator, sources.generated_images,
     embeddings.similarity_model, embeddings.embedding_model, embeddings.train_embeddings, embeddings.generated_embeddings,
     matching.train_index, matching.credit_temperature, matching.matches,
-    quality.quality_calibration, quality.quality_scores,
+    quality.quality_calibration, quality.training_details, quality.quality_scores,
     credit.credits, credit.training_values,
 ]
 VALUATION_CHECKS = checks.ALL_CHECKS

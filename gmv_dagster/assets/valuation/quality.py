@@ -12,7 +12,7 @@ from pydantic import Field
 from ...common.sampling import seeded_rows
 from ...common.timing import timed
 from ...method import detail
-from ...method.quality import Calibration, load_quality_model
+from ...method.quality import DEFAULT_METRIC, Calibration, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
@@ -48,11 +48,35 @@ def quality_calibration(
                      seed=config.seed, **config_metadata(config))
 
 
+DETAILS_SCHEMA = {"id": pl.String, "height": pl.Int64, "width": pl.Int64, **{name: pl.Float64 for name in detail.FEATURES}}
+
+
+@dg.asset(group_name="quality", code_version="1", ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS)
+def training_details(context, training_images: pl.DataFrame,
+                     quality_scorer: QualityScorerResource) -> dg.Output[pl.DataFrame]:
+    """matched_detail's statistics of every training image at its own size (id, height, width, detail, noise,
+    blocking; method/detail.py), measured once: a batch's quality step then reads its references' statistics here
+    instead of decoding their images (a reference is read only where a generated image's size differs). Empty for a
+    no-reference metric, which has no use for them."""
+    timings: dict = {}
+    if quality_scorer.metric != DEFAULT_METRIC:
+        df = pl.DataFrame(schema=DETAILS_SCHEMA)
+        context.log.info(f"quality metric {quality_scorer.metric} takes no references: nothing to measure")
+    else:
+        progress = Progress(context.log, "measuring training images", training_images.height)
+        with timed(timings, "seconds"):
+            sizes, stats = detail.measure(ImageSequence(training_images["uri"].to_list()), progress)
+        df = pl.DataFrame({"id": training_images["id"], "height": sizes[:, 0], "width": sizes[:, 1],
+                           **{name: stats[:, i] for i, name in enumerate(detail.FEATURES)}}, schema=DETAILS_SCHEMA)
+    return versioned(df, metric=quality_scorer.metric, **timings,
+                     images_per_second=round(df.height / timings["seconds"], 1) if timings.get("seconds") else 0.0)
+
+
 @dg.asset(group_name="quality", code_version="8", op_tags=GPU_TAGS, partitions_def=generated_batches,
           metadata=BATCH_TABLE, ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS)
 def quality_scores(
     context, generated_images: pl.DataFrame, quality_calibration: pl.DataFrame, matches: pl.DataFrame,
-    training_images: pl.DataFrame, quality_device: DeviceResource,
+    training_images: pl.DataFrame, training_details: pl.DataFrame, quality_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
     """Quality q of each generated image of a batch (gen_id, raw_score, q, blur, noise, blocking, note, batch);
     images are read a scoring batch at a time. matched_detail compares each with its top matches (blur, noise,
@@ -65,9 +89,10 @@ def quality_scores(
     with timed(timings, "load_seconds"):  # the fitted parameters, and NIQE's compiled CPU loops (niqe_kernels)
         model = load_quality_model(calibration, device)
     references = reference_images(generated_images, matches, training_images, model.references)
+    measured = measured_references(matches, training_images, training_details, model.references)
     with timed(timings, "score_seconds"):
         raw, q, parts = model.score_parts(ImageSequence(generated_images["uri"].to_list()),
-                                          Progress(context.log, f"scoring with {model.metric}", 0), references)
+                                          Progress(context.log, f"scoring with {model.metric}", 0), references, measured)
     context.log.info(f"scored {len(q)} generated images with {model.metric} in {timings['score_seconds']} s")
     notes = model.unscored(raw)
     for gen_id, note in zip(generated_images["id"], notes):
@@ -105,3 +130,16 @@ def reference_images(generated_images: pl.DataFrame, matches: pl.DataFrame, trai
         raise ValueError(f"quality: {len(missing)} generated image(s) of the batch have no matches (first: {missing[0]}):"
                          " rematerialise matches for this batch first")
     return [ImageSequence(list(by_gen[g])) for g in generated_images["id"]]
+
+
+def measured_references(matches: pl.DataFrame, training_images: pl.DataFrame, training_details: pl.DataFrame,
+                        top: int) -> dict | None:
+    """{(uri, (height, width)): statistics} of the batch's references, from training_details (what
+    detail.reference_features reads before it reads an image); None where the metric takes none."""
+    if not top:
+        return None
+    rows = (matches.filter(pl.col("rank") <= top).select("train_id").unique()
+            .join(training_images.select("id", "uri"), left_on="train_id", right_on="id")
+            .join(training_details, left_on="train_id", right_on="id"))
+    return {(uri, (h, w)): np.array(stats) for uri, h, w, *stats in
+            rows.select("uri", "height", "width", *detail.FEATURES).iter_rows()}

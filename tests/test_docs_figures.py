@@ -3,13 +3,15 @@
 import re
 from pathlib import Path
 
+from gmv_dagster.common.files import marked_sections
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def section(page: str, name: str) -> str:
-    match = re.search(rf"<!-- begin {re.escape(name)} -->\n(.*?)<!-- end {re.escape(name)} -->", page, re.S)
-    assert match, f"docs/RESULTS.md has no section {name}"
-    return match.group(1)
+    found = [block for block in marked_sections(page) if block.startswith(f"<!-- begin {name} -->")]
+    assert len(found) == 1, f"docs/RESULTS.md has no section {name}"
+    return found[0]
 
 
 def test_readme_quotes_the_quality_benchmarks_last_line_as_written():

@@ -117,7 +117,8 @@ def value_training_set(
     model = load_quality_model(calibrate(
         cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path
     ), device)
-    raw, q = model.score(gen_images, references=[load_train(row[: model.references]) for row in idx])
+    top = min(model.references, m.match.k)  # the pipeline's references: ranks 1..3 of the k matches, misses dropped
+    raw, q = model.score(gen_images, references=[load_train([i for i in row[:top] if i >= 0]) for row in idx])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
     temperature = m.temperature or fit_temperature(

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ..common.files import sha256_file
+from ..sources.images import normalise_array_image
 
 FEATURES = ("detail", "noise", "blocking")  # the statistics of one image
 DEPARTURES = ("blur", "noise", "blocking")  # how far a generated image departs from its references, in those terms
@@ -72,6 +73,10 @@ class DetailParams:
     blocking_scale: float = 1.0
     references: int = 3  # top matches that serve as references
 
+    def __post_init__(self) -> None:
+        if not min(self.blur_scale, self.noise_scale, self.blocking_scale) > 0 or self.references < 1:
+            raise ValueError(f"matched_detail needs scales > 0 and at least one reference, got {self}")
+
     def margins(self) -> np.ndarray:
         return np.array([self.blur_margin, self.noise_margin, self.blocking_margin])
 
@@ -91,6 +96,9 @@ class Fences:
         """Tukey's fences (quartiles -/+ FENCE_IQR interquartile ranges, at least FENCE_MIN) of `features` (n, 3)."""
         if len(features) < 4:
             raise ValueError(f"the quality fences need the statistics of at least 4 training images, got {len(features)}")
+        features = features[~np.isnan(features).any(axis=1)]
+        if len(features) < 4:
+            raise ValueError("the quality fences need the statistics of at least 4 training images of at least 4 x 4 px")
         q1, q3 = np.percentile(features, [25, 75], axis=0)
         spread = np.maximum(FENCE_IQR * (q3 - q1), FENCE_MIN)
         return cls(tuple(map(float, q1 - spread)), tuple(map(float, q3 + spread)))
@@ -108,7 +116,9 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 
 def detail_features(image: np.ndarray) -> np.ndarray:
-    """(detail, noise, blocking) of one image (module docstring); finite for any image of at least 4 x 4 px."""
+    """(detail, noise, blocking) of one image (module docstring); finite for any image of at least 4 x 4 px. Arrays
+    are first brought to the uint8 H x W / H x W x 3 form files load as (sources.images.normalise_array_image)."""
+    image = normalise_array_image(image)
     y = luminance(image)
     h, w = y.shape
     if h < 4 or w < 4:
@@ -119,7 +129,7 @@ def detail_features(image: np.ndarray) -> np.ndarray:
     lap -= y[1:-1, :-2]
     lap -= y[1:-1, 2:]
     flat = lap.ravel()
-    detail = np.log1p(float(np.dot(flat, flat)) / flat.size)
+    detail = np.log1p(float(np.dot(flat.astype(np.float64), flat)) / flat.size)  # a float64 sum: the same on any BLAS
     a = np.asarray(image)
     cells = _diagonal_energy(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a[..., :3] if a.ndim == 3 else a)
     k = int(round(NOISE_PERCENTILE / 100 * (cells.size - 1)))
@@ -190,9 +200,15 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT = _dct_matrix(JPEG_BLOCK)  # orthonormal DCT-II, JPEG's
 
 
+def features_or_nan(image: np.ndarray) -> np.ndarray:
+    """detail_features, or NaN for an image too small to measure (under 4 x 4 px): its q is 0, with a note."""
+    h, w = np.asarray(image).shape[:2]
+    return detail_features(image) if h >= 4 and w >= 4 else np.full(3, np.nan)
+
+
 def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """`image` resized to (H, W) `shape` (bicubic, PIL), or as it is when it has that size already."""
-    a = np.asarray(image)
+    a = normalise_array_image(image)
     if a.shape[:2] == tuple(shape):
         return a
     return np.asarray(Image.fromarray(a).resize((shape[1], shape[0]), Image.BICUBIC))
@@ -200,13 +216,15 @@ def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def departures(generated: np.ndarray, references: np.ndarray, fences: Fences) -> np.ndarray:
     """(blur, noise, blocking) departures of generated images (m, 3) from their references (m, r, 3, NaN where a
-    generated image has fewer), each against its most lenient reference, references clipped into `fences`."""
+    generated image has fewer), each against its most lenient reference, references clipped into `fences`; NaN for
+    an image that could not be measured or has no measured reference."""
     ref = fences.clip(references)
     signed = np.stack([ref[..., 0] - generated[:, None, 0], generated[:, None, 1] - ref[..., 1],
                        generated[:, None, 2] - ref[..., 2]], axis=-1)
-    if np.isnan(signed).all(axis=1).any():
-        raise ValueError("a generated image has no reference to compare with: quality needs its matches")
-    return np.nanmin(signed, axis=1)
+    out = np.full(signed.shape[::2], np.nan)
+    some = ~np.isnan(signed).all(axis=1).any(axis=1)  # an image none of whose references could be measured: NaN
+    out[some] = np.nanmin(signed[some], axis=1)
+    return out
 
 
 def measure(images: Sequence[np.ndarray], done: Callable[[int], None] | None = None,
@@ -218,7 +236,7 @@ def measure(images: Sequence[np.ndarray], done: Callable[[int], None] | None = N
         part = list(images[start : start + chunk])
         for i, image in enumerate(part):
             sizes[start + i] = np.asarray(image).shape[:2]
-            features[start + i] = detail_features(image)
+            features[start + i] = features_or_nan(image)
         if done is not None:
             done(len(part))
     return sizes, features
@@ -272,7 +290,7 @@ def reference_features(generated: Sequence[np.ndarray], references: Sequence[Seq
         for i in range(len(refs)):
             key = (uris[i], shape) if uris is not None else None
             if key is None or key not in memo:
-                features = detail_features(fit_to(refs[i], shape))
+                features = features_or_nan(fit_to(refs[i], shape))
                 if key is None:
                     out[j, i] = features
                     continue

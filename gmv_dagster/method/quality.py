@@ -80,7 +80,7 @@ class QualityModel:
     matched_detail, which compares each image with its `references` top matches)."""
 
     metric: str
-    raw_score: Callable[..., np.ndarray]  # (images, done[, references]) -> raw scores; done(n) after each n images
+    raw_score: Callable  # (images, done) -> raw scores; matched_detail: (images, done, references, measured) -> (parts, raw)
     mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation), or clip(1 - raw) where `references` > 0
     params_file: str | None = None
     params_sha256: str | None = None
@@ -112,14 +112,15 @@ class QualityModel:
                 raise ValueError(f"quality metric {self.metric} compares each generated image with its matched training "
                                  "images: give references, one list per image")
             parts, raw = self.raw_score(images, done, references, measured)
-            return raw, detail.q_from_raw(raw), parts
+            return raw, np.where(np.isfinite(raw), detail.q_from_raw(raw), 0.0), parts
         raw = self.raw_score(images, done)
         q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
         return raw, np.where(np.isfinite(raw), q, 0.0), None
 
     def unscored(self, raw: np.ndarray) -> list[str | None]:
         """Per image, why it has no score (q = 0), or None: the note stored beside q."""
-        why = (UNSCORED_NIQE if self.metric == "niqe_refit" else f"{self.metric} gave no finite score") + "; q = 0"
+        why = {"niqe_refit": UNSCORED_NIQE, DEFAULT_METRIC: UNSCORED_DETAIL}.get(
+            self.metric, f"{self.metric} gave no finite score") + "; q = 0"
         return [None if np.isfinite(r) else why for r in raw]
 
     def describe(self) -> dict:
@@ -133,6 +134,7 @@ class QualityModel:
         return out
 
 
+UNSCORED_DETAIL = "matched_detail cannot measure an image under 4 x 4 px (the image or all its references)"
 UNSCORED_NIQE = ("NIQE undefined: no block of the image has local contrast in every plane NIQE reads (a blank image,"
                  " or a grey image scored against a colour training set)")
 
@@ -349,7 +351,7 @@ class _DetailScorer:
             batch = list(images[start : start + DETAIL_BATCH])
             refs = [r[:top] if getattr(r, "uris", None) is None else ImageSequence(r.uris[:top])
                     for r in references[start : start + len(batch)]]
-            gen = np.stack([detail.detail_features(image) for image in batch]) if batch else np.empty((0, 3))
+            gen = np.stack([detail.features_or_nan(image) for image in batch]) if batch else np.empty((0, 3))
             parts[start : start + len(batch)] = detail.departures(gen, detail.reference_features(batch, refs, memo),
                                                                   self.fences)
             if done is not None:
@@ -400,9 +402,9 @@ class Calibration:
     """A fitted scorer as data: the scorer is rebuilt from it without fitting again (one row of a table)."""
 
     metric: str
-    good: float | None = None  # raw score of clean images (q = 1); None for `none`
+    good: float | None = None  # raw score of clean images (q = 1); None for `none` and matched_detail (no anchors)
     bad: float | None = None  # raw score of noise (q = 0)
-    params_file: str | None = None  # niqe_refit's pristine model, or a learned metric's weights file
+    params_file: str | None = None  # matched_detail's fences (JSON), niqe_refit's pristine model, or a weights file
     params_sha256: str | None = None
     input_size: int = 224
     niqe_block: int | None = None  # niqe_refit: the block size NIQE read
@@ -443,7 +445,8 @@ def calibrate(
     For matched_detail, the statistics of every `reference` image set the fences inside which a reference counts
     (detail.py; saved under `work_dir`, named by content); nothing is anchored. For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
     content) and the other 20% anchors q = 1 (calibration_split); NIQE reads `niqe_block`-px blocks (pyiqa's 96 by default).
-    `progress(n, total)` after each n of the `total` images it scores (the anchor images twice: clean and as noise).
+    `progress(n, total)` after each n of the `total` images it scores (niqe_refit: the anchor images twice, clean and as
+    noise).
     `reference` may load lazily.
     """
     if metric not in METRICS:

@@ -177,3 +177,24 @@ def test_statistics_measured_beforehand_give_the_same_q_and_only_at_their_own_si
     bigger = [np.asarray(Image.fromarray(g).resize((96, 96), Image.BICUBIC)) for g in generated]
     np.testing.assert_array_equal(model.score_parts(bigger, references=refs, measured=wrong)[2],
                                   model.score_parts(bigger, references=refs)[2])
+
+
+def test_an_image_too_small_to_measure_gets_q_zero_and_a_note_and_the_batch_goes_on(crops, tmp_path):
+    model = _model(crops, tmp_path)
+    tiny = crops[0][:3, :3]
+    raw, q, _ = model.score_parts([tiny, crops[1]], references=[[crops[0]], [crops[1]]])
+    assert q.tolist() == [0.0, 1.0]
+    assert model.unscored(raw)[0].startswith("matched_detail cannot measure an image under 4 x 4 px")
+    assert model.unscored(raw)[1] is None
+
+
+def test_arrays_of_other_forms_are_measured_as_their_uint8_image():
+    grey = photo_crops(1, size=32, seed=3)[0].mean(axis=2).astype(np.uint8)
+    expected = detail.detail_features(grey)
+    np.testing.assert_array_equal(detail.detail_features(grey[..., None]), expected)  # H x W x 1
+    np.testing.assert_array_equal(detail.detail_features(grey / 255.0), expected)  # floats in [0, 1]
+
+
+def test_settings_refuse_a_zero_scale():
+    with pytest.raises(ValueError, match="scales > 0"):
+        detail.DetailParams(noise_scale=0.0)

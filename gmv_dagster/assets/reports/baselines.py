@@ -88,10 +88,11 @@ class ReportKit:
             train_emb = self.embed(train_images)
         gen_emb = self.embed(generations.images)
         references = None
-        if quality.references:  # each generation's top matches, found as the pipeline finds them
-            idx, _ = match(train_emb, gen_emb, self.setup.settings.match, [IndexShard(0, len(train_emb))],
-                           self.suite.device)
-            references = [[train_images[i] for i in row[: quality.references]] for row in idx]
+        if quality.references:  # each generation's top matches by exact search (the reports start without re-rank)
+            params = self.setup.settings.match
+            idx, _ = match(train_emb, gen_emb, params, [IndexShard(0, len(train_emb))], self.suite.device)
+            top = min(quality.references, params.k)
+            references = [[train_images[i] for i in row[:top] if i >= 0] for row in idx]
         _, q = quality.score(generations.images, references=references)
         sets = EmbeddedSets(train_ids, generations.ids, train_emb, gen_emb, pl.DataFrame({"gen_id": generations.ids, "q": q}))
         return run_methods(self.suite, sets, lambda rows: [train_images[i] for i in rows], train_labels, generations,

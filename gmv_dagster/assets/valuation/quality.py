@@ -21,7 +21,7 @@ from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
 
 class QualityConfig(dg.Config):
     reference_size: int = Field(default=1000, ge=10, description="training images that calibrate the scorer")
-    seed: int = Field(default=0, description="seed of the reference sample and the noise anchor")
+    seed: int = Field(default=0, description="seed of the reference sample (and of niqe_refit's noise anchor)")
 
 
 @dg.asset(group_name="quality", code_version="7", op_tags=GPU_TAGS, ins={"training_images": TRAIN_URIS},
@@ -30,7 +30,8 @@ def quality_calibration(
     context, config: QualityConfig, training_images: pl.DataFrame, quality_scorer: QualityScorerResource,
     quality_device: DeviceResource, gmv_home: GmvHome,
 ) -> dg.Output[pl.DataFrame]:
-    """The scorer fitted and anchored on a seeded sample of training images (one row): every batch is scored with it."""
+    """The scorer fitted on a seeded sample of training images (one row; matched_detail: its fences, niqe_refit: its
+    pristine model and anchors): every batch is scored with it."""
     rows = seeded_rows(training_images.height, config.reference_size, config.seed)
     timings: dict = {}
     with timed(timings, "fit_seconds"):
@@ -124,6 +125,10 @@ def reference_images(generated_images: pl.DataFrame, matches: pl.DataFrame, trai
     uris = (matches.filter(pl.col("rank") <= top).join(training_images.select("id", "uri"), left_on="train_id",
                                                           right_on="id", how="left")
             .sort("gen_id", "rank").group_by("gen_id", maintain_order=True).agg("uri"))
+    unknown = uris.filter(pl.col("uri").list.eval(pl.element().is_null()).list.any())
+    if unknown.height:
+        raise ValueError(f"quality: generated image {unknown['gen_id'][0]} matched training images that are no longer "
+                         "in training_images: rematerialise matches for this batch first")
     by_gen = dict(zip(uris["gen_id"], uris["uri"]))
     missing = [g for g in generated_images["id"] if g not in by_gen]
     if missing:

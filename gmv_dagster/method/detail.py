@@ -31,8 +31,8 @@ Pure numpy, no torch: about 0.03 ms for a 28-px image.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..common.files import sha256_file
+from ..common.files import write_atomically
 from ..sources.images import normalise_array_image
 
 FEATURES = ("detail", "noise", "blocking")  # the statistics of one image
@@ -211,7 +211,9 @@ def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     a = normalise_array_image(image)
     if a.shape[:2] == tuple(shape):
         return a
-    return np.asarray(Image.fromarray(a).resize((shape[1], shape[0]), Image.BICUBIC))
+    from ..common.resample import resize  # PIL's pixels (an enlargement as compiled loops); loaded only when needed
+
+    return resize(a, shape[1], shape[0], Image.BICUBIC)
 
 
 def departures(generated: np.ndarray, references: np.ndarray, fences: Fences) -> np.ndarray:
@@ -259,12 +261,8 @@ def fit_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], N
     content: an identical refit gives an identical file, and a refit never overwrites parameters still in use)."""
     fences = Fences.fit(measure(images, done)[1])
     body = json.dumps({"fences": asdict(fences), "params": asdict(params or DetailParams())}, sort_keys=True, indent=1)
-    tmp = path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(body)
-    final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
-    os.replace(tmp, final)
-    return final
+    final = path.with_name(f"{path.stem}-{hashlib.sha256(body.encode()).hexdigest()[:16]}{path.suffix}")
+    return write_atomically(final, lambda tmp: tmp.write_bytes(body.encode()))
 
 
 def load_params(path: Path) -> tuple[Fences, DetailParams]:

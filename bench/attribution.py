@@ -101,12 +101,20 @@ def spread(train_emb: np.ndarray, copy_emb: np.ndarray, rows: np.ndarray, sample
     d = 1.0 - train_emb[pick] @ train_emb.T
     d[np.arange(len(pick)), pick] = np.inf
     d.sort(axis=1)
-    q = lambda x: [round(float(v), 4) for v in np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])]
+
+    def q(x):
+        return [round(float(v), 4) for v in np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])]
+
     dc = 1.0 - copy_emb @ train_emb.T
     to_source = dc[np.arange(len(rows)), rows]
     dc[np.arange(len(rows)), rows] = np.inf
-    return {"train_nn1": q(d[:, 0]), "train_nn10": q(d[:, 9]), "copy_to_source": q(to_source),
-            "copy_to_nearest_other": q(dc.min(1)), "quantiles": [0.05, 0.25, 0.5, 0.75, 0.95]}
+    return {
+        "train_nn1": q(d[:, 0]),
+        "train_nn10": q(d[:, 9]),
+        "copy_to_source": q(to_source),
+        "copy_to_nearest_other": q(dc.min(1)),
+        "quantiles": [0.05, 0.25, 0.5, 0.75, 0.95],
+    }
 
 
 def _progress_printer(domain: str, start: float):
@@ -134,8 +142,11 @@ def make_domain(name: str, args) -> tuple[list[np.ndarray], list[np.ndarray], np
 def run_domain(name: str, args, params: SimilarityParams) -> tuple[list[dict], dict]:
     t0 = time.perf_counter()
     train, copies, rows, strengths = make_domain(name, args)
-    print(f"[{name}] {len(train)} training images, {len(copies)} near-copies ({time.perf_counter() - t0:.1f} s)",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{name}] {len(train)} training images, {len(copies)} near-copies ({time.perf_counter() - t0:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     reranks = {"l2": l2_distance(32), "aligned": aligned_distance(32, 3)}
     cache: dict[str, tuple[np.ndarray, float]] = {}
     results, extra = [], {}
@@ -150,7 +161,10 @@ def run_domain(name: str, args, params: SimilarityParams) -> tuple[list[dict], d
             extra["similarity_info"] = model.info | {"channels": model.channels, "sha256": model.sha256}
         else:
             embedder = make_embedder(emb_name, 96 if emb_name == "efficientnet_lite0" else None)
-        embed = lambda ims, e=embedder: e.embed(ims, batch_size=256)
+
+        def embed(ims, e=embedder):
+            return e.embed(ims, batch_size=256)
+
         t = time.perf_counter()
         train_emb = embed(train)
         index_s = time.perf_counter() - t
@@ -182,14 +196,29 @@ def run_domain(name: str, args, params: SimilarityParams) -> tuple[list[dict], d
             for s in DEFAULT_STRENGTHS:
                 m = strengths == s
                 by_strength[str(s)] = accuracy(idx[m], scores[m], rows[m])[0]
-            results.append({
-                "domain": name, "embedder": emb_name, "rerank": rr, "top1": top1, "top10": top10,
-                "recall50": recall, "s_per_image": embed_s + search_s + rr_s, "embed_s": embed_s,
-                "search_s": search_s, "rerank_s": rr_s, "index_s_per_train_image": index_s / len(train),
-                "train_s": train_s, "top1_by_strength": by_strength,
-            })
-            print(f"[{name}] {emb_name:>18} + {rr:<7} top1 {top1:.3f} top10 {top10:.3f} "
-                  f"({results[-1]['s_per_image'] * 1e3:.1f} ms/image)", file=sys.stderr, flush=True)
+            results.append(
+                {
+                    "domain": name,
+                    "embedder": emb_name,
+                    "rerank": rr,
+                    "top1": top1,
+                    "top10": top10,
+                    "recall50": recall,
+                    "s_per_image": embed_s + search_s + rr_s,
+                    "embed_s": embed_s,
+                    "search_s": search_s,
+                    "rerank_s": rr_s,
+                    "index_s_per_train_image": index_s / len(train),
+                    "train_s": train_s,
+                    "top1_by_strength": by_strength,
+                }
+            )
+            print(
+                f"[{name}] {emb_name:>18} + {rr:<7} top1 {top1:.3f} top10 {top10:.3f} "
+                f"({results[-1]['s_per_image'] * 1e3:.1f} ms/image)",
+                file=sys.stderr,
+                flush=True,
+            )
         cache.clear()
     return results, extra
 
@@ -208,9 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--spread-all", action="store_true", help="distance spreads for every embedder")
     ap.add_argument("--json", type=Path, default=None, help="write every number here")
-    ap.add_argument("--markdown", type=Path, default=None,
-                    help="also write the table as this script's section of a page (e.g. docs/RESULTS.md; "
-                         "`gmv report --markdown` keeps it)")
+    ap.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="also write the table as this script's section of a page (e.g. docs/RESULTS.md; "
+        "`gmv report --markdown` keeps it)",
+    )
     args = ap.parse_args(argv)
     args.embedders = [e for e in args.embedders.split(",") if e]
     args.reranks = [r for r in args.reranks.split(",") if r]
@@ -234,43 +267,61 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(text)
 
     domains = list(dict.fromkeys(r["domain"] for r in rows))
-    out(f"\n## Near-copy attribution ({args.queries} near-copies per domain; fmnist {args.fmnist_train} "
-          f"training images, crops {args.crops_train}; {torch.get_num_threads()} threads; {total:.0f} s in all)\n")
-    out("| domain | embedder | re-rank | top-1 | top-10 | recall@50 | top-1 s=0.5/1.0/1.5 | ms / image "
-          "(embed + search + re-rank) | train-set embed ms / image | similarity training s |")
+    out(
+        f"\n## Near-copy attribution ({args.queries} near-copies per domain; fmnist {args.fmnist_train} "
+        f"training images, crops {args.crops_train}; {torch.get_num_threads()} threads; {total:.0f} s in all)\n"
+    )
+    out(
+        "| domain | embedder | re-rank | top-1 | top-10 | recall@50 | top-1 s=0.5/1.0/1.5 | ms / image "
+        "(embed + search + re-rank) | train-set embed ms / image | similarity training s |"
+    )
     out("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         bs = "/".join(f"{v:.2f}" for v in r["top1_by_strength"].values())
         train_s = f"{r['train_s']:.0f}" if r["train_s"] else "-"
-        out(f"| {r['domain']} | {r['embedder']} | {r['rerank']} | {r['top1']:.3f} | {r['top10']:.3f} | "
-              f"{r['recall50']:.3f} | {bs} | {r['s_per_image'] * 1e3:.1f} ({r['embed_s'] * 1e3:.1f} + "
-              f"{r['search_s'] * 1e3:.2f} + {r['rerank_s'] * 1e3:.1f}) | {r['index_s_per_train_image'] * 1e3:.2f} | "
-              f"{train_s} |")
+        out(
+            f"| {r['domain']} | {r['embedder']} | {r['rerank']} | {r['top1']:.3f} | {r['top10']:.3f} | "
+            f"{r['recall50']:.3f} | {bs} | {r['s_per_image'] * 1e3:.1f} ({r['embed_s'] * 1e3:.1f} + "
+            f"{r['search_s'] * 1e3:.2f} + {r['rerank_s'] * 1e3:.1f}) | {r['index_s_per_train_image'] * 1e3:.2f} | "
+            f"{train_s} |"
+        )
     for d in domains:
         for key, val in extras[d].items():
             if key.startswith("spread_"):
-                out(f"\n{d} {key[7:]} cosine distances, quantiles {val['quantiles']}: "
-                      f"train->nearest other {val['train_nn1']}; train->10th nearest {val['train_nn10']}; "
-                      f"near-copy->source {val['copy_to_source']}; near-copy->nearest other {val['copy_to_nearest_other']}")
+                out(
+                    f"\n{d} {key[7:]} cosine distances, quantiles {val['quantiles']}: "
+                    f"train->nearest other {val['train_nn1']}; train->10th nearest {val['train_nn10']}; "
+                    f"near-copy->source {val['copy_to_source']}; "
+                    f"near-copy->nearest other {val['copy_to_nearest_other']}"
+                )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "extras": extras, "seconds": total,
-                                         "params": params.to_dict()}, indent=1))
+        args.json.write_text(
+            json.dumps({"rows": rows, "extras": extras, "seconds": total, "params": params.to_dict()}, indent=1)
+        )
     # The default: the cheapest combination (seconds per generated image) whose top-1 meets the target in every
     # domain; where none does, the one with the best worst domain.
-    combos = {(r["embedder"], r["rerank"]): [x for x in rows if (x["embedder"], x["rerank"]) == (r["embedder"], r["rerank"])]
-              for r in rows}
+    combos = {
+        (r["embedder"], r["rerank"]): [x for x in rows if (x["embedder"], x["rerank"]) == (r["embedder"], r["rerank"])]
+        for r in rows
+    }
     worst = {c: min(x["top1"] for x in rs) for c, rs in combos.items()}
     cost = {c: sum(x["s_per_image"] for x in rs) for c, rs in combos.items()}
     meeting = [c for c in combos if worst[c] >= TARGET_TOP1]
     best = min(meeting, key=cost.get) if meeting else max(combos, key=lambda c: (worst[c], -cost[c]))
-    out(f"\nchosen default (the cheapest with top-1 >= {TARGET_TOP1} in every domain): embedder={best[0]} "
-        f"rerank={best[1]}: top-1 " + ", ".join(f"{x['domain']} {x['top1']:.3f}" for x in combos[best])
-        + ("" if meeting else f"  (target >= {TARGET_TOP1}: NOT met by any)"))
+    out(
+        f"\nchosen default (the cheapest with top-1 >= {TARGET_TOP1} in every domain): embedder={best[0]} "
+        f"rerank={best[1]}: top-1 "
+        + ", ".join(f"{x['domain']} {x['top1']:.3f}" for x in combos[best])
+        + ("" if meeting else f"  (target >= {TARGET_TOP1}: NOT met by any)")
+    )
     if args.markdown:
         command = " ".join(["python bench/attribution.py", *(argv if argv is not None else sys.argv[1:])])
         heading, body = "\n".join(lines).strip().split("\n", 1)
-        put_marked_section(args.markdown, "bench/attribution.py",
-                           f"{heading}\n\nWritten by `{command}` on {time.strftime('%Y-%m-%d')}.\n{body}")
+        put_marked_section(
+            args.markdown,
+            "bench/attribution.py",
+            f"{heading}\n\nWritten by `{command}` on {time.strftime('%Y-%m-%d')}.\n{body}",
+        )
 
 
 if __name__ == "__main__":

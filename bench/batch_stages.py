@@ -5,7 +5,8 @@
 This machine's speed moves by a quarter or more from one minute to the next, so two end-to-end runs an hour apart
 cannot tell a 20% change from the weather. This script times a batch's embed, quality and match stages (as the
 pipeline runs them, without Dagster: the learned similarity, HNSW search and the float64 re-score, the home's quality
-metric, which for matched_detail reads each image's top matches) on the same 1,000 files and the same home, alternately with this checkout and with `--against`
+metric, which for matched_detail reads each image's top matches) on the same 1,000 files and the same home, \
+alternately with this checkout and with `--against`
 (checked out in a temporary git worktree), each round in two fresh processes, and prints the median per stage.
 The home and its inbox batches are `bench/end_to_end.py`'s (run it first). A process's one-off loads (torch, the
 models, numba's cached loops) are outside the timed stages, as in the pipeline's metadata; one warm-up batch of 64
@@ -54,11 +55,20 @@ def child(work: Path, batch: str) -> None:
     shard = IndexShard(0, len(vectors), index, None, vectors)
     params = MatchParams(k=10, candidates=50, metric=spec["params"]["metric"])  # the pipeline's defaults
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:  # training uris in vector-row order
-        train_uris = con.execute("SELECT t.uri FROM train_embeddings e JOIN training_images t ON t.id = e.id "
-                                 "ORDER BY e.vector_row").pl()["uri"].to_list()
+        train_uris = (
+            con.execute(
+                "SELECT t.uri FROM train_embeddings e JOIN training_images t ON t.id = e.id ORDER BY e.vector_row"
+            )
+            .pl()["uri"]
+            .to_list()
+        )
 
     def references(rows):  # matched_detail's references: each image's top matches, read when scored
-        return [ImageSequence([train_uris[i] for i in row[: quality.references]]) for row in rows] if quality.references else None
+        return (
+            [ImageSequence([train_uris[i] for i in row[: quality.references]]) for row in rows]
+            if quality.references
+            else None
+        )
 
     warm = embedder.embed(load_images(uris[:64]), "cpu", 256)
     quality.score(ImageSequence(uris[:64]), references=references(search_shards(vectors, warm, params, [shard])[0]))
@@ -91,19 +101,28 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(old), args.against], check=True)
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(old), args.against], check=True
+        )
         try:
             trees = {"new": repo, "old": old}
             runs: dict[str, list[dict]] = {"new": [], "old": []}
             for r in range(args.rounds):
                 for name in ("old", "new") if r % 2 else ("new", "old"):
                     env = {**os.environ, "PYTHONPATH": str(trees[name])}
-                    out = subprocess.run([sys.executable, __file__, "--child", "--work", str(args.work), "--batch",
-                                          args.batch], env=env, cwd=trees[name], check=True, capture_output=True,
-                                         text=True).stdout
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--child", "--work", str(args.work), "--batch", args.batch],
+                        env=env,
+                        cwd=trees[name],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
                     runs[name].append(json.loads(out.strip().splitlines()[-1]))
-                    print(f"round {r + 1} {name}: " + ", ".join(f"{s} {runs[name][-1][s]:.3f}" for s in STAGES),
-                          flush=True)
+                    print(
+                        f"round {r + 1} {name}: " + ", ".join(f"{s} {runs[name][-1][s]:.3f}" for s in STAGES),
+                        flush=True,
+                    )
         finally:
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(old)], check=False)
     print(f"\nmedian ms per generated image over {args.rounds} rounds ({args.batch}, 1,000 files):\n")
@@ -114,7 +133,9 @@ def main() -> None:
     for stage in STAGES:
         o, n = (statistics.median(run[stage] for run in runs[name]) for name in ("old", "new"))
         print(f"| {stage} | {o:.3f} | {n:.3f} | {o / n:.2f}x |")
-    print(f"| **total** | **{totals['old']:.3f}** | **{totals['new']:.3f}** | **{totals['old'] / totals['new']:.2f}x** |")
+    print(
+        f"| **total** | **{totals['old']:.3f}** | **{totals['new']:.3f}** | **{totals['old'] / totals['new']:.2f}x** |"
+    )
     print(f"speedup={totals['old'] / totals['new']:.2f}")
 
 

@@ -58,12 +58,17 @@ def main() -> None:
     if args.similarity:
         embedders["similarity"] = make_embedder("similarity", weights_path=args.similarity)
     say("## C3's coverage: by training set size, generations and k\n")
-    say("Written by `python bench/c3_coverage.py --similarity <weights> --markdown docs/RESULTS.md`. The demo VAE "
+    say(
+        "Written by `python bench/c3_coverage.py --similarity <weights> --markdown docs/RESULTS.md`. The demo VAE "
         "(its settings) retrained on a seeded sample of the demo plus C3's 5% OOD images, as `criterion_ood` does; "
         "coverage: the share of the clean training images among some generation's k nearest (exact cosine search), "
-        "i.e. with value > 0. C3's AUC bound is (1 + coverage) / 2.\n")
-    say("| clean training images | VAE training s | embedder | k | "
-        + " | ".join(f"coverage after {m:,} generations" for m in args.samples) + " |")
+        "i.e. with value > 0. C3's AUC bound is (1 + coverage) / 2.\n"
+    )
+    say(
+        "| clean training images | VAE training s | embedder | k | "
+        + " | ".join(f"coverage after {m:,} generations" for m in args.samples)
+        + " |"
+    )
     say("|---|---|---|---|" + "---|" * len(args.samples))
     best = 0.0
     for size in args.sizes:

@@ -28,8 +28,9 @@ def report(home: Path) -> pl.DataFrame:
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
         df = con.sql("SELECT * FROM criterion_report").pl()
     numbers = headline(df).select("method", "setting", "value")
-    coverage = (df.filter((pl.col("criterion") == "diversity") & (pl.col("metric") == COVERAGE))
-                .select("method", setting=pl.lit("coverage"), value=pl.col("value").cast(pl.Float64)))
+    coverage = df.filter((pl.col("criterion") == "diversity") & (pl.col("metric") == COVERAGE)).select(
+        "method", setting=pl.lit("coverage"), value=pl.col("value").cast(pl.Float64)
+    )
     return pl.concat([numbers, coverage])
 
 
@@ -42,8 +43,10 @@ def side_by_side(old: pl.DataFrame, new: pl.DataFrame) -> str:
         v = lookup.get((which, method, setting))
         return "" if v is None else f"{v:.3g}"
 
-    lines = ["| criterion | " + " | ".join(f"{m} old | {m} new" for m in methods) + " |",
-             "|---|" + "---|---|" * len(methods)]
+    lines = [
+        "| criterion | " + " | ".join(f"{m} old | {m} new" for m in methods) + " |",
+        "|---|" + "---|---|" * len(methods),
+    ]
     for s in settings:
         lines.append(f"| {s} | " + " | ".join(f"{cell('old', m, s)} | {cell('new', m, s)}" for m in methods) + " |")
     return "\n".join(lines)
@@ -60,8 +63,11 @@ def main() -> None:
     table = side_by_side(report(args.old), report(args.new))
     print(table)
     if args.markdown:
-        put_marked_section(args.markdown, "bench/compare_demos.py",
-                           f"## {args.title}\n\n{args.text.strip()}\n\n{table}\n".replace("\n\n\n", "\n\n"))
+        put_marked_section(
+            args.markdown,
+            "bench/compare_demos.py",
+            f"## {args.title}\n\n{args.text.strip()}\n\n{table}\n".replace("\n\n\n", "\n\n"),
+        )
 
 
 if __name__ == "__main__":

@@ -59,13 +59,20 @@ def main() -> None:
     test = fashion_mnist_manifest(DEBIAN_FASHION_MNIST, "test", 1000, 0)
     test_top = nearest(load_images(test["uri"].to_list()))
     test_c1 = float((train_labels[test_top] == np.asarray(test["label"].to_list())[:, None]).mean())
-    say(f"## The demo generator ({len(images):,} training images, {args.epochs} epochs; pixels embedder, exact search)\n")
-    say("Written by `python bench/demo_generator.py --markdown docs/RESULTS.md`. C1@10 of 1,000 samples; coverage: share "
-        "of the training images among some sample's 10 nearest.\n")
+    say(
+        f"## The demo generator ({len(images):,} training images, {args.epochs} epochs; "
+        "pixels embedder, exact search)\n"
+    )
+    say(
+        "Written by `python bench/demo_generator.py --markdown docs/RESULTS.md`. C1@10 of 1,000 samples; "
+        "coverage: share of the training images among some sample's 10 nearest.\n"
+    )
     say("| samples | training s | C1@10 | " + " | ".join(f"coverage after {m:,}" for m in SAMPLES) + " |")
     say("|---|---|---|" + "---|" * len(SAMPLES))
-    say(f"| real test images (1,000, the reference) | | {test_c1:.3f} | {len(np.unique(test_top)) / len(images):.3f} |"
-          + " |" * (len(SAMPLES) - 1))
+    say(
+        f"| real test images (1,000, the reference) | | {test_c1:.3f} | {len(np.unique(test_top)) / len(images):.3f} |"
+        + " |" * (len(SAMPLES) - 1)
+    )
     c1 = cov = 0.0
     for k in args.priors:
         start = time.perf_counter()

@@ -4,7 +4,8 @@
 
 1. Values the demo (`--demo-size` training images, 1,000 generated) in a fresh GMV_HOME, in one process.
    The one-off cost is the training side's stages: the similarity model where the embedder has one, the
-   training embeddings, the index, the credit temperature, the quality calibration and training_details (each stage's seconds from its asset metadata,
+   training embeddings, the index, the credit temperature, the quality calibration and training_details \
+(each stage's seconds from its asset metadata,
    the figures the UI shows). The demo generator's training is not valuation and is not counted.
 2. Drops new batches (`--batches` of them, each `--batch-size` other Fashion-MNIST test images standing in for new
    generations) into the inbox one after another and values each against the existing index and calibration, as
@@ -81,7 +82,10 @@ def main() -> None:
     for stage, seconds in one_off.items():
         print(f"| {stage} | {seconds:.2f} | {seconds / total:.0%} |")
     print(f"| **one-off total** | **{total:.2f}** | |")
-    print(f"\nwhole first run, wall clock (incl. the demo generator's training, manifests, checks, galleries): {wall:.1f} s")
+    print(
+        "\nwhole first run, wall clock (incl. the demo generator's training, manifests, checks, galleries): "
+        f"{wall:.1f} s"
+    )
 
     test_images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
     m = args.batch_size
@@ -98,22 +102,36 @@ def main() -> None:
         walls.append(time.perf_counter() - start)
         per_batch.append([float(metadata(asset, name)[key]) for _, asset, key in MARGINAL])
         loads.append(float(metadata("quality_scores", name).get("load_seconds", 0.0)))
-    print(f"\nmarginal, {args.batches} new batches of {m:,} generated images each against the existing index and "
-          "calibration, valued one after another (ms per generated image):\n")
+    print(
+        f"\nmarginal, {args.batches} new batches of {m:,} generated images each against the existing index and "
+        "calibration, valued one after another (ms per generated image):\n"
+    )
     print("| stage | " + " | ".join(f"batch {b + 1}" for b in range(args.batches)) + " | median |")
     print("|---|" + "---|" * (args.batches + 1))
     totals = [sum(seconds) for seconds in per_batch]
     for i, (stage, _, _) in enumerate(MARGINAL):
         column = [seconds[i] for seconds in per_batch]
-        print(f"| {stage} | " + " | ".join(f"{1000 * s / m:.3f}" for s in column)
-              + f" | {1000 * statistics.median(column) / m:.3f} |")
-    print("| **marginal total** | " + " | ".join(f"**{1000 * t / m:.3f}**" for t in totals)
-          + f" | **{1000 * statistics.median(totals) / m:.3f}** |")
+        print(
+            f"| {stage} | "
+            + " | ".join(f"{1000 * s / m:.3f}" for s in column)
+            + f" | {1000 * statistics.median(column) / m:.3f} |"
+        )
+    print(
+        "| **marginal total** | "
+        + " | ".join(f"**{1000 * t / m:.3f}**" for t in totals)
+        + f" | **{1000 * statistics.median(totals) / m:.3f}** |"
+    )
     # Per step, not per image (as torch's import): the scorer's parameters and NIQE's compiled loops, loaded once.
-    print("\nloading the quality model in each batch's step (its parameters, NIQE's compiled loops), once per step: "
-          + ", ".join(f"{s:.2f}" for s in loads) + " s")
-    print("each batch's runs, wall clock (its assets, checks, then the sum over all batches): "
-          + ", ".join(f"{w:.1f}" for w in walls) + " s")
+    print(
+        "\nloading the quality model in each batch's step (its parameters, NIQE's compiled loops), once per step: "
+        + ", ".join(f"{s:.2f}" for s in loads)
+        + " s"
+    )
+    print(
+        "each batch's runs, wall clock (its assets, checks, then the sum over all batches): "
+        + ", ".join(f"{w:.1f}" for w in walls)
+        + " s"
+    )
     print(f"marginal_ms_per_image={1000 * statistics.median(totals) / m:.3f} one_off_s={total:.1f}")
 
 

@@ -8,7 +8,8 @@ on the CPU; quality stays on the CPU both times. Prints each
 run's images per second and search time from asset metadata, then compares the values per training
 image: max |difference|, Spearman rank correlation, overlap of the top 100. Then NIQE alone (the quality scorer
 with a device path: the default, matched_detail, is numpy on the CPU): calibrated on the CPU run's training images,
-it scores the generated images on `--device` and on the CPU, milliseconds per image each and max |q difference|. Exits 1 beyond
+it scores the generated images on `--device` and on the CPU, milliseconds per image each \
+and max |q difference|. Exits 1 beyond
 either tolerance.
 """
 
@@ -83,19 +84,34 @@ def main() -> int:
     env.update({k: v for k, v in (("GMV_TRAIN_SOURCE", args.train), ("GMV_GENERATED_SOURCE", args.generated)) if v})
     runs = {}
     for name, device in (("accelerator", args.device), ("cpu", "cpu")):
-        run_env = {**env, "GMV_EMBEDDING_DEVICE": device, "GMV_MATCHING_DEVICE": device, "GMV_GENERATOR_DEVICE": device,
-                   "GMV_QUALITY_DEVICE": "cpu"}
+        run_env = {
+            **env,
+            "GMV_EMBEDDING_DEVICE": device,
+            "GMV_MATCHING_DEVICE": device,
+            "GMV_GENERATOR_DEVICE": device,
+            "GMV_QUALITY_DEVICE": "cpu",
+        }
         runs[name] = value(Path(args.work) / name, run_env)
-        print(f"{name} ({device}): {runs[name][2]:.1f} s in all; " + ", ".join(f"{k} {v}" for k, v in runs[name][1].items()))
+        print(
+            f"{name} ({device}): {runs[name][2]:.1f} s in all; "
+            + ", ".join(f"{k} {v}" for k, v in runs[name][1].items())
+        )
     a, c = runs["accelerator"][0], runs["cpu"][0]
     assert a["train_id"].equals(c["train_id"])
     diff = float(np.max(np.abs(a["value"].to_numpy() - c["value"].to_numpy())))
     scale = float(np.max(np.abs(c["value"].to_numpy())))
-    spearman = float(pl.DataFrame({"a": a["value"], "c": c["value"]}).select(
-        pl.corr(pl.col("a").rank(), pl.col("c").rank())).item())
+    spearman = float(
+        pl.DataFrame({"a": a["value"], "c": c["value"]}).select(pl.corr(pl.col("a").rank(), pl.col("c").rank())).item()
+    )
     top = min(100, a.height)
-    overlap = len(set(a.sort("value", descending=True)["train_id"][:top]) & set(c.sort("value", descending=True)["train_id"][:top]))
-    print(f"values: max |difference| {diff:.3g} (max value {scale:.3g}), Spearman {spearman:.6f}, top-{top} overlap {overlap}/{top}")
+    overlap = len(
+        set(a.sort("value", descending=True)["train_id"][:top])
+        & set(c.sort("value", descending=True)["train_id"][:top])
+    )
+    print(
+        f"values: max |difference| {diff:.3g} (max value {scale:.3g}), Spearman {spearman:.6f}, "
+        f"top-{top} overlap {overlap}/{top}"
+    )
     ok = diff <= args.rtol * scale
     print("same values to tolerance" if ok else f"DIFFERENT: max |difference| above {args.rtol} x max value")
 
@@ -103,8 +119,10 @@ def main() -> int:
     q_device, ms_device = quality_on(home, args.device)
     q_cpu, ms_cpu = quality_on(home, "cpu")
     q_diff = float(np.max(np.abs(q_device - q_cpu))) if len(q_cpu) else 0.0
-    print(f"quality ({len(q_cpu)} generated images): {args.device} {ms_device:.2f} ms / image, cpu {ms_cpu:.2f} ms / image; "
-          f"max |q difference| {q_diff:.3g}")
+    print(
+        f"quality ({len(q_cpu)} generated images): {args.device} {ms_device:.2f} ms / image, "
+        f"cpu {ms_cpu:.2f} ms / image; max |q difference| {q_diff:.3g}"
+    )
     q_ok = q_diff <= args.qtol
     print("same quality to tolerance" if q_ok else f"DIFFERENT: max |q difference| above {args.qtol}")
     return 0 if ok and q_ok else 1

@@ -50,20 +50,37 @@ FASHION = DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 PLASMA = Path("/usr/share/wallpapers")
 # The Plasma wallpapers that are photographs (the others are renders / vector art); each at its largest size.
-PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
-                 "Kite", "OneStandsOut", "Path", "Volna", "summer_1am")
+PLASMA_PHOTOS = (
+    "BytheWater",
+    "ColdRipple",
+    "ColorfulCups",
+    "DarkestHour",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "Kite",
+    "OneStandsOut",
+    "Path",
+    "Volna",
+    "summer_1am",
+)
 # Two large photos (4096 px, 6028 px) that give photos-512 room: without them some seeds have < 300 tiles.
-LOMIRI_PHOTOS = (Path("/usr/share/backgrounds/Infinite-Sea_by_Aury88.jpg"),
-                 Path("/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"))
+LOMIRI_PHOTOS = (
+    Path("/usr/share/backgrounds/Infinite-Sea_by_Aury88.jpg"),
+    Path("/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"),
+)
 OXYGEN = Path("/usr/share/icons/oxygen/base")
 PAPER = Path("/usr/share/icons/Paper/512x512")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 LIBERATION = Path("/usr/share/fonts/truetype/liberation")
 # Named, not globbed, so that fonts-dejavu-extra or a newer fonts-liberation cannot change the images.
-FONTS = tuple(DEJAVU / f"DejaVu{f}.ttf" for f in ("Sans", "Sans-Bold", "Serif", "Serif-Bold", "SansMono",
-                                                   "SansMono-Bold")) + tuple(
-    LIBERATION / f"Liberation{f}-{s}.ttf" for f in ("Sans", "Serif", "Mono")
-    for s in ("Regular", "Bold", "Italic", "BoldItalic"))
+FONTS = tuple(
+    DEJAVU / f"DejaVu{f}.ttf" for f in ("Sans", "Sans-Bold", "Serif", "Serif-Bold", "SansMono", "SansMono-Bold")
+) + tuple(
+    LIBERATION / f"Liberation{f}-{s}.ttf"
+    for f in ("Sans", "Serif", "Mono")
+    for s in ("Regular", "Bold", "Italic", "BoldItalic")
+)
 ASCII = string.ascii_letters + string.digits + string.punctuation + "§¶©®£¥€"
 EXTRA = "←↑→↓↔★☆♠♣♥♦☺☼♪♫✓✗∞∑∫√≈≠≤≥αβγδλπΣΩ"  # DejaVu only: Liberation lacks most of these
 
@@ -199,26 +216,87 @@ _PHOTO_NEEDS = (str(MATE_NATURE), str(PLASMA / "Volna"), *map(str, LOMIRI_PHOTOS
 _SKLEARN = ".venv/bin/pip install scikit-learn"
 # name -> (domain, maker, what must exist: paths, or "module:NAME", install command)
 _SPECS: dict[str, tuple[Domain, _Maker, tuple[str, ...], str]] = {
-    "fashion-28": (Domain("fashion-28", "grey", 28, False, f"Fashion-MNIST train images, {FASHION}"),
-                   _fashion, (str(FASHION),), "apt-get install -y dataset-fashion-mnist"),
-    "sklearn-48": (Domain("sklearn-48", "photo", 48, True, "crops of sklearn.datasets.load_sample_images (china, "
-                          "flower) via photo_crops"), _sklearn, ("module:sklearn",), _SKLEARN),
-    "sklearn-64": (Domain("sklearn-64", "photo", 64, True, "crops of sklearn.datasets.load_sample_images (china, "
-                          "flower) via photo_crops"), _sklearn, ("module:sklearn",), _SKLEARN),
-    "photos-256": (Domain("photos-256", "photo", 256, True, "non-overlapping tiles of 26 photos: "
-                          f"{MATE_NATURE}/*.jpg (mate-backgrounds), {PLASMA}/<12>/contents/images "
-                          "(plasma-workspace-wallpapers), 2 of lomiri-wallpapers-20.04"),
-                   _photo_tiles, _PHOTO_NEEDS, _PHOTO_DEBS),
-    "photos-512": (Domain("photos-512", "photo", 512, True, "as photos-256, 512 px tiles"),
-                   _photo_tiles, _PHOTO_NEEDS, _PHOTO_DEBS),
-    "drawings-96": (Domain("drawings-96", "drawing", 96, True, f"Oxygen icons {OXYGEN}/{{256,128}}x* PNG "
-                           "(oxygen-icon-theme), alpha over white"), _drawings, (str(OXYGEN / "256x256"),),
-                    "apt-get install -y oxygen-icon-theme"),
-    "flat-64": (Domain("flat-64", "flat-colour", 64, True, f"Paper icons {PAPER}/*/*.png (paper-icon-theme), "
-                       "alpha over white"), _flat, (str(PAPER),), "apt-get install -y paper-icon-theme"),
-    "symbols-64": (Domain("symbols-64", "symbols", 64, False, "glyphs drawn with PIL from DejaVu (fonts-dejavu-core)"
-                          " and Liberation (fonts-liberation) TTFs, black on white"), _glyphs,
-                   tuple(str(f) for f in FONTS), "apt-get install -y fonts-dejavu-core fonts-liberation"),
+    "fashion-28": (
+        Domain("fashion-28", "grey", 28, False, f"Fashion-MNIST train images, {FASHION}"),
+        _fashion,
+        (str(FASHION),),
+        "apt-get install -y dataset-fashion-mnist",
+    ),
+    "sklearn-48": (
+        Domain(
+            "sklearn-48",
+            "photo",
+            48,
+            True,
+            "crops of sklearn.datasets.load_sample_images (china, flower) via photo_crops",
+        ),
+        _sklearn,
+        ("module:sklearn",),
+        _SKLEARN,
+    ),
+    "sklearn-64": (
+        Domain(
+            "sklearn-64",
+            "photo",
+            64,
+            True,
+            "crops of sklearn.datasets.load_sample_images (china, flower) via photo_crops",
+        ),
+        _sklearn,
+        ("module:sklearn",),
+        _SKLEARN,
+    ),
+    "photos-256": (
+        Domain(
+            "photos-256",
+            "photo",
+            256,
+            True,
+            "non-overlapping tiles of 26 photos: "
+            f"{MATE_NATURE}/*.jpg (mate-backgrounds), {PLASMA}/<12>/contents/images "
+            "(plasma-workspace-wallpapers), 2 of lomiri-wallpapers-20.04",
+        ),
+        _photo_tiles,
+        _PHOTO_NEEDS,
+        _PHOTO_DEBS,
+    ),
+    "photos-512": (
+        Domain("photos-512", "photo", 512, True, "as photos-256, 512 px tiles"),
+        _photo_tiles,
+        _PHOTO_NEEDS,
+        _PHOTO_DEBS,
+    ),
+    "drawings-96": (
+        Domain(
+            "drawings-96",
+            "drawing",
+            96,
+            True,
+            f"Oxygen icons {OXYGEN}/{{256,128}}x* PNG (oxygen-icon-theme), alpha over white",
+        ),
+        _drawings,
+        (str(OXYGEN / "256x256"),),
+        "apt-get install -y oxygen-icon-theme",
+    ),
+    "flat-64": (
+        Domain("flat-64", "flat-colour", 64, True, f"Paper icons {PAPER}/*/*.png (paper-icon-theme), alpha over white"),
+        _flat,
+        (str(PAPER),),
+        "apt-get install -y paper-icon-theme",
+    ),
+    "symbols-64": (
+        Domain(
+            "symbols-64",
+            "symbols",
+            64,
+            False,
+            "glyphs drawn with PIL from DejaVu (fonts-dejavu-core)"
+            " and Liberation (fonts-liberation) TTFs, black on white",
+        ),
+        _glyphs,
+        tuple(str(f) for f in FONTS),
+        "apt-get install -y fonts-dejavu-core fonts-liberation",
+    ),
 }
 DOMAINS: dict[str, Domain] = {name: spec[0] for name, spec in _SPECS.items()}
 

@@ -59,14 +59,20 @@ def main() -> None:
 
     images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[: args.batch_size]
     write_inbox_batch(inbox, "new-batch", images)
-    timed(f"2. one new batch of {len(images)} images, then the sum",
-          lambda: run_valuation(incremental, instance, env=env, batches=["new-batch"]))
-    timed("3. both batches from scratch in another fresh home",
-          lambda: run_valuation(fresh, dg.DagsterInstance.ephemeral(), env=env))
+    timed(
+        f"2. one new batch of {len(images)} images, then the sum",
+        lambda: run_valuation(incremental, instance, env=env, batches=["new-batch"]),
+    )
+    timed(
+        "3. both batches from scratch in another fresh home",
+        lambda: run_valuation(fresh, dg.DagsterInstance.ephemeral(), env=env),
+    )
     a, b = values(incremental), values(fresh)
-    print(f"values equal bit for bit: {a.equals(b)}; max |difference| "
-          f"{np.abs(a.sort('train_id')['value'].to_numpy() - b.sort('train_id')['value'].to_numpy()).max():.3g}; "
-          f"generated images summed: {len(images) + 1000}")
+    print(
+        f"values equal bit for bit: {a.equals(b)}; max |difference| "
+        f"{np.abs(a.sort('train_id')['value'].to_numpy() - b.sort('train_id')['value'].to_numpy()).max():.3g}; "
+        f"generated images summed: {len(images) + 1000}"
+    )
 
 
 if __name__ == "__main__":

@@ -143,8 +143,11 @@ def run_engine(engine: str, train: np.ndarray, queries: np.ndarray, candidates: 
         searched = time.perf_counter()
         rows, _ = rescore(train, first, rows, "cos")
         done = time.perf_counter()
-        out["rescored"][str(k_prime)] = {"search_ms": 1000 * (searched - start) / len(first),
-                                         "rescore_ms": 1000 * (done - searched) / len(first), "found": rows[:, :K].tolist()}
+        out["rescored"][str(k_prime)] = {
+            "search_ms": 1000 * (searched - start) / len(first),
+            "rescore_ms": 1000 * (done - searched) / len(first),
+            "found": rows[:, :K].tolist(),
+        }
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -157,8 +160,11 @@ def median_run(runs: list[dict]) -> dict:
     out.update(params=runs[0].get("params", ""), found=[row["found"] for row in runs], rescored={})
     for k_prime in runs[0]["rescored"]:
         parts = [row["rescored"][k_prime] for row in runs]
-        out["rescored"][k_prime] = {"search_ms": median("search_ms", parts), "rescore_ms": median("rescore_ms", parts),
-                                    "found": [part["found"] for part in parts]}
+        out["rescored"][k_prime] = {
+            "search_ms": median("search_ms", parts),
+            "rescore_ms": median("rescore_ms", parts),
+            "found": [part["found"] for part in parts],
+        }
     return out
 
 
@@ -178,7 +184,9 @@ def main() -> None:
     parser.add_argument("--candidates", default=CANDIDATES, help="K' values to time the pipeline's re-scored search at")
     parser.add_argument("--rounds", type=int, default=1, help="run the engines this many times, alternating; medians")
     parser.add_argument("--work", default="/tmp/gmv_bench_matching")
-    parser.add_argument("--e2e-work", type=Path, default=Path("/tmp/gmv_e2e"), help="--data home: end_to_end.py's --work")
+    parser.add_argument(
+        "--e2e-work", type=Path, default=Path("/tmp/gmv_e2e"), help="--data home: end_to_end.py's --work"
+    )
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--arrays", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -195,13 +203,17 @@ def main() -> None:
     else:
         train, queries = synthetic(args.n, args.dim, args.queries)
     if not len(queries):
-        raise SystemExit(f"no queries to search with ({args.data}): --queries must be at least 1, and --data home needs "
-                         "the inbox batches of bench/end_to_end.py")
+        raise SystemExit(
+            f"no queries to search with ({args.data}): --queries must be at least 1, and --data home needs "
+            "the inbox batches of bench/end_to_end.py"
+        )
     arrays = work / "arrays.npz"
     np.savez(arrays, train=train, queries=queries)
-    print(f"# matching: {args.data}, n = {len(train):,} x {train.shape[1]}, {len(queries):,} queries, k = {K}; "
-          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), python {platform.python_version()}",
-          flush=True)
+    print(
+        f"# matching: {args.data}, n = {len(train):,} x {train.shape[1]}, {len(queries):,} queries, k = {K}; "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), python {platform.python_version()}",
+        flush=True,
+    )
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
     runs: dict[str, list[dict]] = {}
@@ -209,15 +221,32 @@ def main() -> None:
     for r in range(args.rounds):
         for engine in engines if r % 2 == 0 else engines[::-1]:  # alternating order: drift falls on both sides
             out = work / f"{engine}.json"
-            done = subprocess.run([sys.executable, __file__, "--engine", engine, "--arrays", str(arrays), "--result",
-                                   str(out), "--candidates", args.candidates], capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--engine",
+                    engine,
+                    "--arrays",
+                    str(arrays),
+                    "--result",
+                    str(out),
+                    "--candidates",
+                    args.candidates,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
                 print(f"{engine}: not run: {reason}", flush=True)
                 continue
             runs.setdefault(engine, []).append(json.loads(out.read_text()))
-            print(f"{engine}{f' (round {r + 1})' if args.rounds > 1 else ''}: done in "
-                  f"{runs[engine][-1]['build_seconds']:.1f} s build", flush=True)
+            print(
+                f"{engine}{f' (round {r + 1})' if args.rounds > 1 else ''}: done in "
+                f"{runs[engine][-1]['build_seconds']:.1f} s build",
+                flush=True,
+            )
     results = {engine: median_run(engine_runs) for engine, engine_runs in runs.items()}
     exact = np.asarray(results["exact"]["found"][0]) if "exact" in results else None
 
@@ -225,29 +254,42 @@ def main() -> None:
         """Median over the rounds (a build on every core is not the same graph twice)."""
         if exact is None:
             return float("nan")
-        return statistics.median(float(np.mean([len(set(a) & set(e)) / K for a, e in zip(np.asarray(found), exact)]))
-                                 for found in founds)
+        return statistics.median(
+            float(np.mean([len(set(a) & set(e)) / K for a, e in zip(np.asarray(found), exact)])) for found in founds
+        )
 
     m = len(queries)
     sizes = list(dict.fromkeys((m, min(1000, m))))
     label = lambda q: f"{q // 1000}k" if q % 1000 == 0 else f"{q:,}"  # noqa: E731
-    print("\n| engine | build s | vectors/s | " + " | ".join(f"ms / query ({label(q)})" for q in sizes)
-          + " | recall@10 | peak RSS MB (engine) | params |")
+    print(
+        "\n| engine | build s | vectors/s | "
+        + " | ".join(f"ms / query ({label(q)})" for q in sizes)
+        + " | recall@10 | peak RSS MB (engine) | params |"
+    )
     print("|---|---|---|" + "---|" * len(sizes) + "---|---|---|")
     for engine, r in results.items():
         build = r["build_seconds"]
         rate = f"{len(train) / build:,.0f}" if engine != "exact" else "-"
-        print(f"| {engine} | {build:.1f} | {rate} | " + " | ".join(f"{r[f'ms_per_query_{q}']:.3f}" for q in sizes)
-              + f" | {recall(r['found']):.4f} | {r['peak_rss_mb']:,.0f} ({r['peak_rss_mb'] - r['baseline_rss_mb']:+,.0f}) | "
-              f"{r.get('params', '')} |")
-    print(f"\nAs the pipeline matches ({label(min(1000, m))} queries): K' candidates from the engine, re-scored exactly in "
-          "float64, top 10 kept.\n")
+        print(
+            f"| {engine} | {build:.1f} | {rate} | "
+            + " | ".join(f"{r[f'ms_per_query_{q}']:.3f}" for q in sizes)
+            + f" | {recall(r['found']):.4f} | "
+            f"{r['peak_rss_mb']:,.0f} ({r['peak_rss_mb'] - r['baseline_rss_mb']:+,.0f}) | "
+            f"{r.get('params', '')} |"
+        )
+    print(
+        f"\nAs the pipeline matches ({label(min(1000, m))} queries): K' candidates from the engine, "
+        "re-scored exactly in float64, top 10 kept.\n"
+    )
     print("| engine | K' | search ms / query | re-score ms / query | total ms / query | recall@10 |")
     print("|---|---|---|---|---|---|")
     for engine, r in results.items():
         for k_prime, t in r["rescored"].items():
-            print(f"| {engine} | {k_prime} | {t['search_ms']:.3f} | {t['rescore_ms']:.3f} | "
-                  f"{t['search_ms'] + t['rescore_ms']:.3f} | {recall(t['found']):.4f} |")
+            print(
+                f"| {engine} | {k_prime} | {t['search_ms']:.3f} | {t['rescore_ms']:.3f} | "
+                f"{t['search_ms'] + t['rescore_ms']:.3f} | {recall(t['found']):.4f} |"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
     .venv/bin/python bench/pipeline_scale.py [--sizes 60000 250000] [--generated 1000] [--work /tmp/gmv_scale]
 
 For each n, writes a training set of n Fashion-MNIST-like images to a .npz (`training_set`: the 60,000 training
-images, then copies shifted by up to 3 px on each axis and mirrored half the time, each with its source's label; seeded) and 1,000 Fashion-MNIST
+images, then copies shifted by up to 3 px on each axis and mirrored half the time, each with its source's \
+label; seeded) and 1,000 Fashion-MNIST
 test images as the generated batch, then runs `gmv run`'s job on them in a fresh GMV_HOME, every step in this
 process (GMV_EXECUTOR=in_process) while a thread samples the process's RSS every 0.1 s. Per step: wall seconds
 (from Dagster's step events) and the process's peak RSS while it ran (memory kept from earlier steps included:
@@ -103,8 +104,12 @@ def measure(n: int, generated: int, work: Path) -> tuple[dict[str, tuple[float, 
     test = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[:generated]
     np.savez(work / "generated.npz", images=test)
     del images, test
-    env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"),
-           "GMV_GENERATED_SOURCE": str(work / "generated.npz"), "GMV_EXECUTOR": "in_process"}
+    env = {
+        **os.environ,
+        "GMV_TRAIN_SOURCE": str(work / "train.npz"),
+        "GMV_GENERATED_SOURCE": str(work / "generated.npz"),
+        "GMV_EXECUTOR": "in_process",
+    }
     instance = dg.DagsterInstance.ephemeral()
     sampler = RssSampler()
     sampler.start()
@@ -119,8 +124,12 @@ def measure(n: int, generated: int, work: Path) -> tuple[dict[str, tuple[float, 
     return steps, wall, max(rss for _, rss in sampler.samples) / 1e9  # over the run only, not building the set
 
 
-BATCH_STAGES = [("generated_embeddings", "seconds"), ("quality_scores", "score_seconds"),
-                ("matches", "search_seconds"), ("credits", "seconds")]
+BATCH_STAGES = [
+    ("generated_embeddings", "seconds"),
+    ("quality_scores", "score_seconds"),
+    ("matches", "search_seconds"),
+    ("credits", "seconds"),
+]
 
 
 def value_batch(work: Path, generated: int, name: str, recall_sample: int | None = None) -> dict:
@@ -130,8 +139,13 @@ def value_batch(work: Path, generated: int, name: str, recall_sample: int | None
     from gmv_dagster.sources.batches import write_inbox_batch
 
     inbox = work / "inbox"
-    env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"), "GMV_EXECUTOR": "in_process",
-           "GMV_GENERATED_SOURCE": str(work / "generated.npz"), "GMV_INBOX": str(inbox)}
+    env = {
+        **os.environ,
+        "GMV_TRAIN_SOURCE": str(work / "train.npz"),
+        "GMV_EXECUTOR": "in_process",
+        "GMV_GENERATED_SOURCE": str(work / "generated.npz"),
+        "GMV_INBOX": str(inbox),
+    }
     images = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[generated : 2 * generated]
     if (inbox / name).exists():
         raise SystemExit(f"{inbox / name} exists: name a batch that was not valued yet (--batch-name)")
@@ -147,10 +161,19 @@ def value_batch(work: Path, generated: int, name: str, recall_sample: int | None
     sampler.stopped.set()
     sampler.join()
     steps = {key: (end - begin, sampler.peak(begin, end) / 1e9) for key, (begin, end) in step_windows(instance).items()}
-    own = {asset: float(instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.metadata[key].value)
-           for asset, key in BATCH_STAGES}
-    return {"wall": wall, "peak": max(rss for _, rss in sampler.samples) / 1e9, "steps": steps, "own": own,
-            "images": len(images)}
+    own = {
+        asset: float(
+            instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.metadata[key].value
+        )
+        for asset, key in BATCH_STAGES
+    }
+    return {
+        "wall": wall,
+        "peak": max(rss for _, rss in sampler.samples) / 1e9,
+        "steps": steps,
+        "own": own,
+        "images": len(images),
+    }
 
 
 def print_batch(batch: dict, home: Path) -> None:
@@ -168,12 +191,18 @@ def growth(runs: dict[int, dict[str, tuple[float, float]]], title: str, shortest
     """Per step, b of seconds ~ n^b and c of peak RSS ~ n^c between the smallest and the largest n (steps of at
     least `shortest` seconds at the smallest n)."""
     small, large = min(runs), max(runs)
-    print(f"\n# {title}: growth from n = {small:,} to {large:,}: seconds ~ n^b, peak RSS ~ n^c\n\n| step | b | c |\n|---|---|---|")
+    print(
+        f"\n# {title}: growth from n = {small:,} to {large:,}: seconds ~ n^b, peak RSS ~ n^c\n\n"
+        "| step | b | c |\n|---|---|---|"
+    )
     ratio = math.log(large / small)
     for key, (seconds, rss) in sorted(runs[large].items(), key=lambda kv: -kv[1][0]):
         if key in runs[small] and runs[small][key][0] >= shortest:
             s0, r0 = runs[small][key]
-            print(f"| {key} | {math.log(seconds / s0) / ratio:.2f} | {math.log(max(rss, 1e-9) / max(r0, 1e-9)) / ratio:.2f} |")
+            print(
+                f"| {key} | {math.log(seconds / s0) / ratio:.2f} | "
+                f"{math.log(max(rss, 1e-9) / max(r0, 1e-9)) / ratio:.2f} |"
+            )
 
 
 def main() -> None:
@@ -183,22 +212,29 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gmv_scale"))
     parser.add_argument("--second-batch", type=Path, help="value only a new batch against WORK/<n> of an earlier run")
     parser.add_argument("--batch-name", default="second-batch", help="the new batch's name (with --second-batch)")
-    parser.add_argument("--recall-sample", type=int, help="matches.recall_sample for the second batch (0: no check "
-                        "against exact search; default: the pipeline's)")
+    parser.add_argument(
+        "--recall-sample",
+        type=int,
+        help="matches.recall_sample for the second batch (0: no check against exact search; default: the pipeline's)",
+    )
     parser.add_argument("--no-second-batch", action="store_true", help="with --sizes: skip the second batch per size")
     args = parser.parse_args()
     if args.second_batch:
         batch = value_batch(args.second_batch, args.generated, args.batch_name, args.recall_sample)
         print_batch(batch, args.second_batch / "home")
-        print(f"second_batch_seconds={batch['wall']:.1f} own_stages_seconds={sum(batch['own'].values()):.2f} "
-              f"peak_rss_gb={batch['peak']:.2f}")
+        print(
+            f"second_batch_seconds={batch['wall']:.1f} own_stages_seconds={sum(batch['own'].values()):.2f} "
+            f"peak_rss_gb={batch['peak']:.2f}"
+        )
         return
     runs, batches = {}, {}
     for n in sorted(args.sizes):
         runs[n] = measure(n, args.generated, args.work / str(n))
         steps, wall, peak = runs[n]
-        print(f"\n# n = {n:,} training images, {args.generated:,} generated: {wall:.1f} s wall, "
-              f"peak RSS {peak:.2f} GB\n\n| step | seconds | peak RSS GB |\n|---|---|---|")
+        print(
+            f"\n# n = {n:,} training images, {args.generated:,} generated: {wall:.1f} s wall, "
+            f"peak RSS {peak:.2f} GB\n\n| step | seconds | peak RSS GB |\n|---|---|---|"
+        )
         for key, (seconds, rss) in sorted(steps.items(), key=lambda kv: -kv[1][0]):
             print(f"| {key} | {seconds:.2f} | {rss:.2f} |")
         if not args.no_second_batch:
@@ -210,8 +246,11 @@ def main() -> None:
         print("\n# a second batch as n grows\n\n| n | wall s | its own stages s | peak RSS GB |\n|---|---|---|---|")
         for n, batch in batches.items():
             print(f"| {n:,} | {batch['wall']:.1f} | {sum(batch['own'].values()):.2f} | {batch['peak']:.2f} |")
-        growth({n: {**batch["steps"], "whole batch": (batch["wall"], batch["peak"])} for n, batch in batches.items()},
-               "second batch", shortest=0.05)  # short steps too: those that grow with n are short
+        growth(
+            {n: {**batch["steps"], "whole batch": (batch["wall"], batch["peak"])} for n, batch in batches.items()},
+            "second batch",
+            shortest=0.05,
+        )  # short steps too: those that grow with n are short
     large = max(runs)
     steps, wall, peak = runs[large]
     print(f"n={large} seconds={wall:.1f} peak_rss_gb={peak:.2f}")

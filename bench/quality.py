@@ -127,8 +127,13 @@ def calibrate(reference: np.ndarray, seed: int = 0) -> dict:
 
     with torch.inference_mode():
         fitter = niqe.NiqeScorer(torch.zeros(36), torch.eye(36), "cpu")  # for its tables and buffers
-        feats = torch.cat([fitter.features(niqe.y_channel(part)) for i in range(0, split, 64)
-                           for part in tensors(reference[i : min(i + 64, split)]).split(fitter.chunk)])
+        feats = torch.cat(
+            [
+                fitter.features(niqe.y_channel(part))
+                for i in range(0, split, 64)
+                for part in tensors(reference[i : min(i + 64, split)]).split(fitter.chunk)
+            ]
+        )
         mu, cov = niqe.fit_pristine(feats.reshape(-1, 36).numpy())
         scorer = niqe.NiqeScorer(torch.from_numpy(mu), torch.from_numpy(cov), "cpu")
         scorer.workspace = fitter.workspace
@@ -141,24 +146,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000, help="images scored by both (default 1000)")
     parser.add_argument("--batch", type=int, default=64, help="images per scoring batch (pipeline: 64)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch threads (default: the cores available)")
+    parser.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (default: the cores available)"
+    )
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of the new code")
     args = parser.parse_args()
     threads = args.threads
     torch.set_num_threads(threads)
     data = load_fashion_mnist(1000 + args.images)
     reference, demo = data[:1000], data[1000:]
-    print(f"torch {torch.__version__}, {threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, "
-          f"load average {os.getloadavg()[0]:.1f}; {args.images} demo images, batches of {args.batch}")
+    print(
+        f"torch {torch.__version__}, {threads} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, "
+        f"load average {os.getloadavg()[0]:.1f}; {args.images} demo images, batches of {args.batch}"
+    )
 
     if os.getloadavg()[0] > 0.5:
         print("note: the machine is not idle (load average above); timings will vary, see the docstring")
     calibrate(reference[:80])  # warm-up of the calibration path (first-call costs, not the fit)
     cal, cal_wall, cal_cpu = timed(lambda: calibrate(reference))
-    print(f"calibration of 1000 reference images (new code: 800 fit + 200 clean + 200 noise, from 28 px): "
-          f"{cal_wall:.2f} s wall ({cal['preprocess']:.2f} s of it preprocessing), {cal_cpu:.2f} s cpu; "
-          f"anchors clean={cal['good']:.3f} noise={cal['bad']:.3f}")
+    print(
+        f"calibration of 1000 reference images (new code: 800 fit + 200 clean + 200 noise, from 28 px): "
+        f"{cal_wall:.2f} s wall ({cal['preprocess']:.2f} s of it preprocessing), {cal_cpu:.2f} s cpu; "
+        f"anchors clean={cal['good']:.3f} noise={cal['bad']:.3f}"
+    )
 
     import pyiqa
 
@@ -175,19 +186,27 @@ def main() -> None:
         new_on_threads(scorer, x[: args.batch], args.batch)  # warm-up (and the kernels' compile on a first run)
         new, new_wall, new_cpu = timed(lambda: new_on_threads(scorer, x, args.batch))
     n = len(x)
-    print(f"pyiqa NIQE: {ref_wall / n * 1e3:.2f} ms per image wall ({ref_cpu / n * 1e3:.2f} cpu), {threads} torch threads")
-    print(f"new NIQE, tensor ops:      {torch_wall / n * 1e3:.3f} ms per image wall ({torch_cpu / n * 1e3:.3f} cpu), "
-          f"batches on {threads} threads side by side")
-    print(f"new NIQE, compiled loops:  {new_wall / n * 1e3:.3f} ms per image wall ({new_cpu / n * 1e3:.3f} cpu), "
-          f"batches on {threads} threads side by side (the default on a CPU); max relative difference to tensor ops "
-          f"{np.nanmax(np.abs(new - torch_new) / np.abs(torch_new)):.3g}")
+    print(
+        f"pyiqa NIQE: {ref_wall / n * 1e3:.2f} ms per image wall ({ref_cpu / n * 1e3:.2f} cpu), {threads} torch threads"
+    )
+    print(
+        f"new NIQE, tensor ops:      {torch_wall / n * 1e3:.3f} ms per image wall ({torch_cpu / n * 1e3:.3f} cpu), "
+        f"batches on {threads} threads side by side"
+    )
+    print(
+        f"new NIQE, compiled loops:  {new_wall / n * 1e3:.3f} ms per image wall ({new_cpu / n * 1e3:.3f} cpu), "
+        f"batches on {threads} threads side by side (the default on a CPU); max relative difference to tensor ops "
+        f"{np.nanmax(np.abs(new - torch_new) / np.abs(torch_new)):.3g}"
+    )
     both = np.isfinite(ref) & np.isfinite(new)
     if not np.array_equal(np.isfinite(ref), np.isfinite(new)):
         print(f"warning: {int((np.isfinite(ref) != np.isfinite(new)).sum())} images finite in only one of them")
     rel = np.abs(new[both] - ref[both]) / np.abs(ref[both])
-    print(f"scores: {both.sum()} finite, median {np.median(ref[both]):.3f}; relative difference max "
-          f"{rel.max():.3g}, median {np.median(rel):.3g}; cpu-time ratio {ref_cpu / new_cpu:.1f}; "
-          f"load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"scores: {both.sum()} finite, median {np.median(ref[both]):.3f}; relative difference max "
+        f"{rel.max():.3g}, median {np.median(rel):.3g}; cpu-time ratio {ref_cpu / new_cpu:.1f}; "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
     if args.profile:
         from torch.profiler import profile
 

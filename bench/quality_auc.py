@@ -41,25 +41,34 @@ def main() -> None:
     for size in (32, 64, 128):
         crops = photo_crops(r + t, size=size, seed=0)
         domains[f"colour photo crops, {size} px"] = (crops[:r], crops[r:])
-    print("| images | NIQE block px | AUC blur sigma 1 | blur sigma 2 | noise sd 10 | noise sd 25 | median q clean "
-          "| median q blur sigma 3 | calibration s | scoring ms per image |")
+    print(
+        "| images | NIQE block px | AUC blur sigma 1 | blur sigma 2 | noise sd 10 | noise sd 25 | median q clean "
+        "| median q blur sigma 3 | calibration s | scoring ms per image |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (reference, test) in domains.items():
         rng = np.random.default_rng(0)
         start = time.perf_counter()
-        calibration = calibrate("niqe_refit", reference, seed=0, work_dir=Path(tempfile.mkdtemp()),
-                                niqe_block=args.block)
+        calibration = calibrate(
+            "niqe_refit", reference, seed=0, work_dir=Path(tempfile.mkdtemp()), niqe_block=args.block
+        )
         seconds = time.perf_counter() - start
         model = load_quality_model(calibration)
         start = time.perf_counter()
         clean = model.score(test)[1]
         ms = 1000 * (time.perf_counter() - start) / len(test)
         degraded = [[np.asarray(Image.fromarray(i).filter(ImageFilter.GaussianBlur(s))) for i in test] for s in (1, 2)]
-        degraded += [[np.clip(i + rng.normal(0, sd, i.shape), 0, 255).astype(np.uint8) for i in test] for sd in (10, 25)]
+        degraded += [
+            [np.clip(i + rng.normal(0, sd, i.shape), 0, 255).astype(np.uint8) for i in test] for sd in (10, 25)
+        ]
         aucs = [rank_auc(clean, model.score(images)[1]) for images in degraded]
         heavy = model.score([np.asarray(Image.fromarray(i).filter(ImageFilter.GaussianBlur(3))) for i in test])[1]
-        print(f"| {name} | {calibration.niqe_block} | " + " | ".join(f"{a:.3f}" for a in aucs)
-              + f" | {np.median(clean):.2f} | {np.median(heavy):.2f} | {seconds:.1f} | {ms:.2f} |", flush=True)
+        print(
+            f"| {name} | {calibration.niqe_block} | "
+            + " | ".join(f"{a:.3f}" for a in aucs)
+            + f" | {np.median(clean):.2f} | {np.median(heavy):.2f} | {seconds:.1f} | {ms:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

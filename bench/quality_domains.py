@@ -93,8 +93,9 @@ def top_matches(train: list[np.ndarray], sets: dict[str, list[np.ndarray]], k: i
     return {name: match(train_emb, embedder.embed(images), params, shards)[0][:, :k] for name, images in sets.items()}
 
 
-def measure(domain: str, n_train: int, n_test: int, seed: int, metrics: tuple[str, ...] = METRICS,
-            cache: Path | None = None) -> dict:
+def measure(
+    domain: str, n_train: int, n_test: int, seed: int, metrics: tuple[str, ...] = METRICS, cache: Path | None = None
+) -> dict:
     n_train = min(n_train, TRAIN_CAP.get(domain, n_train))
     train = load_domain(domain, n_train, seed)
     sets = generated_sets(train, n_test, seed)
@@ -109,7 +110,17 @@ def measure(domain: str, n_train: int, n_test: int, seed: int, metrics: tuple[st
             np.savez(cached, **tops)
     match_s = time.perf_counter() - start
     reference = [train[i] for i in seeded_rows(len(train), REFERENCE_SIZE, seed)]
-    out = {"n_train": n_train, "train": train, "sets": sets, "tops": tops, "match_s": match_s, "q": {}, "parts": {}, "ms": {}, "fences": None}
+    out = {
+        "n_train": n_train,
+        "train": train,
+        "sets": sets,
+        "tops": tops,
+        "match_s": match_s,
+        "q": {},
+        "parts": {},
+        "ms": {},
+        "fences": None,
+    }
     for metric in metrics:
         with tempfile.TemporaryDirectory() as work:
             calibration = calibrate(metric, reference, seed=seed, work_dir=Path(work))
@@ -136,6 +147,7 @@ def stage_ms(model, train: list[np.ndarray], generated: list[np.ndarray], tops: 
     training_details asset measures every training image once (not timed: the training side's), after a warm-up on
     16 of them."""
     with tempfile.TemporaryDirectory() as work:
+
         def write(images, stem):
             uris = []
             for i, image in enumerate(images):
@@ -156,9 +168,13 @@ def stage_ms(model, train: list[np.ndarray], generated: list[np.ndarray], tops: 
 def summary(q: dict[str, np.ndarray]) -> dict[str, float]:
     row = {kind: rank_auc(q["clean"], q[kind]) for kind in DEGRADED}
     clean = np.concatenate([q["clean"], q["mirror"]])
-    row.update(clean_median=float(np.median(q["clean"])), mirror_median=float(np.median(q["mirror"])),
-               clean_low=float(np.mean(q["clean"] < 0.1)), mirror_low=float(np.mean(q["mirror"] < 0.1)),
-               clean_at_max=float(np.mean(clean == clean.max())))
+    row.update(
+        clean_median=float(np.median(q["clean"])),
+        mirror_median=float(np.median(q["mirror"])),
+        clean_low=float(np.mean(q["clean"] < 0.1)),
+        mirror_low=float(np.mean(q["mirror"] < 0.1)),
+        clean_at_max=float(np.mean(clean == clean.max())),
+    )
     return row
 
 
@@ -169,8 +185,14 @@ def tune(results: dict[str, dict]) -> detail.DetailParams:
     the highest q (their 10th percentile, then their median); where none meets them all,
     the one with the largest smallest lead. LEAD = 0.01 (a hundredth over every target) was tried: it costs the
     clean images (a tenth under q = 0.34 instead of 0.52 with the exponential form then in use)."""
-    grid = dict(blur_margin=(0.1, 0.25, 0.5, 0.75), blur_scale=(1.0, 2.0, 3.0, 4.0), noise_margin=(0.2, 0.3, 0.4, 0.5),
-                noise_scale=(0.25, 0.5, 1.0, 2.0), blocking_margin=(0.2, 0.3, 0.4, 0.5), blocking_scale=(0.3, 0.6, 1.0))
+    grid = dict(
+        blur_margin=(0.1, 0.25, 0.5, 0.75),
+        blur_scale=(1.0, 2.0, 3.0, 4.0),
+        noise_margin=(0.2, 0.3, 0.4, 0.5),
+        noise_scale=(0.25, 0.5, 1.0, 2.0),
+        blocking_margin=(0.2, 0.3, 0.4, 0.5),
+        blocking_scale=(0.3, 0.6, 1.0),
+    )
     kinds = ("blur 2", "blur 3", "noise 25", "jpeg 15", "jpeg 10")
     best, best_key = None, None
     for values in itertools.product(*grid.values()):
@@ -188,13 +210,21 @@ def tune(results: dict[str, dict]) -> detail.DetailParams:
         key = (True, float(np.percentile(clean, 10)), float(np.median(clean))) if lead >= LEAD else (False, lead, 0.0)
         if best_key is None or key > best_key:
             best, best_key = params, key
-    print(f"tuned on {', '.join(results)}: {best} "
-          + (f"(every target met; clean and mirrored q: 10th percentile {best_key[1]:.3f}, median {best_key[2]:.3f})"
-             if best_key[0] else f"(no grid point meets every target; smallest lead {best_key[1]:.3f})"))
+    print(
+        f"tuned on {', '.join(results)}: {best} "
+        + (
+            f"(every target met; clean and mirrored q: 10th percentile {best_key[1]:.3f}, median {best_key[2]:.3f})"
+            if best_key[0]
+            else f"(no grid point meets every target; smallest lead {best_key[1]:.3f})"
+        )
+    )
     for domain, res in results.items():
         q = {name: detail.q_from_raw(detail.raw_from_departures(p, best)) for name, p in res["parts"].items()}
-        print(f"  {domain}: " + ", ".join(f"{k} {rank_auc(q['clean'], q[k]):.3f}" for k in kinds)
-              + f", clean q < 0.1: {np.mean(np.r_[q['clean'], q['mirror']] < 0.1):.3f}")
+        print(
+            f"  {domain}: "
+            + ", ".join(f"{k} {rank_auc(q['clean'], q[k]):.3f}" for k in kinds)
+            + f", clean q < 0.1: {np.mean(np.r_[q['clean'], q['mirror']] < 0.1):.3f}"
+        )
     return best
 
 
@@ -206,8 +236,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tune", action="store_true", help="choose matched_detail's settings on the tuning domains")
     parser.add_argument("--markdown", type=Path, help="write the table into this page (section quality-domains)")
-    parser.add_argument("--cache", type=Path, help="keep each domain's matches here and reuse them (the similarity's "
-                        "training is most of the time)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep each domain's matches here and reuse them (the similarity's training is most of the time)",
+    )
     args = parser.parse_args()
     domains = [d for d in args.domains if not (why := missing(d)) or print(f"skipped {d}: {why}")]
     if args.tune:
@@ -215,44 +248,64 @@ def main() -> None:
     results, began = {}, time.perf_counter()
     for domain in domains:
         start = time.perf_counter()
-        results[domain] = measure(domain, args.train, args.test, args.seed,
-                                  (DEFAULT_METRIC,) if args.tune else METRICS, args.cache)
-        print(f"{domain} ({results[domain]['n_train']} training images): measured in {time.perf_counter() - start:.0f} s (matching {results[domain]['match_s']:.0f} s)",
-              flush=True)
+        results[domain] = measure(
+            domain, args.train, args.test, args.seed, (DEFAULT_METRIC,) if args.tune else METRICS, args.cache
+        )
+        print(
+            f"{domain} ({results[domain]['n_train']} training images): "
+            f"measured in {time.perf_counter() - start:.0f} s (matching {results[domain]['match_s']:.0f} s)",
+            flush=True,
+        )
     if args.tune:
         tune(results)
         return
-    header = ("| domain | split | metric | blur 2 | blur 3 | noise 25 | noise 10 | JPEG 15 | JPEG 10 | median q clean "
-              "| mirrored | clean q < 0.1 | mirrored q < 0.1 | share at the top q | ms / image | ms / image from files |")
+    header = (
+        "| domain | split | metric | blur 2 | blur 3 | noise 25 | noise 10 | JPEG 15 | JPEG 10 | median q clean "
+        "| mirrored | clean q < 0.1 | mirrored q < 0.1 | share at the top q | ms / image | ms / image from files |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for domain, res in results.items():
         spec = DOMAINS[domain]
         split = "tuning (in-sample)" if domain in TUNING else "held out"
         for metric in METRICS:
             s = summary(res["q"][metric])
-            lines.append(f"| {domain} ({spec.kind}, {spec.size} px{', colour' if spec.colour else ''}) | {split} | {metric} | "
-                         + " | ".join(f"{s[k]:.3f}" for k in DEGRADED)
-                         + f" | {s['clean_median']:.2f} | {s['mirror_median']:.2f} | {s['clean_low']:.3f} | "
-                         f"{s['mirror_low']:.3f} | {s['clean_at_max']:.2f} | {res['ms'][metric]:.2f} | {res['file_ms'][metric]:.2f} |")
+            lines.append(
+                f"| {domain} ({spec.kind}, {spec.size} px{', colour' if spec.colour else ''}) | {split} | {metric} | "
+                + " | ".join(f"{s[k]:.3f}" for k in DEGRADED)
+                + f" | {s['clean_median']:.2f} | {s['mirror_median']:.2f} | {s['clean_low']:.3f} | "
+                f"{s['mirror_low']:.3f} | {s['clean_at_max']:.2f} | {res['ms'][metric]:.2f} | "
+                f"{res['file_ms'][metric]:.2f} |"
+            )
     table = "\n".join(lines)
     print(table)
     default = [summary(r["q"][DEFAULT_METRIC]) for r in results.values()]
-    low = np.concatenate([np.r_[r["q"][DEFAULT_METRIC]["clean"], r["q"][DEFAULT_METRIC]["mirror"]] < 0.1
-                          for r in results.values()])
-    last = (f"min_auc_blur={min(min(s['blur 2'], s['blur 3']) for s in default):.3f} "
-            f"min_auc_noise={min(s['noise 25'] for s in default):.3f} zero_q_clean={low.mean():.3f}")
+    low = np.concatenate(
+        [np.r_[r["q"][DEFAULT_METRIC]["clean"], r["q"][DEFAULT_METRIC]["mirror"]] < 0.1 for r in results.values()]
+    )
+    last = (
+        f"min_auc_blur={min(min(s['blur 2'], s['blur 3']) for s in default):.3f} "
+        f"min_auc_noise={min(s['noise 25'] for s in default):.3f} zero_q_clean={low.mean():.3f}"
+    )
     if args.markdown:
-        put_marked_section(args.markdown, "bench/quality_domains.py", (
-            f"## Quality in every domain: q of clean generated images against degraded ones\n\n"
-            f"Written by `python bench/quality_domains.py --markdown {args.markdown}` on {time.strftime('%Y-%m-%d')} "
-            f"({args.test} clean near-copies per domain, each degraded 6 ways and mirrored; up to {args.train} training "
-            f"images; {time.perf_counter() - began:.0f} s in all). matched_detail's settings were chosen on the "
-            f"tuning domains ({', '.join(TUNING)}): their rows are in-sample; every other row is held out. AUC = P(q "
-            "of a clean image > q of the degraded kind), ties half; blur is Gaussian sigma 2 / 3 px, noise Gaussian "
-            "sd 25 / 10 grey levels, JPEG quality 15 / 10. ms / image: scoring images in memory, references measured "
-            "per image; from files: the quality stage as the pipeline runs it (generated images read from PNG files, "
-            "the training images' statistics measured once beforehand, as training_details does).\n\n"
-            f"{table}\n\n`{last}`"))
+        put_marked_section(
+            args.markdown,
+            "bench/quality_domains.py",
+            (
+                f"## Quality in every domain: q of clean generated images against degraded ones\n\n"
+                f"Written by `python bench/quality_domains.py --markdown {args.markdown}` "
+                f"on {time.strftime('%Y-%m-%d')} "
+                f"({args.test} clean near-copies per domain, each degraded 6 ways and mirrored; "
+                f"up to {args.train} training images; {time.perf_counter() - began:.0f} s in all). "
+                f"matched_detail's settings were chosen on the tuning domains ({', '.join(TUNING)}): "
+                "their rows are in-sample; every other row is held out. "
+                "AUC = P(q of a clean image > q of the degraded kind), ties half; blur is Gaussian sigma 2 / 3 px, "
+                "noise Gaussian sd 25 / 10 grey levels, JPEG quality 15 / 10. ms / image: scoring images in memory, "
+                "references measured per image; from files: the quality stage as the pipeline runs it "
+                "(generated images read from PNG files, "
+                "the training images' statistics measured once beforehand, as training_details does).\n\n"
+                f"{table}\n\n`{last}`"
+            ),
+        )
     print(last)
 
 

@@ -71,8 +71,9 @@ def method_stages(n: int, m: int, dim: int) -> dict[str, float]:
     quality = pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, m)})
 
     def credit():
-        return training_values(compute_credits(matches_table(gen_ids, train_ids, idx, dist, params.k), quality, 0.01),
-                               train_ids)
+        return training_values(
+            compute_credits(matches_table(gen_ids, train_ids, idx, dist, params.k), quality, 0.01), train_ids
+        )
 
     credit_s, _ = seconds(credit)
     return {"index build": build_s, "match + re-score": match_s, "credit": credit_s}
@@ -97,10 +98,15 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# scaling: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), dim {args.dim}", flush=True)
+    print(
+        f"# scaling: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), dim {args.dim}", flush=True
+    )
     rate = per_image_rates(work)
-    print(f"per image: embed {rate['embed'] * 1e3:.3f} ms, NIQE quality {rate['quality'] * 1e3:.2f} ms; "
-          f"NIQE calibration {rate['calibrate']:.1f} s (fixed)", flush=True)
+    print(
+        f"per image: embed {rate['embed'] * 1e3:.3f} ms, NIQE quality {rate['quality'] * 1e3:.2f} ms; "
+        f"NIQE calibration {rate['calibrate']:.1f} s (fixed)",
+        flush=True,
+    )
 
     def total(n: int, m: int, stages: dict[str, float]) -> dict[str, float]:
         row = {"embed": rate["embed"] * (n + m), "quality": rate["quality"] * m + rate["calibrate"], **stages}
@@ -113,8 +119,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     merges = []
     for shards in (2, 4, 16):
-        parts = [(rng.integers(0, 10**6, (FIXED_M, 50)), np.sort(rng.random((FIXED_M, 50)), axis=1)) for _ in range(shards)]
-        merge_s, _ = seconds(lambda: [merge_candidates(parts, 50) for _ in range(5)])
+        parts = [
+            (rng.integers(0, 10**6, (FIXED_M, 50)), np.sort(rng.random((FIXED_M, 50)), axis=1)) for _ in range(shards)
+        ]
+        merge_s, _ = seconds(lambda parts=parts: [merge_candidates(parts, 50) for _ in range(5)])
         merges.append(f"{shards} shards {merge_s / 5 * 1e3:.1f} ms")
     print(f"\nmerging the K' = 50 candidates of each shard for {FIXED_M:,} queries: " + ", ".join(merges))
 

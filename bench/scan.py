@@ -57,9 +57,12 @@ def main() -> None:
     folder = Path(args.work)
     shutil.rmtree(folder, ignore_errors=True)
     size_bytes = write_images(folder, args.images, args.size, args.format)
-    print(f"# scan: {args.images:,} {args.format.upper()} images of {args.size} px ({size_bytes / args.images / 1024:.0f} KB "
-          f"each); {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-          f"{manifests.SCAN_THREADS} scan threads\n")
+    print(
+        f"# scan: {args.images:,} {args.format.upper()} images of {args.size} px "
+        f"({size_bytes / args.images / 1024:.0f} KB each); "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"{manifests.SCAN_THREADS} scan threads\n"
+    )
     default_threads = manifests.SCAN_THREADS
     rows = []
     manifests.SCAN_THREADS = 1
@@ -72,7 +75,7 @@ def main() -> None:
     seconds, again = timed_scan(folder, known_good=known)
     assert again.known == args.images and again.manifest.equals(first.manifest)
     rows.append(("rescan, unchanged (read + hash only)", seconds))
-    changed = sorted(folder.rglob(f"*.{args.format}"))[:: 100]
+    changed = sorted(folder.rglob(f"*.{args.format}"))[::100]
     for path in changed:
         with Image.open(path) as img:
             inverted = 255 - np.asarray(img)

@@ -105,19 +105,27 @@ def batch_tables(home: Path, batch: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The batch's matches (gen_id, train_ids in rank order) and its values (train_id, value: its credits summed)."""
     matches = query(home, f"SELECT gen_id, train_id, rank FROM matches WHERE batch = '{batch}'")
     lists = matches.sort("gen_id", "rank").group_by("gen_id", maintain_order=True).agg(pl.col("train_id"))
-    values = query(home, f"SELECT train_id, sum(credit) AS value FROM credits WHERE batch = '{batch}' GROUP BY train_id")
+    values = query(
+        home, f"SELECT train_id, sum(credit) AS value FROM credits WHERE batch = '{batch}' GROUP BY train_id"
+    )
     return lists, values
 
 
-def sharded_run(folder: Path, env: dict, shards: int, workers: int,
-                run_config: dict | None = None) -> tuple[float, tuple[float, float], dict[str, float]]:
-    """(wall seconds, (peak summed RSS GB, peak summed PSS GB), step seconds) of the valuation with the training side in `shards` shards on
-    `workers` local Celery workers, in `folder` (fresh)."""
+def sharded_run(
+    folder: Path, env: dict, shards: int, workers: int, run_config: dict | None = None
+) -> tuple[float, tuple[float, float], dict[str, float]]:
+    """(wall seconds, (peak summed RSS GB, peak summed PSS GB), step seconds) of the valuation with the training side
+    in `shards` shards on `workers` local Celery workers, in `folder` (fresh)."""
     dagster_home = folder / "dagster"
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(TELEMETRY_OFF)
-    env = {**env, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(folder / "home"), "GMV_TRAIN_SHARDS": str(shards),
-           "GMV_INBOX": str(folder / "inbox")}
+    env = {
+        **env,
+        "DAGSTER_HOME": str(dagster_home),
+        "GMV_HOME": str(folder / "home"),
+        "GMV_TRAIN_SHARDS": str(shards),
+        "GMV_INBOX": str(folder / "inbox"),
+    }
     with local_celery_cluster(folder / "cluster", env, workers) as cluster:
         previous = os.environ.get("DAGSTER_HOME")
         os.environ["DAGSTER_HOME"] = str(dagster_home)
@@ -145,11 +153,17 @@ def full_size(work: Path, shards: int, workers: int) -> tuple[int, float, float,
     folder = work / f"sharded-{shards}"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(work / "home" / "similarity", folder / "home" / "similarity")
-    env = {**os.environ, "GMV_TRAIN_SOURCE": str(work / "train.npz"), "GMV_GENERATED_SOURCE": str(work / "generated.npz")}
+    env = {
+        **os.environ,
+        "GMV_TRAIN_SOURCE": str(work / "train.npz"),
+        "GMV_GENERATED_SOURCE": str(work / "generated.npz"),
+    }
     wall, peak, steps = sharded_run(folder, env, shards, workers)
     n = query(folder / "home", "SELECT count(*) AS n FROM train_embeddings")["n"][0]
-    print(f"\n# n = {n:,}, {shards} shards on {workers} Celery workers: {wall:.1f} s wall, peak memory of every "
-          f"process summed: PSS {peak[1]:.2f} GB (RSS {peak[0]:.2f} GB)\n\n| step (partition) | seconds |\n|---|---|")
+    print(
+        f"\n# n = {n:,}, {shards} shards on {workers} Celery workers: {wall:.1f} s wall, peak memory of every "
+        f"process summed: PSS {peak[1]:.2f} GB (RSS {peak[0]:.2f} GB)\n\n| step (partition) | seconds |\n|---|---|"
+    )
     for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
         if seconds >= 0.5:
             print(f"| {key} | {seconds:.1f} |")
@@ -157,13 +171,17 @@ def full_size(work: Path, shards: int, workers: int) -> tuple[int, float, float,
     (lists_a, values_a), (lists_b, values_b) = batch_tables(work / "home", batch), batch_tables(folder / "home", batch)
     both = lists_a.join(lists_b, on="gen_id", suffix="_sharded")
     same = float(np.mean([a == b for a, b in zip(both["train_id"].to_list(), both["train_id_sharded"].to_list())]))
-    top1 = float(np.mean([a[0] == b[0] for a, b in zip(both["train_id"].to_list(), both["train_id_sharded"].to_list())]))
+    top1 = float(
+        np.mean([a[0] == b[0] for a, b in zip(both["train_id"].to_list(), both["train_id_sharded"].to_list())])
+    )
     values = values_a.join(values_b, on="train_id", how="full", coalesce=True, suffix="_sharded").fill_null(0.0)
     diff = (values["value"] - values["value_sharded"]).abs()
     moved = float(diff.sum() / 2 / values["value"].sum())
-    print(f"\n# against the unsharded run (batch {batch}, {both.height:,} generated images, HNSW)\n\n"
-          f"| same top-k list | same top-1 | max abs value difference | share of the batch's value that moves |\n"
-          f"|---|---|---|---|\n| {same:.4f} | {top1:.4f} | {diff.max():.3g} | {moved:.4f} |")
+    print(
+        f"\n# against the unsharded run (batch {batch}, {both.height:,} generated images, HNSW)\n\n"
+        f"| same top-k list | same top-1 | max abs value difference | share of the batch's value that moves |\n"
+        f"|---|---|---|---|\n| {same:.4f} | {top1:.4f} | {diff.max():.3g} | {moved:.4f} |"
+    )
     return n, wall, peak, same
 
 
@@ -173,11 +191,18 @@ def subset_check(work: Path, n: int, shards: int, workers: int) -> bool:
     folder.mkdir(parents=True)
     images, labels = load_npz(str(work / "train.npz"))
     np.savez(folder / "train.npz", images=images[:n], labels=labels[:n])
-    env = {**os.environ, "GMV_TRAIN_SOURCE": str(folder / "train.npz"), "GMV_GENERATED_SOURCE": str(work / "generated.npz"),
-           "GMV_BACKBONE": "pixels", "GMV_INBOX": str(folder / "inbox")}
+    env = {
+        **os.environ,
+        "GMV_TRAIN_SOURCE": str(folder / "train.npz"),
+        "GMV_GENERATED_SOURCE": str(work / "generated.npz"),
+        "GMV_BACKBONE": "pixels",
+        "GMV_INBOX": str(folder / "inbox"),
+    }
     exact = {"ops": {"train_index": {"config": {"index_mode": "exact"}}}}
     start = time.perf_counter()
-    plain = run_valuation(folder / "unsharded", dg.DagsterInstance.ephemeral(), exact, env={**env, "GMV_EXECUTOR": "in_process"})
+    plain = run_valuation(
+        folder / "unsharded", dg.DagsterInstance.ephemeral(), exact, env={**env, "GMV_EXECUTOR": "in_process"}
+    )
     if not plain.success:
         raise SystemExit("the unsharded subset run failed")
     unsharded_s = time.perf_counter() - start
@@ -189,8 +214,10 @@ def subset_check(work: Path, n: int, shards: int, workers: int) -> bool:
         same = a.equals(b)
         equal &= same
         print(f"| {table} | {a.height:,} rows | {'equal' if same else 'DIFFERENT'} |")
-    print(f"subset of {n:,} (pixels, exact search): unsharded in-process {unsharded_s:.1f} s, {shards} shards on "
-          f"{workers} workers {wall:.1f} s; values and matches {'equal' if equal else 'NOT equal'}")
+    print(
+        f"subset of {n:,} (pixels, exact search): unsharded in-process {unsharded_s:.1f} s, {shards} shards on "
+        f"{workers} workers {wall:.1f} s; values and matches {'equal' if equal else 'NOT equal'}"
+    )
     return equal
 
 
@@ -199,7 +226,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="a folder bench/pipeline_scale.py left (WORK/<n>)")
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--subset", type=int, default=20000, help="training images of the exact-equality check (0: skip)")
+    parser.add_argument(
+        "--subset", type=int, default=20000, help="training images of the exact-equality check (0: skip)"
+    )
     parser.add_argument("--skip-full", action="store_true", help="only the subset check")
     args = parser.parse_args()
     subset_equal = subset_check(args.work, args.subset, args.shards, args.workers) if args.subset else None
@@ -209,8 +238,10 @@ def main() -> None:
             raise SystemExit(1)
         return
     n, wall, peak, same = full_size(args.work, args.shards, args.workers)
-    print(f"n={n} shards={args.shards} seconds={wall:.1f} peak_pss_gb={peak[1]:.2f} same_topk={same:.4f} "
-          f"subset_equal={subset_equal}")
+    print(
+        f"n={n} shards={args.shards} seconds={wall:.1f} peak_pss_gb={peak[1]:.2f} same_topk={same:.4f} "
+        f"subset_equal={subset_equal}"
+    )
     if subset_equal is False:
         raise SystemExit(1)
 

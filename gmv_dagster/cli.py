@@ -1,3 +1,5 @@
+# `gmv --help` prints this docstring verbatim (RawDescriptionHelpFormatter): keep ruff format from dedenting it.
+# fmt: off
 """`gmv`: run the valuation and read its answers from the command line.
 
     gmv run                   materialise every asset (the demo unless GMV_*_SOURCE say otherwise)
@@ -8,8 +10,10 @@
     gmv report [--markdown F] the valuation, then every criterion for the method and its baselines
     gmv audit train ID        which generated images credited a training image, from which runs and config
     gmv audit generated ID    a generated image's contributors and weights, from which runs and config
-    gmv sql "SELECT ..."      one read-only query of the results' DuckDB file, printed as a table (no DuckDB CLI needed)
+    gmv sql "SELECT ..."      one read-only query of the results' DuckDB file, printed as a table \
+(no DuckDB CLI needed)
 """
+# fmt: on
 
 from __future__ import annotations
 
@@ -77,8 +81,9 @@ def _execute(args, job: str):
     run_config.setdefault("loggers", {"console": {"config": {"log_level": args.log_level}}})
     start = time.perf_counter()
     try:
-        result = run_valuation(home, _instance(home), run_config, with_reports=job == "criteria",
-                               batches=getattr(args, "batch", None))
+        result = run_valuation(
+            home, _instance(home), run_config, with_reports=job == "criteria", batches=getattr(args, "batch", None)
+        )
     except ValueError as exc:  # a batch that does not exist: say which ones do
         sys.exit(f"gmv: {exc}")
     elapsed = time.perf_counter() - start
@@ -109,7 +114,9 @@ def cmd_report(args) -> int:
     if not result.success:
         return 1
     df = _query(home, "SELECT * FROM criterion_report")
-    counts = _query(home, "SELECT (SELECT count(*) FROM training_images) AS n, (SELECT count(*) FROM generated_images) AS m")
+    counts = _query(
+        home, "SELECT (SELECT count(*) FROM training_images) AS n, (SELECT count(*) FROM generated_images) AS m"
+    )
     command = "scripts/setup.sh && .venv/bin/gmv report --markdown docs/RESULTS.md"
     header = (
         "# Results on the demo\n\nWritten by `gmv report` (regenerate: `" + command + "`), "
@@ -133,13 +140,37 @@ def cmd_report(args) -> int:
     return 0
 
 
-LINEAGE = ["training_images", "demo_generator", "generated_images", "similarity_model", "embedding_model", "train_embeddings",
-           "generated_embeddings", "train_index", "credit_temperature", "matches", "quality_calibration", "training_details", "quality_scores", "credits",
-           "training_values"]
+LINEAGE = [
+    "training_images",
+    "demo_generator",
+    "generated_images",
+    "similarity_model",
+    "embedding_model",
+    "train_embeddings",
+    "generated_embeddings",
+    "train_index",
+    "credit_temperature",
+    "matches",
+    "quality_calibration",
+    "training_details",
+    "quality_scores",
+    "credits",
+    "training_values",
+]
 PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
 INPUT_TAG = "dagster/input_data_version/"  # Dagster records the data version of each input it read
-AUDIT_KEYS = ("config", "backbone", "embedder_fingerprint", "weights_sha256", "metric", "action", "params_sha256",
-              "temperature", "median_spread", "temperature_source")
+AUDIT_KEYS = (
+    "config",
+    "backbone",
+    "embedder_fingerprint",
+    "weights_sha256",
+    "metric",
+    "action",
+    "params_sha256",
+    "temperature",
+    "median_spread",
+    "temperature_source",
+)
 
 
 SHARDED = ("train_embeddings", "train_index")  # one partition per training shard when GMV_TRAIN_SHARDS > 1
@@ -151,7 +182,9 @@ def shards_of(home: Path, train_id: str | None = None) -> list[str]:
     if "shard" not in columns["column_name"].to_list():
         return []
     where, params = ("WHERE id = ?", [train_id]) if train_id is not None else ("", [])
-    return _query(home, f"SELECT DISTINCT shard FROM train_embeddings {where} ORDER BY shard", params)["shard"].to_list()
+    return _query(home, f"SELECT DISTINCT shard FROM train_embeddings {where} ORDER BY shard", params)[
+        "shard"
+    ].to_list()
 
 
 def provenance(instance, assets: list[str], batch: str | None = None, shards: list[str] = ()):
@@ -178,16 +211,28 @@ def _provenance_row(name: str, event, partition: str | None) -> dict:
     import json
 
     if event is None or event.asset_materialization is None:
-        return {"asset": name, "partition": partition, "run_id": None, "materialised": None, "code_version": None,
-                "data_version": None, "inputs": "{}", "settings": "never materialised"}
+        return {
+            "asset": name,
+            "partition": partition,
+            "run_id": None,
+            "materialised": None,
+            "code_version": None,
+            "data_version": None,
+            "inputs": "{}",
+            "settings": "never materialised",
+        }
     mat = event.asset_materialization
     settings = {k: getattr(mat.metadata[k], "value", mat.metadata[k]) for k in AUDIT_KEYS if k in mat.metadata}
     return {
-        "asset": name, "partition": mat.partition, "run_id": event.run_id,
+        "asset": name,
+        "partition": mat.partition,
+        "run_id": event.run_id,
         "materialised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.timestamp)),
-        "code_version": mat.tags.get("dagster/code_version"), "data_version": mat.tags.get("dagster/data_version"),
-        "inputs": json.dumps({k.removeprefix(INPUT_TAG): v for k, v in sorted(mat.tags.items())
-                              if k.startswith(INPUT_TAG)}),
+        "code_version": mat.tags.get("dagster/code_version"),
+        "data_version": mat.tags.get("dagster/data_version"),
+        "inputs": json.dumps(
+            {k.removeprefix(INPUT_TAG): v for k, v in sorted(mat.tags.items()) if k.startswith(INPUT_TAG)}
+        ),
         "settings": json.dumps(settings, sort_keys=True, default=str),
     }
 
@@ -200,8 +245,12 @@ def cmd_audit(args) -> int:
     home = _home(args)
     instance = _instance(home)
     if args.kind == "train":
-        df = _query(home, "SELECT c.gen_id, c.batch, c.rank, round(c.weight, 4) AS weight, round(c.credit, 4) AS credit "
-                          "FROM credits c WHERE c.train_id = ? ORDER BY c.credit DESC, c.gen_id", [args.id])
+        df = _query(
+            home,
+            "SELECT c.gen_id, c.batch, c.rank, round(c.weight, 4) AS weight, round(c.credit, 4) AS credit "
+            "FROM credits c WHERE c.train_id = ? ORDER BY c.credit DESC, c.gen_id",
+            [args.id],
+        )
         value = _query(home, "SELECT value, rank FROM training_values WHERE train_id = ?", [args.id])
         if value.is_empty():
             print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
@@ -209,15 +258,20 @@ def cmd_audit(args) -> int:
         events = {b: latest_materialization(instance, "credits", b) for b in df["batch"].unique().to_list()}
         runs = {b: event.run_id if event else None for b, event in events.items()}
         df = df.with_columns(credits_run=pl.col("batch").replace_strict(runs, default=None, return_dtype=pl.String))
-        title = (f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
-                 f"credited by {df.height} generated image(s) in {len(runs)} batch(es)")
+        title = (
+            f"training image {args.id}: value {value['value'][0]:.6g} (rank {value['rank'][0]}), "
+            f"credited by {df.height} generated image(s) in {len(runs)} batch(es)"
+        )
         batch, shards = None, shards_of(home, args.id)  # its own shard's embeddings and index
         if shards:
             title += f"; training shard {shards[0]}"
     else:
-        df = _query(home, "SELECT c.rank, c.train_id, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
-                          "round(c.credit, 4) AS credit, c.batch FROM credits c WHERE c.gen_id = ? ORDER BY c.rank",
-                    [args.id])
+        df = _query(
+            home,
+            "SELECT c.rank, c.train_id, round(c.distance, 5) AS distance, round(c.weight, 4) AS weight, "
+            "round(c.credit, 4) AS credit, c.batch FROM credits c WHERE c.gen_id = ? ORDER BY c.rank",
+            [args.id],
+        )
         if df.is_empty():
             print(f"{args.id!r} is not a valued generated image in {home / 'gmv.duckdb'}", file=sys.stderr)
             return 1
@@ -225,12 +279,17 @@ def cmd_audit(args) -> int:
         title = f"generated image {args.id} (batch {batch}): {df.height} contributors"
         shards = shards_of(home)  # its contributors were searched for in every shard
     with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
-        print(f"{title}\n{df}\n\nproduced by (latest materialisation of each asset"
-              + (f"; per-batch assets: batch {batch}" if batch else "") + "):")
+        print(
+            f"{title}\n{df}\n\nproduced by (latest materialisation of each asset"
+            + (f"; per-batch assets: batch {batch}" if batch else "")
+            + "):"
+        )
     for row in provenance(instance, LINEAGE, batch, shards).iter_rows(named=True):
         where = f"[{row['partition']}]" if row["partition"] else ""
-        print(f"  {row['asset'] + where:<28} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
-              f"data {row['data_version']}\n  {'':<28} inputs {row['inputs']}\n  {'':<28} {row['settings']}")
+        print(
+            f"  {row['asset'] + where:<28} run {row['run_id']}  {row['materialised']}  code v{row['code_version']}  "
+            f"data {row['data_version']}\n  {'':<28} inputs {row['inputs']}\n  {'':<28} {row['settings']}"
+        )
     return 0
 
 
@@ -243,14 +302,19 @@ def cmd_batches(args) -> int:
     home = _home(args)
     sources = build_resources(home)["image_sources"]
     ready, waiting = scan_inbox(sources.inbox_path())
-    stored = _query(home, "SELECT g.batch, count(*) AS images, (SELECT count(DISTINCT gen_id) FROM credits c "
-                          "WHERE c.batch = g.batch) AS valued, (SELECT round(sum(q), 4) FROM quality_scores s "
-                          "WHERE s.batch = g.batch) AS sum_q FROM generated_images g GROUP BY g.batch ORDER BY g.batch")
+    stored = _query(
+        home,
+        "SELECT g.batch, count(*) AS images, (SELECT count(DISTINCT gen_id) FROM credits c "
+        "WHERE c.batch = g.batch) AS valued, (SELECT round(sum(q), 4) FROM quality_scores s "
+        "WHERE s.batch = g.batch) AS sum_q FROM generated_images g GROUP BY g.batch ORDER BY g.batch",
+    )
     with pl.Config(tbl_rows=1000, tbl_hide_dataframe_shape=True):
         print(f"batches in {home / 'gmv.duckdb'}:\n{stored}")
     new = [k for k in ready if k not in set(stored["batch"]) and k != sources.source_batch]
-    print(f"\ninbox {sources.inbox_path()}: {len(ready)} complete folder(s), {len(new)} not valued yet"
-          + (f" ({', '.join(new)})" if new else ""))
+    print(
+        f"\ninbox {sources.inbox_path()}: {len(ready)} complete folder(s), {len(new)} not valued yet"
+        + (f" ({', '.join(new)})" if new else "")
+    )
     for folder, why in waiting.items():
         print(f"  waiting: {folder}: {why}")
     return 0
@@ -284,8 +348,11 @@ def cmd_contributors(args) -> int:
 
         home = _home(args)
         credits = _query(home, "SELECT * FROM credits WHERE gen_id = ?", [args.gen_id])
-        train = _query(home, "SELECT id, uri FROM training_images WHERE id IN (SELECT train_id FROM credits WHERE gen_id = ?)",
-                       [args.gen_id])
+        train = _query(
+            home,
+            "SELECT id, uri FROM training_images WHERE id IN (SELECT train_id FROM credits WHERE gen_id = ?)",
+            [args.gen_id],
+        )
         gen = _query(home, "SELECT id, uri FROM generated_images WHERE id = ?", [args.gen_id])
         contributors_image(credits, train, gen, [args.gen_id], partners=credits.height).save(args.png)
         print(f"picture of {args.gen_id} beside its contributors: {args.png}")
@@ -304,9 +371,12 @@ def cmd_sql(args) -> int:
         print(f"gmv sql: {exc}", file=sys.stderr)
         return 2
     if len(kinds) != 1 or kinds[0] != duckdb.StatementType.SELECT:
-        print("gmv sql runs one query (SELECT, WITH ... SELECT, SHOW, DESCRIBE, SUMMARIZE); the tables change only "
-              f"through runs (`gmv run`), which record their lineage: got {', '.join(k.name for k in kinds) or 'nothing'}",
-              file=sys.stderr)
+        print(
+            "gmv sql runs one query (SELECT, WITH ... SELECT, SHOW, DESCRIBE, SUMMARIZE); the tables change only "
+            f"through runs (`gmv run`), which record their lineage: "
+            f"got {', '.join(k.name for k in kinds) or 'nothing'}",
+            file=sys.stderr,
+        )
         return 2
     try:
         df = _query(_home(args), args.query)
@@ -321,14 +391,20 @@ def cmd_sql(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gmv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gmv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--home", help="GMV_HOME (default: $GMV_HOME or ./gmv_home)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialise every asset")
     run.add_argument("--config", help="Dagster run config (YAML) for the assets")
     run.add_argument("-n", type=int, default=10, help="top-valued images to print")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
-    run.add_argument("--batch", action="append", help="value only this batch (repeatable), as the inbox sensor does; default: every batch")
+    run.add_argument(
+        "--batch",
+        action="append",
+        help="value only this batch (repeatable), as the inbox sensor does; default: every batch",
+    )
     run.set_defaults(func=cmd_run)
     rep = sub.add_parser("report", help="materialise the valuation and every criterion report")
     rep.add_argument("--config", help="Dagster run config (YAML)")

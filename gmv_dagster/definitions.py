@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import dagster as dg
 
@@ -22,8 +22,9 @@ from .sensors import (
 DEFAULT_CRON = "0 3 * * *"
 
 
-def build_definitions(home: str | Path | None = None, env: Mapping[str, str] | None = None,
-                      **resource_overrides) -> dg.Definitions:
+def build_definitions(
+    home: str | Path | None = None, env: Mapping[str, str] | None = None, **resource_overrides
+) -> dg.Definitions:
     """GMV_SENSOR_INTERVAL (seconds, default 30) paces the inbox and automation sensors; GMV_REVALUATION_CRON
     (default nightly at 03:00) schedules the rescan of the training images; GMV_TRAIN_SHARDS (default 1) splits
     the training side into that many static partitions; GMV_EXECUTOR picks the executor (executors.py)."""

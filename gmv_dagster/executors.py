@@ -18,9 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import dagster as dg
 
@@ -42,7 +42,8 @@ def executor_from_env(env: Mapping[str, str]) -> dg.ExecutorDefinition | None:
         from dagster_celery import celery_executor  # the `cluster` extra
 
         return celery_executor.configured(
-            {"broker": broker, "backend": env.get("GMV_CELERY_BACKEND", broker)}, name="celery")
+            {"broker": broker, "backend": env.get("GMV_CELERY_BACKEND", broker)}, name="celery"
+        )
     from dagster_k8s import k8s_job_executor  # the `cluster` extra
 
     return k8s_job_executor
@@ -94,12 +95,34 @@ def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2)
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
     # dagster-celery starts `celery` from PATH: this environment's.
-    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)), **env,
-           "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "GMV_EXECUTOR": "celery",
-           "GMV_CELERY_BROKER": broker, "GMV_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1"}
-    procs = [subprocess.Popen(["setsid", redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(folder)],
-                              stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)]
+    env = {
+        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+        **env,
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        "GMV_EXECUTOR": "celery",
+        "GMV_CELERY_BROKER": broker,
+        "GMV_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                "setsid",
+                redis_server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
+            stdout=open(folder / "redis.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+    ]
     try:
         deadline = time.time() + 30
         while True:
@@ -111,26 +134,52 @@ def local_celery_cluster(folder: Path, env: Mapping[str, str], workers: int = 2)
             except OSError:
                 pass
             if time.time() > deadline:
-                raise RuntimeError(f"redis-server did not answer in 30 s:\n{(folder / 'redis.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server did not answer in 30 s:\n{(folder / 'redis.log').read_text()[-2000:]}"
+                )
             time.sleep(0.2)
         config = folder / "celery.yaml"
-        config.write_text(f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n"
-                          "    config_source:\n      worker_disable_prefetch: true\n")
+        config.write_text(
+            f"execution:\n  config:\n    broker: {broker}\n    backend: {env['GMV_CELERY_BACKEND']}\n"
+            "    config_source:\n      worker_disable_prefetch: true\n"
+        )
         # The instance's storage is made once, before the workers would race to make it.
         subprocess.run([str(bin_dir / "dagster"), "instance", "info"], env=env, check=True, capture_output=True)
         logs = [folder / f"worker{i}.log" for i in range(1, workers + 1)]
         for log in logs:  # Celery appends: an old log's "ready." would pass the wait below at once
             log.unlink(missing_ok=True)
         for i, log in enumerate(logs, 1):
-            procs.append(subprocess.Popen(
-                ["setsid", str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"w{i}",
-                 "-y", str(config), "--", "--concurrency=1", "--loglevel=INFO", f"--logfile={log}"],
-                env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.err", "w")))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "setsid",
+                        str(bin_dir / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-n",
+                        f"w{i}",
+                        "-y",
+                        str(config),
+                        "--",
+                        "--concurrency=1",
+                        "--loglevel=INFO",
+                        f"--logfile={log}",
+                    ],
+                    env=env,
+                    cwd=folder,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(folder / f"worker{i}.err", "w"),
+                )
+            )
         deadline = time.time() + 120
         while not all(log.is_file() and " ready." in log.read_text() for log in logs):
             if time.time() > deadline or any(proc.poll() is not None for proc in procs):
-                raise RuntimeError("the celery workers did not start (in 120 s):\n" + "\n".join(
-                    (folder / f"worker{i}.err").read_text()[-2000:] for i in range(1, workers + 1)))
+                raise RuntimeError(
+                    "the celery workers did not start (in 120 s):\n"
+                    + "\n".join((folder / f"worker{i}.err").read_text()[-2000:] for i in range(1, workers + 1))
+                )
             time.sleep(1)
         yield LocalCluster(env, logs, [proc.pid for proc in procs])
     finally:

@@ -17,26 +17,40 @@ def build_jobs(sharded: bool) -> list:
     training = TRAIN_SIDE if sharded else dg.AssetSelection.assets()
     jobs = [
         dg.define_asset_job(
-            "valuation", selection=dg.AssetSelection.all() - REPORTS - training,
+            "valuation",
+            selection=dg.AssetSelection.all() - REPORTS - training,
             description="The whole valuation for one batch of generated images, and the values summed over every "
-                        "batch" + (" (the training shards are the train_shard job's)" if sharded else ""),
+            "batch" + (" (the training shards are the train_shard job's)" if sharded else ""),
         ),
         dg.define_asset_job(
-            "value_batch", selection=PER_BATCH,
-            description="One batch of generated images: manifest, embeddings, quality, matches, credits (the sum follows)",
+            "value_batch",
+            selection=PER_BATCH,
+            description=(
+                "One batch of generated images: manifest, embeddings, quality, matches, credits (the sum follows)"
+            ),
         ),
         dg.define_asset_job(
-            "refresh_sources", selection=dg.AssetSelection.assets(sources.training_images, embeddings.similarity_model,
-                                                                   embeddings.embedding_model),
-            description="Rescan the training images and the embedder (training a learned one); whatever their change affects follows by automation",
+            "refresh_sources",
+            selection=dg.AssetSelection.assets(
+                sources.training_images, embeddings.similarity_model, embeddings.embedding_model
+            ),
+            description=(
+                "Rescan the training images and the embedder (training a learned one); "
+                "whatever their change affects follows by automation"
+            ),
         ),
         dg.define_asset_job(
-            "criteria", selection=dg.AssetSelection.all() - training,
+            "criteria",
+            selection=dg.AssetSelection.all() - training,
             description="The valuation, then every criterion for the method and its baselines (criterion_report)",
         ),
     ]
     if sharded:
-        jobs.append(dg.define_asset_job(
-            "train_shard", selection=TRAIN_SIDE,
-            description="One shard of the training images: its embeddings and its usearch index"))
+        jobs.append(
+            dg.define_asset_job(
+                "train_shard",
+                selection=TRAIN_SIDE,
+                description="One shard of the training images: its embeddings and its usearch index",
+            )
+        )
     return jobs

@@ -1,4 +1,5 @@
-"""Value every batch in one process: what `gmv run` and the tests do, and what the sensors do over time in `dagster dev`."""
+"""Value every batch in one process: what `gmv run` and the tests do, and what the sensors do over time in
+`dagster dev`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import contextlib
 import multiprocessing
 import os
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -42,8 +43,13 @@ Step = tuple[str, "str | None", "list[dg.AssetKey] | None"]  # job, partition, a
 def _in_process(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step):
     name, key, selection = step
     job = defs.resolve_job_def(name)
-    return job.execute_in_process(run_config=_run_config_for(job, run_config, selection), instance=instance,
-                                  partition_key=key, asset_selection=selection, raise_on_error=False)
+    return job.execute_in_process(
+        run_config=_run_config_for(job, run_config, selection),
+        instance=instance,
+        partition_key=key,
+        asset_selection=selection,
+        raise_on_error=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,17 @@ class RunOutcome:
 def _distributed(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step) -> RunOutcome:
     """One run whose steps the configured executor sends to its workers; this process only coordinates."""
     name, key, selection = step
-    recon = ReconstructableRepository.for_module(*CODE_POINTER, working_directory=os.getcwd()).get_reconstructable_job(name)
-    with dg.execute_job(recon, instance, run_config=_run_config_for(defs.resolve_job_def(name), run_config, selection),
-                        tags={"dagster/partition": key} if key else None, asset_selection=selection,
-                        raise_on_error=False) as result:
+    recon = ReconstructableRepository.for_module(*CODE_POINTER, working_directory=os.getcwd()).get_reconstructable_job(
+        name
+    )
+    with dg.execute_job(
+        recon,
+        instance,
+        run_config=_run_config_for(defs.resolve_job_def(name), run_config, selection),
+        tags={"dagster/partition": key} if key else None,
+        asset_selection=selection,
+        raise_on_error=False,
+    ) as result:
         return RunOutcome(result.success, result.run_id)
 
 
@@ -67,9 +80,15 @@ def _distributed_in_child(run_config: dict, step: Step) -> RunOutcome:
     return _distributed(definitions_from_environment(), dg.DagsterInstance.get(), run_config, step)
 
 
-def run_valuation(home: str | Path, instance: dg.DagsterInstance, run_config: dict | None = None,
-                  env: Mapping[str, str] | None = None, with_reports: bool = False,
-                  defs: dg.Definitions | None = None, batches: list[str] | None = None):
+def run_valuation(
+    home: str | Path,
+    instance: dg.DagsterInstance,
+    run_config: dict | None = None,
+    env: Mapping[str, str] | None = None,
+    with_reports: bool = False,
+    defs: dg.Definitions | None = None,
+    batches: list[str] | None = None,
+):
     """Add every known batch as a partition, run the whole valuation for the first, each further batch's own
     assets, then the sum over all batches (and the criteria reports): the result of the last run, or of the
     first that failed.
@@ -82,11 +101,14 @@ def run_valuation(home: str | Path, instance: dg.DagsterInstance, run_config: di
     env = dict(os.environ if env is None else env)
     distributed = env.get("GMV_EXECUTOR") in ("celery", "k8s")
     if distributed and not instance.is_persistent:
-        raise ValueError("a distributed executor needs a persistent Dagster instance (DAGSTER_HOME) shared with its workers")
+        raise ValueError(
+            "a distributed executor needs a persistent Dagster instance (DAGSTER_HOME) shared with its workers"
+        )
     # Workers rebuild the definitions from their environment (CODE_POINTER); so do this process's children.
     with _environment({**env, "GMV_HOME": str(home)}) if distributed else contextlib.nullcontext():
-        return _run_stages(defs or build_definitions(home, env), instance, run_config or {}, distributed, batches,
-                           with_reports)
+        return _run_stages(
+            defs or build_definitions(home, env), instance, run_config or {}, distributed, batches, with_reports
+        )
 
 
 @contextlib.contextmanager
@@ -102,14 +124,22 @@ def _environment(values: Mapping[str, str]):
         os.environ.update(saved)
 
 
-def _run_stages(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, distributed: bool,
-                batches: list[str] | None, with_reports: bool):
+def _run_stages(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    distributed: bool,
+    batches: list[str] | None,
+    with_reports: bool,
+):
     execute = _distributed if distributed else _in_process
     keys = batch_keys(defs.resources["image_sources"])
     unknown = [b for b in batches or [] if b not in keys]
     if unknown:
-        raise ValueError(f"no batch {unknown[0]!r}: the batches are {', '.join(keys)} (the configured source's, "
-                         "then each inbox folder with a _COMPLETE marker)")
+        raise ValueError(
+            f"no batch {unknown[0]!r}: the batches are {', '.join(keys)} (the configured source's, "
+            "then each inbox folder with a _COMPLETE marker)"
+        )
     known = set(instance.get_dynamic_partitions(generated_batches.name))
     instance.add_dynamic_partitions(generated_batches.name, [k for k in keys if k not in known])
     total: Step = ("valuation", keys[0], [dg.AssetKey("training_values")])

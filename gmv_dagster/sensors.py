@@ -15,8 +15,9 @@ RUNNING = dg.DefaultSensorStatus.RUNNING
 
 
 def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
-    @dg.sensor(name="inbox_sensor", job_name="value_batch", minimum_interval_seconds=interval_seconds,
-               default_status=RUNNING)
+    @dg.sensor(
+        name="inbox_sensor", job_name="value_batch", minimum_interval_seconds=interval_seconds, default_status=RUNNING
+    )
     def inbox_sensor(context: dg.SensorEvaluationContext, image_sources: ImageSources) -> dg.SensorResult:
         """Each new complete batch in the inbox becomes a partition with a run; the configured source batch
         is added as a partition (materialise it from the UI or `gmv run`).
@@ -37,8 +38,9 @@ def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
         if new:
             context.log.info(f"new batches: {', '.join(new)}")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"batch:{key}", partition_key=key, tags={"gmv/batch": key})
-                          for key in new],
+            run_requests=[
+                dg.RunRequest(run_key=f"batch:{key}", partition_key=key, tags={"gmv/batch": key}) for key in new
+            ],
             dynamic_partitions_requests=[generated_batches.build_add_request(add)] if add else [],
             cursor=json.dumps({"seen": sorted(seen | set(add))}),
         )
@@ -49,7 +51,10 @@ def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
 def build_revaluation_schedule(cron: str) -> dg.ScheduleDefinition:
     """Rescan the training images and the embedder on `cron`; automation recomputes only what changed."""
     return dg.ScheduleDefinition(
-        name="revaluation", job_name="refresh_sources", cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING,
+        name="revaluation",
+        job_name="refresh_sources",
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Rescans the training images and the embedder; changed content flows downstream by automation",
     )
 
@@ -57,6 +62,9 @@ def build_revaluation_schedule(cron: str) -> dg.ScheduleDefinition:
 def build_automation_sensor(interval_seconds: int) -> dg.AutomationConditionSensorDefinition:
     """Evaluates the assets' automation conditions; reports are left to `gmv report` (they take minutes)."""
     return dg.AutomationConditionSensorDefinition(
-        "gmv_automation", target=dg.AssetSelection.all() - REPORTS, default_status=RUNNING,
-        minimum_interval_seconds=interval_seconds, emit_backfills=False,
+        "gmv_automation",
+        target=dg.AssetSelection.all() - REPORTS,
+        default_status=RUNNING,
+        minimum_interval_seconds=interval_seconds,
+        emit_backfills=False,
     )

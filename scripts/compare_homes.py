@@ -7,6 +7,7 @@ Columns that hold paths (uri, params_file) differ by home and are left out; rows
 `gmv_content_versions` is left out too: a version hashes every column, paths included.
 Exits 1 when a table differs.
 """
+
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import numpy as np
 
 same = True
 a, b = sys.argv[1], sys.argv[2]
-ca = duckdb.connect(f"{a}/gmv.duckdb", read_only=True); cb = duckdb.connect(f"{b}/gmv.duckdb", read_only=True)
+ca = duckdb.connect(f"{a}/gmv.duckdb", read_only=True)
+cb = duckdb.connect(f"{b}/gmv.duckdb", read_only=True)
 ta = sorted(r[0] for r in ca.execute("select table_name from information_schema.tables").fetchall())
 tb = sorted(r[0] for r in cb.execute("select table_name from information_schema.tables").fetchall())
 print("tables equal:", ta == tb, ta)
@@ -24,9 +26,14 @@ for t in [t for t in ta if t != "gmv_content_versions"]:
     drop = {"uri", "params_file"}
     keep = [c for c in cols if c not in drop]
     sel = ", ".join(keep)
-    x = ca.execute(f"select {sel} from {t} order by all").pl(); y = cb.execute(f"select {sel} from {t} order by all").pl()
+    x = ca.execute(f"select {sel} from {t} order by all").pl()
+    y = cb.execute(f"select {sel} from {t} order by all").pl()
     same = x.equals(y) and same
-    print(f"{t}: rows {x.height} / {y.height}, schema equal {dict(x.schema)==dict(y.schema)}, equal bit for bit: {x.equals(y)}", "(uri, params_file paths differ by home: not compared)" if set(cols)&drop else "")
+    print(
+        f"{t}: rows {x.height} / {y.height}, schema equal {dict(x.schema) == dict(y.schema)}, "
+        f"equal bit for bit: {x.equals(y)}",
+        "(uri, params_file paths differ by home: not compared)" if set(cols) & drop else "",
+    )
 va = sorted(p.name for p in Path(a, "vectors").glob("*.npy"))
 vb = sorted(p.name for p in Path(b, "vectors").glob("*.npy"))
 print("vector files equal by name:", va == vb, va)

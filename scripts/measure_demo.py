@@ -53,14 +53,19 @@ def main():
             nn, _ = exact_topk(te, ge, 10)
             cn, _ = exact_topk(te, ce, 10)
             top1, top10 = np.mean(cn[:, 0] == src), np.mean((cn == src[:, None]).any(1))
-            print(f"| {name} {size}px | {class_agreement(nn, tl, gl, 1):.3f} | {class_agreement(nn, tl, gl, 10):.3f} "
-                  f"| {top1:.3f} | {top10:.3f} | {ms:.2f} |")
+            print(
+                f"| {name} {size}px | {class_agreement(nn, tl, gl, 1):.3f} | {class_agreement(nn, tl, gl, 10):.3f} "
+                f"| {top1:.3f} | {top10:.3f} | {ms:.2f} |"
+            )
             if name == "pixels" and size == 32:
                 nn_idx, pix_dist = exact_topk(te, ge, 10)
         print("\ntemperature (pixels, k=10): weight on top-1, normalised entropy of w, credit-weighted C1")
         print("| tau | mean top-1 weight | entropy / log k | weighted C1 |\n|---|---|---|---|")
         same = (tl[nn_idx] == gl[:, None]).astype(float)
-        print(f"(distance spread: median d1={np.median(pix_dist[:, 0]):.4f}, median d10-d1={np.median(pix_dist[:, 9] - pix_dist[:, 0]):.4f})")
+        print(
+            f"(distance spread: median d1={np.median(pix_dist[:, 0]):.4f}, "
+            f"median d10-d1={np.median(pix_dist[:, 9] - pix_dist[:, 0]):.4f})"
+        )
         for tau in [0.001, 0.003, 0.01, 0.03, 0.1, 1.0]:
             w = softmax_weights(pix_dist, tau)
             ent = -(w * np.log(np.maximum(w, 1e-300))).sum(1) / np.log(10)
@@ -77,8 +82,10 @@ def main():
         "demo generated (VAE)": np.stack(gen_img[:200]),
     }
     print("| images | niqe_refit | piqe |\n|---|---|---|")
-    models = {m: load_quality_model(calibrate(m, reference, seed=0, work_dir=Path(args.home) / "quality", input_size=64))
-              for m in ("niqe_refit", "piqe")}
+    models = {
+        m: load_quality_model(calibrate(m, reference, seed=0, work_dir=Path(args.home) / "quality", input_size=64))
+        for m in ("niqe_refit", "piqe")
+    }
     for name, images in sets.items():
         cells = []
         for m in models.values():

@@ -115,12 +115,35 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="session")
 def asset_names() -> set[str]:
     """Every asset the code location must define (a test fails when one appears or disappears)."""
-    return {"training_images", "demo_generator", "generated_images", "similarity_model", "embedding_model", "train_embeddings",
-            "generated_embeddings",
-            "train_index", "credit_temperature", "matches", "quality_calibration", "training_details", "quality_scores", "credits", "training_values", "method_values",
-            "method_contributors", "method_timings", "criterion_classes", "criterion_reasonableness",
-            "criterion_diversity", "criterion_efficiency", "criterion_ood", "criterion_fidelity",
-            "criterion_consistency", "criterion_lds", "criterion_report"}
+    return {
+        "training_images",
+        "demo_generator",
+        "generated_images",
+        "similarity_model",
+        "embedding_model",
+        "train_embeddings",
+        "generated_embeddings",
+        "train_index",
+        "credit_temperature",
+        "matches",
+        "quality_calibration",
+        "training_details",
+        "quality_scores",
+        "credits",
+        "training_values",
+        "method_values",
+        "method_contributors",
+        "method_timings",
+        "criterion_classes",
+        "criterion_reasonableness",
+        "criterion_diversity",
+        "criterion_efficiency",
+        "criterion_ood",
+        "criterion_fidelity",
+        "criterion_consistency",
+        "criterion_lds",
+        "criterion_report",
+    }
 
 
 @pytest.fixture
@@ -130,10 +153,16 @@ def dagster_env(tmp_path, image_folders):
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     train_dir, gen_dir = image_folders
-    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GMV_HOME": str(tmp_path / "gmv_home"),
-            "GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), "GMV_SENSOR_INTERVAL": "5",
-            # pixels: these processes test serving, sensors and executors, not the learned similarity (the default)
-            "GMV_BACKBONE": "pixels"}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "GMV_HOME": str(tmp_path / "gmv_home"),
+        "GMV_TRAIN_SOURCE": str(train_dir),
+        "GMV_GENERATED_SOURCE": str(gen_dir),
+        "GMV_SENSOR_INTERVAL": "5",
+        # pixels: these processes test serving, sensors and executors, not the learned similarity (the default)
+        "GMV_BACKBONE": "pixels",
+    }
 
 
 # The dev server is on loopback: never through a proxy (urlopen's global opener keeps the proxies it saw first).
@@ -150,11 +179,12 @@ class DevServer:
         with LOOPBACK.open(req, timeout=30) as resp:
             return json.loads(resp.read())
 
-
     def location_state(self) -> str:
         """The code location's load status and error, if the server answers (why no asset is served)."""
-        query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-                 "locationOrLoadError { __typename ... on PythonError { message stack } } } } } }")
+        query = (
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+            "locationOrLoadError { __typename ... on PythonError { message stack } } } } } }"
+        )
         try:
             return json.dumps(self.graphql(query))[-4000:]
         except OSError as e:
@@ -162,8 +192,9 @@ class DevServer:
 
 
 def busiest_processes() -> str:
-    return subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True,
-                          text=True).stdout[:3000]
+    return subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True).stdout[
+        :3000
+    ]
 
 
 @pytest.fixture
@@ -173,9 +204,23 @@ def dagster_dev(tmp_path, dagster_env):
     log = tmp_path / "dev.log"
     # dagster dev ignores SIGINT/SIGTERM from a script unless their default handlers are restored.
     proc = subprocess.Popen(
-        ["setsid", "env", "--default-signal=INT,TERM", str(BIN / "dagster"), "dev", "-m", "gmv_dagster.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=dagster_env, cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        [
+            "setsid",
+            "env",
+            "--default-signal=INT,TERM",
+            str(BIN / "dagster"),
+            "dev",
+            "-m",
+            "gmv_dagster.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=dagster_env,
+        cwd=tmp_path,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
     )
     server = DevServer(f"http://127.0.0.1:{port}", log)
     try:
@@ -187,8 +232,10 @@ def dagster_dev(tmp_path, dagster_env):
             except (OSError, KeyError, TypeError):
                 pass
             if time.time() > deadline:
-                pytest.fail(f"dagster dev did not serve assets in 300 s; its code location: {server.location_state()}"
-                            f"\nits log:\n{log.read_text()[-4000:]}\nbusiest processes:\n{busiest_processes()}")
+                pytest.fail(
+                    f"dagster dev did not serve assets in 300 s; its code location: {server.location_state()}"
+                    f"\nits log:\n{log.read_text()[-4000:]}\nbusiest processes:\n{busiest_processes()}"
+                )
             time.sleep(2)
         yield server
     finally:

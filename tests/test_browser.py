@@ -24,7 +24,9 @@ ADD_PARTITION = """mutation($repo: RepositorySelector!, $key: String!) {
 def browser():
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("headless Chromium is missing: `apt-get install chromium chromium-driver` (scripts/setup.sh does this)")
+        pytest.fail(
+            "headless Chromium is missing: `apt-get install chromium chromium-driver` (scripts/setup.sh does this)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -66,7 +68,9 @@ def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagst
     from selenium.webdriver.common.by import By
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    repo = dagster_dev.graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    repo = dagster_dev.graphql(
+        "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+    )
     node = repo["data"]["repositoriesOrError"]["nodes"][0]
     location = node["location"]["name"]
 
@@ -78,12 +82,21 @@ def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagst
     assert set().union(*groups.values()) == asset_names
     for group, members in sorted(groups.items()):
         browser.get(f"{dagster_dev.url}/locations/{location}/asset-groups/{group}")
-        _wait(lambda: browser.find_elements(By.XPATH, "//button[normalize-space()='Skip']") or group in _page_text(browser),
-              60, f"the {group} page")
+        _wait(
+            lambda group=group: (
+                browser.find_elements(By.XPATH, "//button[normalize-space()='Skip']") or group in _page_text(browser)
+            ),
+            60,
+            f"the {group} page",
+        )
         _dismiss_dialogs(browser)
         shot = ARTIFACTS / f"asset_graph_{group}.png"
         try:
-            _wait(lambda: all(name in _page_text(browser) for name in members), 60, f"every asset of the {group} graph")
+            _wait(
+                lambda members=members: all(name in _page_text(browser) for name in members),
+                60,
+                f"every asset of the {group} graph",
+            )
         finally:
             browser.save_screenshot(str(shot))
         assert not [n for n in members if n not in _page_text(browser)], f"missing from the {group} graph; see {shot}"
@@ -93,28 +106,48 @@ def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagst
     added = dagster_dev.graphql(ADD_PARTITION, {"repo": repository, "key": "generated"})["data"]["addDynamicPartition"]
     # the inbox sensor may have added the configured source's batch already
     assert added["__typename"] in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"), added
-    params = {"selector": {**repository, "jobName": "valuation"},
-              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "generated"}]},
-              "runConfigData": {"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}}
+    params = {
+        "selector": {**repository, "jobName": "valuation"},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "generated"}]},
+        "runConfigData": {"ops": {"quality_calibration": {"config": {"reference_size": 36}}}},
+    }
     launched = dagster_dev.graphql(LAUNCH, {"params": params})["data"]["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
-    status = _wait(lambda: (s := dagster_dev.graphql(f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')
-                            ["data"]["runOrError"]["status"]) in ("SUCCESS", "FAILURE", "CANCELED") and s,
-                   420, f"run {run_id}")
+    status = _wait(
+        lambda: (
+            (
+                s := dagster_dev.graphql(f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')["data"][
+                    "runOrError"
+                ]["status"]
+            )
+            in ("SUCCESS", "FAILURE", "CANCELED")
+            and s
+        ),
+        420,
+        f"run {run_id}",
+    )
     assert status == "SUCCESS", dagster_dev.log.read_text()[-3000:]
 
     # training_values' page renders the gallery: a decoded PNG, several tiles wide and tall.
     browser.get(f"{dagster_dev.url}/assets/training_values")
     _wait(lambda: "gallery" in _page_text(browser), 60, "training_values' metadata")
     _dismiss_dialogs(browser)
-    labels = browser.find_elements(By.XPATH, "//*[normalize-space()='gallery']/ancestor::tr[1]//*[normalize-space()='[Show Markdown]']")
+    labels = browser.find_elements(
+        By.XPATH, "//*[normalize-space()='gallery']/ancestor::tr[1]//*[normalize-space()='[Show Markdown]']"
+    )
     assert labels, "no gallery entry in training_values' metadata"
     labels[-1].click()  # the innermost match: wrappers share its text
     try:
-        sizes = _wait(lambda: browser.execute_script(
-            "return Array.from(document.images).filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0)"
-            ".map(i => [i.naturalWidth, i.naturalHeight])"), 30, "the gallery image")
+        sizes = _wait(
+            lambda: browser.execute_script(
+                "return Array.from(document.images)"
+                ".filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0)"
+                ".map(i => [i.naturalWidth, i.naturalHeight])"
+            ),
+            30,
+            "the gallery image",
+        )
     finally:
         dialogs = browser.find_elements(By.XPATH, "//*[@role='dialog']")
         target = dialogs[-1] if dialogs else browser

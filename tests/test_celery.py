@@ -19,7 +19,9 @@ def test_two_celery_workers_value_two_shards_like_one_process(tmp_path, celery_c
     assert "job train_shard, partition 0-of-2" in run.stderr and "job train_shard, partition 1-of-2" in run.stderr
 
     # Every step ran as a Celery task, and both workers took some.
-    done = [len(re.findall(r"Task execute_plan\[[^\]]+\] succeeded", log.read_text())) for log in celery_cluster.worker_logs]
+    done = [
+        len(re.findall(r"Task execute_plan\[[^\]]+\] succeeded", log.read_text())) for log in celery_cluster.worker_logs
+    ]
     assert all(n > 0 for n in done), done
     assert not any("raised unexpected" in log.read_text() for log in celery_cluster.worker_logs)
 

@@ -11,6 +11,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
+
 def gmv(env, *args, timeout=600):
     return subprocess.run([str(BIN / "gmv"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -20,12 +21,29 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"quality_calibration": {"config": {"reference_size": 36}}}}))
     # `gmv run` registers the configured source as the batch `generated` and values it ...
-    first = subprocess.run([str(BIN / "gmv"), "run", "--config", str(config), "-n", "3"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+    first = subprocess.run(
+        [str(BIN / "gmv"), "run", "--config", str(config), "-n", "3"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert first.returncode == 0 and "valuation finished" in first.stdout, first.stderr[-3000:]
     # ... then Dagster's own CLI materialises every asset, reports included, for that batch.
-    cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "--partition", "generated",
-           "-m", "gmv_dagster.definitions", "--config", str(config)]
+    cmd = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "--select",
+        "*",
+        "--partition",
+        "generated",
+        "-m",
+        "gmv_dagster.definitions",
+        "--config",
+        str(config),
+    ]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
@@ -40,7 +58,9 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     assert top.returncode == 0 and top.stdout.count("train_id") == 1
     with duckdb.connect(str(tmp_path / "gmv_home" / "gmv.duckdb"), read_only=True) as con:
         best = con.execute("SELECT rank, train_id FROM training_values ORDER BY rank LIMIT 3").fetchall()
-    rows = [[cell.strip() for cell in line.strip("│").split("┆")][:2] for line in top.stdout.splitlines() if "┆" in line]
+    rows = [
+        [cell.strip() for cell in line.strip("│").split("┆")][:2] for line in top.stdout.splitlines() if "┆" in line
+    ]
     assert rows[-3:] == [[str(rank), train_id] for rank, train_id in best]  # the table's top 3, in order
     # README's "Read the answers" query, without a DuckDB CLI; and nothing but a query gets through
     sql = gmv(env, "sql", "SELECT rank, train_id FROM training_values ORDER BY rank LIMIT 3", timeout=120)
@@ -53,11 +73,17 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
         assert con.execute("SELECT count(*) FROM training_values").fetchone()[0] == 36
     gen_id = "generated/bar/g000.png"
     picture = tmp_path / "contributors.png"
-    who = subprocess.run([str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)], env=env, capture_output=True,
-                         text=True, timeout=120)
+    who = subprocess.run(
+        [str(BIN / "gmv"), "contributors", gen_id, "--png", str(picture)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert who.returncode == 0 and "bar/t000.png" in who.stdout.splitlines()[5], who.stdout
-    audit = subprocess.run([str(BIN / "gmv"), "audit", "train", "bar/t000.png"], env=env, capture_output=True, text=True,
-                           timeout=120)
+    audit = subprocess.run(
+        [str(BIN / "gmv"), "audit", "train", "bar/t000.png"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert audit.returncode == 0, audit.stderr
     assert "training image bar/t000.png" in audit.stdout and "generated/bar/g000.png" in audit.stdout
     lineage = [line for line in audit.stdout.splitlines() if " run " in line]
@@ -72,12 +98,14 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("credits") and " run " in line)
     credits_inputs = json.loads(lines[at + 1].split("inputs ", 1)[1])
     assert set(credits_inputs) >= {"matches", "quality_scores", "training_images", "generated_images"}
-    gen_audit = subprocess.run([str(BIN / "gmv"), "audit", "generated", gen_id], env=env, capture_output=True, text=True,
-                               timeout=120)
+    gen_audit = subprocess.run(
+        [str(BIN / "gmv"), "audit", "generated", gen_id], env=env, capture_output=True, text=True, timeout=120
+    )
     assert gen_audit.returncode == 0 and "(batch generated): 10 contributors" in gen_audit.stdout
     assert "credits[generated]" in gen_audit.stdout
-    unknown = subprocess.run([str(BIN / "gmv"), "audit", "train", "nope.png"], env=env, capture_output=True, text=True,
-                             timeout=120)
+    unknown = subprocess.run(
+        [str(BIN / "gmv"), "audit", "train", "nope.png"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert unknown.returncode == 1 and "is not a training image" in unknown.stderr
     from PIL import Image
 
@@ -88,7 +116,9 @@ def test_headless_materialize_and_gmv_cli(tmp_path, dagster_env, drop_batch):
     drop_batch(Path(env["GMV_HOME"]) / "inbox", "b2", [2, 8, 30])
     drop_batch(Path(env["GMV_HOME"]) / "inbox", "b3", [4], complete=False)
     waiting = gmv(env, "batches")
-    assert waiting.returncode == 0 and "1 not valued yet (b2)" in waiting.stdout and "b3: no _COMPLETE" in waiting.stdout
+    assert (
+        waiting.returncode == 0 and "1 not valued yet (b2)" in waiting.stdout and "b3: no _COMPLETE" in waiting.stdout
+    )
     assert gmv(env, "run", "--batch", "b2", "--config", str(config)).returncode == 0
     valued = gmv(env, "batches").stdout
     assert "0 not valued yet" in valued and [line for line in valued.splitlines() if "b2" in line and " 3 " in line]
@@ -109,8 +139,9 @@ def test_a_batch_dropped_in_the_inbox_is_valued_with_no_other_action(tmp_path, d
     from gmv_dagster.runner import run_valuation
 
     env = dagster_env
-    first = subprocess.run([str(BIN / "gmv"), "run", "-n", "1"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=600)
+    first = subprocess.run(
+        [str(BIN / "gmv"), "run", "-n", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     database = Path(env["GMV_HOME"]) / "gmv.duckdb"
 
@@ -119,8 +150,10 @@ def test_a_batch_dropped_in_the_inbox_is_valued_with_no_other_action(tmp_path, d
             return con.execute("SELECT * FROM training_values").pl()
 
     def batches_summed() -> int:
-        nodes = dagster_dev.graphql('{ assetNodes(assetKeys: [{path: ["training_values"]}]) { assetMaterializations(limit: 1) '
-                                    '{ metadataEntries { label ... on IntMetadataEntry { intValue } } } } }')
+        nodes = dagster_dev.graphql(
+            '{ assetNodes(assetKeys: [{path: ["training_values"]}]) { assetMaterializations(limit: 1) '
+            "{ metadataEntries { label ... on IntMetadataEntry { intValue } } } } }"
+        )
         mats = nodes["data"]["assetNodes"][0]["assetMaterializations"]
         entries = {e["label"]: e.get("intValue") for e in mats[0]["metadataEntries"]} if mats else {}
         return entries.get("n_batches") or 0
@@ -130,7 +163,9 @@ def test_a_batch_dropped_in_the_inbox_is_valued_with_no_other_action(tmp_path, d
     deadline = time.time() + 300
     while batches_summed() < 2:
         if time.time() > deadline:
-            pytest.fail("training_values did not sum the new batch within 300 s:\n" + dagster_dev.log.read_text()[-4000:])
+            pytest.fail(
+                "training_values did not sum the new batch within 300 s:\n" + dagster_dev.log.read_text()[-4000:]
+            )
         time.sleep(3)
     incremental = values()
 

@@ -24,8 +24,17 @@ DEPLOY = Path(__file__).parents[1] / "deploy" / "k8s"
 PACKAGE = Path(__file__).parents[1] / "gmv_dagster"
 # The steps that run torch on large inputs ask for a GPU (NIQE runs in torch on the quality device too); credit
 # and the bookkeeping assets do not.
-GPU_STEPS = {"similarity_model", "train_embeddings", "generated_embeddings", "train_index", "credit_temperature", "matches",
-             "demo_generator", "quality_calibration", "quality_scores"}
+GPU_STEPS = {
+    "similarity_model",
+    "train_embeddings",
+    "generated_embeddings",
+    "train_index",
+    "credit_temperature",
+    "matches",
+    "demo_generator",
+    "quality_calibration",
+    "quality_scores",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +75,32 @@ def test_the_instance_runs_each_run_as_a_kubernetes_job():
 def test_the_torch_steps_and_only_they_get_a_gpu_in_their_pod(cluster_env, job_name):
     defs = build_definitions(cluster_env["GMV_HOME"], cluster_env)
     job = defs.resolve_job_def(job_name)
-    plan = create_execution_plan(job, run_config={}, tags={"dagster/partition": "0-of-16" if job_name == "train_shard" else "demo"})
+    plan = create_execution_plan(
+        job, run_config={}, tags={"dagster/partition": "0-of-16" if job_name == "train_shard" else "demo"}
+    )
     cfg = yaml.safe_load((DEPLOY / "run_config.yaml").read_text())["execution"]["config"]
     # The executor's own steps (dagster_k8s.executor): its config as a container context, merged with each
     # step's dagster-k8s/config tag (op tags reach the step as JSON strings), then made into a Job.
     executor_context = K8sContainerContext(
-        env_config_maps=cfg["env_config_maps"], volume_mounts=cfg["volume_mounts"], volumes=cfg["volumes"],
-        namespace=cfg["job_namespace"], run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(cfg["step_k8s_config"]))
-    base = DagsterK8sJobConfig(job_image="registry.example.com/gmv-dagster:0.1.0", dagster_home="/opt/dagster/dagster_home")
+        env_config_maps=cfg["env_config_maps"],
+        volume_mounts=cfg["volume_mounts"],
+        volumes=cfg["volumes"],
+        namespace=cfg["job_namespace"],
+        run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(cfg["step_k8s_config"]),
+    )
+    base = DagsterK8sJobConfig(
+        job_image="registry.example.com/gmv-dagster:0.1.0", dagster_home="/opt/dagster/dagster_home"
+    )
     with_gpu = set()
     for step in plan.steps:
         tags = {k: v if isinstance(v, str) else json.dumps(v) for k, v in step.tags.items()}
         context = executor_context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(tags)))
-        k8s_job = construct_dagster_k8s_job(base, ["dagster", "api", "execute_step"], f"step-{step.key.replace('_', '-')}",
-                                            user_defined_k8s_config=context.run_k8s_config)
+        k8s_job = construct_dagster_k8s_job(
+            base,
+            ["dagster", "api", "execute_step"],
+            f"step-{step.key.replace('_', '-')}",
+            user_defined_k8s_config=context.run_k8s_config,
+        )
         pod = k8s_job.spec.template.spec
         resources = pod.containers[0].resources
         assert resources.limits["memory"] == "16Gi" and resources.requests["cpu"] == "2", step.key

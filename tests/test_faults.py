@@ -23,10 +23,26 @@ from gmv_dagster.runner import run_valuation
 PIXELS = {"GMV_BACKBONE": "pixels"}
 
 GMV = Path(sys.executable).parent / "gmv"
-TABLES = ["training_images", "generated_images", "train_embeddings", "generated_embeddings", "quality_calibration",
-          "quality_scores", "matches", "credits", "training_values"]
-KILL_IN = ["train_embeddings", "train_index", "quality_calibration", "quality_scores", "matches", "credits",
-           "training_values"]
+TABLES = [
+    "training_images",
+    "generated_images",
+    "train_embeddings",
+    "generated_embeddings",
+    "quality_calibration",
+    "quality_scores",
+    "matches",
+    "credits",
+    "training_values",
+]
+KILL_IN = [
+    "train_embeddings",
+    "train_index",
+    "quality_calibration",
+    "quality_scores",
+    "matches",
+    "credits",
+    "training_values",
+]
 BASE = {"quality_calibration": {"config": {"reference_size": 36}}}
 NEW = {"ops": {**BASE, "credits": {"config": {"temperature": 0.01}}}}  # what the killed runs would write
 
@@ -38,13 +54,22 @@ PATHS = {"training_images": "uri", "generated_images": "uri", "quality_calibrati
 def tables(home: Path) -> dict:
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
         # our table names, not user input; rows in a fixed order for comparison
-        return {t: con.execute(f"SELECT * {f'EXCLUDE ({PATHS[t]})' if t in PATHS else ''} FROM {t} ORDER BY ALL").pl()
-                for t in TABLES}
+        return {
+            t: con.execute(f"SELECT * {f'EXCLUDE ({PATHS[t]})' if t in PATHS else ''} FROM {t} ORDER BY ALL").pl()
+            for t in TABLES
+        }
 
 
 def start_gmv(env: dict, cwd: Path, config: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(GMV), "run", "--config", str(config)], env=env, cwd=cwd, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(GMV), "run", "--config", str(config)],
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_inside(proc: subprocess.Popen, instance: dg.DagsterInstance, asset: str, timeout: float = 300) -> None:
@@ -59,7 +84,9 @@ def kill_inside(proc: subprocess.Popen, instance: dg.DagsterInstance, asset: str
                 proc.wait()
                 return
         time.sleep(0.02)
-    pytest.fail(f"the step {asset} never started (exit {proc.poll()}): {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+    pytest.fail(
+        f"the step {asset} never started (exit {proc.poll()}): {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+    )
 
 
 @pytest.fixture
@@ -75,14 +102,21 @@ def references(tmp_path, image_folders):
     return out
 
 
-def test_sigkill_inside_each_heavy_asset_loses_nothing_and_a_rerun_gives_the_same_values(tmp_path, dagster_env,
-                                                                                             references):
+def test_sigkill_inside_each_heavy_asset_loses_nothing_and_a_rerun_gives_the_same_values(
+    tmp_path, dagster_env, references
+):
     home = Path(dagster_env["GMV_HOME"])
     old_config, new_config = tmp_path / "old.json", tmp_path / "new.json"
     old_config.write_text(json.dumps({"ops": BASE}))
     new_config.write_text(json.dumps(NEW))
-    first = subprocess.run([str(GMV), "run", "--config", str(old_config)], env=dagster_env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+    first = subprocess.run(
+        [str(GMV), "run", "--config", str(old_config)],
+        env=dagster_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(dagster_env["DAGSTER_HOME"]))
     for asset in KILL_IN:
@@ -90,8 +124,14 @@ def test_sigkill_inside_each_heavy_asset_loses_nothing_and_a_rerun_gives_the_sam
         now = tables(home)  # the file opens after every kill ...
         for table, rows in now.items():  # ... and each table is whole: the old rows or the new, not a mix
             assert rows.equals(references["old"][table]) or rows.equals(references["new"][table]), (asset, table)
-    again = subprocess.run([str(GMV), "run", "--config", str(new_config)], env=dagster_env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [str(GMV), "run", "--config", str(new_config)],
+        env=dagster_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     final = tables(home)
     assert all(final[t].equals(references["new"][t]) for t in TABLES)

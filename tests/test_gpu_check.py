@@ -25,8 +25,21 @@ def test_gpu_check_cpu_against_cpu_checks_only_the_plumbing(tmp_path, image_fold
     check = load_script()
     work = tmp_path / "work"
     monkeypatch.setenv("GMV_BACKBONE", "pixels")  # the plumbing, not the learned similarity
-    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--device", "cpu", "--work", str(work),
-                                      "--train", str(image_folders[0]), "--generated", str(image_folders[1])])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "gpu_check.py",
+            "--device",
+            "cpu",
+            "--work",
+            str(work),
+            "--train",
+            str(image_folders[0]),
+            "--generated",
+            str(image_folders[1]),
+        ],
+    )
     runs: dict[Path, tuple] = {}
     valued = check.value
 
@@ -51,9 +64,15 @@ def test_gpu_check_cpu_against_cpu_checks_only_the_plumbing(tmp_path, image_fold
     def moved(value_shift: float, q_shift: float):
         """The accelerator's value of training row 3 up by `value_shift` x the max value, its q of image 1 by
         `q_shift` (quality_on is called for the accelerator first, then for the CPU)."""
-        runs[accelerator] = (values.with_columns(
-            value=pl.when(pl.int_range(pl.len()) == 3).then(pl.col("value") + value_shift * scale).otherwise("value")),
-            figures, seconds)
+        runs[accelerator] = (
+            values.with_columns(
+                value=pl.when(pl.int_range(pl.len()) == 3)
+                .then(pl.col("value") + value_shift * scale)
+                .otherwise("value")
+            ),
+            figures,
+            seconds,
+        )
         calls = []
 
         def quality_on(home, device):
@@ -72,7 +91,9 @@ def test_gpu_check_cpu_against_cpu_checks_only_the_plumbing(tmp_path, image_fold
     assert "max |q difference| 0.0005\n" in out and "same quality to tolerance" in out
     code, out = moved(0.002, 0.002)
     assert code == 1, out
-    assert f"max |difference| {0.002 * scale:.3g} " in out and "DIFFERENT: max |difference| above 0.001 x max value" in out
+    assert (
+        f"max |difference| {0.002 * scale:.3g} " in out and "DIFFERENT: max |difference| above 0.001 x max value" in out
+    )
     assert "max |q difference| 0.002\n" in out and "DIFFERENT: max |q difference| above 0.001" in out
     code, out = moved(0.0, 0.002)  # each verdict on its own: equal values, different quality still fail
     assert code == 1 and "same values to tolerance" in out and "DIFFERENT: max |q difference|" in out, out

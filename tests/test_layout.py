@@ -50,7 +50,8 @@ def _sources() -> dict[str, set[str]]:
 def test_the_method_sources_evaluation_and_demo_never_import_dagster():
     offenders = sorted(
         str(path.relative_to(PACKAGE.parent))
-        for pkg in DAGSTER_FREE for path in (PACKAGE / pkg).rglob("*.py")
+        for pkg in DAGSTER_FREE
+        for path in (PACKAGE / pkg).rglob("*.py")
         if any(m == "dagster" or m.startswith(("dagster.", "dagster_")) for m in _imports(path))
     )
     assert offenders == []
@@ -79,7 +80,7 @@ def test_no_module_imports_itself_in_a_circle():
             if nxt == node or nxt.startswith(node + "."):
                 continue  # a package importing its own submodule (its __init__) is no cycle
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path else f"{node} -> {nxt}")
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]) if nxt in path else f"{node} -> {nxt}")
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = "done"

@@ -6,7 +6,7 @@ never while an input is missing or in progress. Rescanning unchanged sources the
 nothing downstream, and one changed batch reruns only its own partitions and the sum.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -42,9 +42,9 @@ def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> l
 
     return [dg.map_asset_specs(split, [a])[0] if set(a.keys) & set(TRAIN_SHARDED) else a for a in assets]
 
+
 _input_changed = AC.any_deps_match(
-    (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label("content changed")
-    | AC.will_be_requested()
+    (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label("content changed") | AC.will_be_requested()
 ).with_label("an input changed")
 _ready = ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
 
@@ -55,4 +55,5 @@ FOLLOWS_INPUTS = (
 # Batches are added, and their first run requested, by the inbox sensor (or `gmv run`); automation only
 # refreshes a batch's manifest when what it came from (the demo generator) or its code changed.
 REFRESHES_WITH_INPUTS = ((_input_changed | AC.code_version_changed()).since_last_handled() & _ready).with_label(
-    "refreshes with its inputs")
+    "refreshes with its inputs"
+)

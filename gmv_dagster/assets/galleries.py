@@ -1,7 +1,6 @@
 """Pictures for asset metadata: the value histogram and galleries of training images beside the
 generated images they were credited by (and the reverse), as base64 PNG inside markdown."""
 
-
 import base64
 import io
 
@@ -56,8 +55,14 @@ def _uris(images: pl.DataFrame, ids: pl.Series) -> dict[str, str]:
     return dict(images.join(ids.unique().to_frame("id"), on="id", how="semi").select("id", "uri").iter_rows())
 
 
-def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images: pl.DataFrame,
-                   generated_images: pl.DataFrame, n: int = 5, partners: int = 6) -> str:
+def values_gallery(
+    values: pl.DataFrame,
+    credits: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    n: int = 5,
+    partners: int = 6,
+) -> str:
     """The n top- and n bottom-valued training images, each beside the generated images that credit it most."""
     picked = pl.concat([values.head(n), values.tail(n)])
     uri_train = _uris(training_images, picked["train_id"])
@@ -66,13 +71,25 @@ def values_gallery(values: pl.DataFrame, credits: pl.DataFrame, training_images:
     for train_id, value, rank in picked.select("train_id", "value", "rank").iter_rows():
         top = credits.filter(pl.col("train_id") == train_id).sort("credit", descending=True).head(partners)
         gens = load_images([uri_gen[g] for g in top["gen_id"]])
-        rows.append((f"#{rank} {value:.3g}", load_images([uri_train[train_id]])[0],
-                     [(f"c={c:.2f}", img) for c, img in zip(top["credit"], gens)]))
-    return _png_markdown(gallery_image(rows), "top and bottom training images by value, beside the generated images that credit them")
+        rows.append(
+            (
+                f"#{rank} {value:.3g}",
+                load_images([uri_train[train_id]])[0],
+                [(f"c={c:.2f}", img) for c, img in zip(top["credit"], gens)],
+            )
+        )
+    return _png_markdown(
+        gallery_image(rows), "top and bottom training images by value, beside the generated images that credit them"
+    )
 
 
-def contributors_image(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
-                       gen_ids: list[str], partners: int = 6) -> Image.Image:
+def contributors_image(
+    credits: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    gen_ids: list[str],
+    partners: int = 6,
+) -> Image.Image:
     """Each generated image beside its top contributors, labelled with their weights."""
     uri_gen = _uris(generated_images, pl.Series(gen_ids, dtype=pl.String))
     uri_train = _uris(training_images, credits.filter(pl.col("gen_id").is_in(gen_ids))["train_id"])
@@ -80,15 +97,27 @@ def contributors_image(credits: pl.DataFrame, training_images: pl.DataFrame, gen
     for gen_id in gen_ids:
         top = credits.filter(pl.col("gen_id") == gen_id).sort("rank").head(partners)
         images = load_images([uri_train[t] for t in top["train_id"]])
-        rows.append((gen_id.split(":")[-1].split("/")[-1], load_images([uri_gen[gen_id]])[0],
-                     [(f"w={w:.2f}", img) for w, img in zip(top["weight"], images)]))
+        rows.append(
+            (
+                gen_id.split(":")[-1].split("/")[-1],
+                load_images([uri_gen[gen_id]])[0],
+                [(f"w={w:.2f}", img) for w, img in zip(top["weight"], images)],
+            )
+        )
     return gallery_image(rows)
 
 
-def contributors_gallery(credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame,
-                         gen_ids: list[str], partners: int = 6) -> str:
-    return _png_markdown(contributors_image(credits, training_images, generated_images, gen_ids, partners),
-                         "generated images beside their top contributors")
+def contributors_gallery(
+    credits: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    gen_ids: list[str],
+    partners: int = 6,
+) -> str:
+    return _png_markdown(
+        contributors_image(credits, training_images, generated_images, gen_ids, partners),
+        "generated images beside their top contributors",
+    )
 
 
 def histogram(values: np.ndarray, title: str, bins: int = 50) -> str:
@@ -96,19 +125,26 @@ def histogram(values: np.ndarray, title: str, bins: int = 50) -> str:
     about 1 s, as much as the rest of `training_values` at 10^6 training images."""
     v = np.asarray(values, dtype=np.float64)
     positive = v[v > 0]
-    counts, edges = np.histogram(positive, bins=bins) if positive.size else (np.zeros(bins, np.int64), np.linspace(0, 1, bins + 1))
+    counts, edges = (
+        np.histogram(positive, bins=bins) if positive.size else (np.zeros(bins, np.int64), np.linspace(0, 1, bins + 1))
+    )
     width, height, left, top, bottom = 560, 236, 76, 42, 36
     plot_w, plot_h = width - left - 12, height - top - bottom
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((left, 4), f"{title}: {positive.size:,} of {v.size:,} images have value > 0", fill="black")
     decades = max(1, int(np.ceil(np.log10(max(int(counts.max()), 1) + 1))))
-    y_of = lambda count: top + plot_h - plot_h * np.log10(count) / decades  # count >= 1 on a log axis from 1
+
+    def y_of(count):
+        return top + plot_h - plot_h * np.log10(count) / decades  # count >= 1 on a log axis from 1
+
     bar_w = plot_w / bins
     for b, count in enumerate(counts):
         if count:
             x0 = left + b * bar_w
-            draw.rectangle([x0, min(y_of(count), top + plot_h - 1), x0 + max(bar_w - 1, 1), top + plot_h], fill=(31, 119, 180))
+            draw.rectangle(
+                [x0, min(y_of(count), top + plot_h - 1), x0 + max(bar_w - 1, 1), top + plot_h], fill=(31, 119, 180)
+            )
     draw.line([(left, top), (left, top + plot_h), (left + plot_w, top + plot_h)], fill="black")
     for d in range(decades + 1):
         y, label = y_of(10**d), f"{10**d:,}"

@@ -1,6 +1,5 @@
 """Metadata every table asset carries: row count, column schema, a preview, timings."""
 
-
 import time
 import warnings
 from pathlib import Path
@@ -40,8 +39,9 @@ def versioned(df: pl.DataFrame, version: str | None = None, **metadata) -> dg.Ou
     audit can tell which contents a number came from.
     """
     version = version or frame_version(df)
-    return dg.Output(df, data_version=dg.DataVersion(version),
-                     metadata=table_metadata(df, content_version=version, **metadata))
+    return dg.Output(
+        df, data_version=dg.DataVersion(version), metadata=table_metadata(df, content_version=version, **metadata)
+    )
 
 
 def config_metadata(config: dg.Config) -> dict:
@@ -108,7 +108,8 @@ def latest_materialization(instance: dg.DagsterInstance, asset: str, partition: 
     if partition is None:
         return instance.get_latest_materialization_event(dg.AssetKey(asset))
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1, ascending=False).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1, ascending=False
+    ).records
     return records[0].event_log_entry if records else None
 
 
@@ -130,8 +131,11 @@ def shard_slices(train_embeddings: pl.DataFrame) -> list[tuple[str | None, int, 
     slice with key None when unsharded), in table order."""
     if "shard" not in train_embeddings.columns:
         return [(None, 0, train_embeddings.height)]
-    parts = train_embeddings.with_row_index("_row").group_by("shard", maintain_order=True).agg(
-        pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+    parts = (
+        train_embeddings.with_row_index("_row")
+        .group_by("shard", maintain_order=True)
+        .agg(pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+    )
     return [(key, start, last + 1) for key, start, last in parts.iter_rows()]
 
 
@@ -144,7 +148,9 @@ def train_vectors_name(partition: str | None) -> str:
     return "train_embeddings" if partition is None else f"train_embeddings@{partition}"
 
 
-def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> list[tuple[str | None, slice, str, np.ndarray]]:
+def stored_train_vectors(
+    gmv_home: GmvHome, train_embeddings: pl.DataFrame
+) -> list[tuple[str | None, slice, str, np.ndarray]]:
     """(shard key, its rows, stored embeddings version, its vectors memory-mapped from the file that version names) of
     each shard of these train_embeddings rows (one, unsharded)."""
     out = []
@@ -154,13 +160,16 @@ def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> l
         rows = train_embeddings[start:stop]
         where = f" shard {key}" if key else ""
         if "vector_row" in rows.columns and not (rows["vector_row"].to_numpy() == np.arange(stop - start)).all():
-            raise ValueError(f"train_embeddings{where} rows are not in the order of their vectors file: materialise "
-                             "train_embeddings")
+            raise ValueError(
+                f"train_embeddings{where} rows are not in the order of their vectors file: materialise train_embeddings"
+            )
         # Where the rows carry what the version hashes, they must be the rows that version names (another run may
         # have written the table between reading these rows and reading its version): exact, 1 s per 10^6 rows.
         if {"content_hash", "embedder"} <= set(rows.columns) and embeddings_version(rows) != version:
-            raise ValueError(f"train_embeddings{where} changed while it was read (its stored version is not that of "
-                             "these rows): run again once the write in progress has finished")
+            raise ValueError(
+                f"train_embeddings{where} changed while it was read (its stored version is not that of "
+                "these rows): run again once the write in progress has finished"
+            )
         out.append((key, slice(start, stop), version, vectors))
     return out
 
@@ -168,8 +177,12 @@ def stored_train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> l
 def train_vectors(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> np.ndarray | ShardVectors:
     """The (n, d) training vectors of these train_embeddings rows (one shard's, or every shard's in table order),
     memory-mapped: nothing n x d is read into memory."""
-    return shard_vectors([IndexShard(rows.start, rows.stop, vectors=vectors)
-                          for _, rows, _, vectors in stored_train_vectors(gmv_home, train_embeddings)])
+    return shard_vectors(
+        [
+            IndexShard(rows.start, rows.stop, vectors=vectors)
+            for _, rows, _, vectors in stored_train_vectors(gmv_home, train_embeddings)
+        ]
+    )
 
 
 def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | None = None) -> str:
@@ -179,9 +192,11 @@ def stored_embeddings_version(gmv_home: GmvHome, asset: str, partition: str | No
     version = gmv_home.content_version(asset, partition)
     if version is None:
         where = f" (partition {partition})" if partition else ""
-        raise ValueError(f"{asset}{where} has no stored embeddings version (not materialised in this layout of shards "
-                         f"yet, or by a version of gmv-dagster that did not store it): materialise {asset}, then what "
-                         "was built from it (train_index); stored vectors are reused, nothing is embedded again")
+        raise ValueError(
+            f"{asset}{where} has no stored embeddings version (not materialised in this layout of shards "
+            f"yet, or by a version of gmv-dagster that did not store it): materialise {asset}, then what "
+            "was built from it (train_index); stored vectors are reused, nothing is embedded again"
+        )
     return str(version)
 
 

@@ -6,8 +6,8 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def sha256_file(*paths: Path | str) -> str:
@@ -51,5 +51,7 @@ def put_marked_section(path: Path, name: str, body: str) -> None:
     block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->\n"
     text = path.read_text() if path.is_file() else ""
     old = next((m for m in _SECTION.finditer(text) if m.group("name") == name), None)
-    text = text[: old.start()] + block + text[old.end():] if old else text.rstrip("\n") + ("\n\n" if text else "") + block
+    text = (
+        text[: old.start()] + block + text[old.end() :] if old else text.rstrip("\n") + ("\n\n" if text else "") + block
+    )
     write_atomically(path, lambda tmp: tmp.write_text(text))

@@ -19,14 +19,13 @@ def load_weights(path: Path | str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} holds pickled objects besides tensors and was not loaded (weights load with "
-                         "weights_only=True, as they may come from anywhere): save the model's state_dict() instead"
-                         ) from exc
+        raise ValueError(
+            f"{path} holds pickled objects besides tensors and was not loaded (weights load with "
+            "weights_only=True, as they may come from anywhere): save the model's state_dict() instead"
+        ) from exc
 
 
-def to_tensor_batch(
-    images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR
-) -> torch.Tensor:
+def to_tensor_batch(images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR) -> torch.Tensor:
     """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
     mode = "L" if channels == 1 else "RGB"
     if not len(images):
@@ -42,5 +41,8 @@ def to_tensor_batch(
 def has_colour(image: np.ndarray) -> bool:
     """Whether an image's channels differ somewhere (an RGB file of a grey image has none)."""
     a = np.asarray(image)
-    return a.ndim == 3 and a.shape[2] >= 3 and not (
-        np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]))
+    return (
+        a.ndim == 3
+        and a.shape[2] >= 3
+        and not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]))
+    )

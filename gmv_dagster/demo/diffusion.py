@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -126,7 +126,13 @@ def train_ddpm(
 
 @torch.inference_mode()
 def sample_ddim(
-    model: SmallUNet, classes: list[str], n: int, seed: int, params: DiffusionParams, device="cpu", batch_size: int = 500
+    model: SmallUNet,
+    classes: list[str],
+    n: int,
+    seed: int,
+    params: DiffusionParams,
+    device="cpu",
+    batch_size: int = 500,
 ) -> tuple[np.ndarray, list[str]]:
     """n images (uint8, n x 28 x 28), classes in turn, by deterministic DDIM from seeded noise."""
     gen = torch.Generator().manual_seed(seed)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,10 +40,16 @@ class ConditionalVAE(nn.Module):
         self.register_buffer("prior_weights", torch.zeros(n_classes, k))
         self.register_buffer("prior_means", torch.zeros(n_classes, k, latent))
         self.register_buffer("prior_chols", torch.zeros(n_classes, k, latent, latent))
-        self.encoder = nn.Sequential(nn.Linear(d + n_classes, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU())
+        self.encoder = nn.Sequential(
+            nn.Linear(d + n_classes, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU()
+        )
         self.to_stats = nn.Linear(hidden // 2, 2 * latent)
         self.decoder = nn.Sequential(
-            nn.Linear(latent + n_classes, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, hidden), nn.ReLU(), nn.Linear(hidden, d)
+            nn.Linear(latent + n_classes, hidden // 2),
+            nn.ReLU(),
+            nn.Linear(hidden // 2, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, d),
         )
 
     @property
@@ -146,9 +152,26 @@ def fit_aggregate_prior(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor,
     narrow Gaussian (sd 0.01) at its latent mean."""
     from sklearn.mixture import GaussianMixture
 
-    mus = torch.cat([model.to_stats(model.encoder(torch.cat(
-        [x[s : s + 4096].to(device), nn.functional.one_hot(y[s : s + 4096], model.n_classes).to(device, x.dtype)], 1,
-    )))[:, : model.latent].cpu() for s in range(0, len(x), 4096)]).double().numpy()
+    mus = (
+        torch.cat(
+            [
+                model.to_stats(
+                    model.encoder(
+                        torch.cat(
+                            [
+                                x[s : s + 4096].to(device),
+                                nn.functional.one_hot(y[s : s + 4096], model.n_classes).to(device, x.dtype),
+                            ],
+                            1,
+                        )
+                    )
+                )[:, : model.latent].cpu()
+                for s in range(0, len(x), 4096)
+            ]
+        )
+        .double()
+        .numpy()
+    )
     k = model.prior_components
     for c in range(model.n_classes):
         points = mus[(y == c).numpy()]
@@ -167,7 +190,9 @@ def fit_aggregate_prior(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor,
 
 
 @torch.inference_mode()
-def sample_cvae(model: ConditionalVAE, classes: list[str], n: int, seed: int, device="cpu") -> tuple[np.ndarray, list[str]]:
+def sample_cvae(
+    model: ConditionalVAE, classes: list[str], n: int, seed: int, device="cpu"
+) -> tuple[np.ndarray, list[str]]:
     """n images (uint8, n x 28 x 28), classes in turn, from seeded latent noise."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % len(classes)
@@ -200,10 +225,11 @@ class GeneratorSpec:
         return {"family": self.family, "vae": asdict(self.vae), "diffusion": asdict(self.diffusion)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GeneratorSpec":
+    def from_dict(cls, data: dict) -> GeneratorSpec:
         # A spec saved before the fitted prior existed sampled from N(0, I): keep that, not today's default.
-        return cls(data["family"], TrainParams(**{"prior_components": 0, **data["vae"]}),
-                   DiffusionParams(**data["diffusion"]))
+        return cls(
+            data["family"], TrainParams(**{"prior_components": 0, **data["vae"]}), DiffusionParams(**data["diffusion"])
+        )
 
 
 @dataclass
@@ -221,24 +247,40 @@ class DemoGenerator:
         return sample_ddim(model, self.classes, n, seed, self.spec.diffusion, device)
 
 
-def train_generator(spec: GeneratorSpec, images: list[np.ndarray], labels: list[str], device="cpu",
-                    log: Callable[[str], None] | None = None) -> DemoGenerator:
+def train_generator(
+    spec: GeneratorSpec,
+    images: list[np.ndarray],
+    labels: list[str],
+    device="cpu",
+    log: Callable[[str], None] | None = None,
+) -> DemoGenerator:
     say = log or (lambda _: None)
     if spec.family == "vae":
         snaps: list[dict] = []
         p = spec.vae
-        model, classes = train_cvae(images, labels, p, device,
-                                    lambda e, loss, s: say(f"VAE epoch {e}/{p.epochs}: loss {loss:.1f} ({s:.1f} s)"), snaps)
+        model, classes = train_cvae(
+            images,
+            labels,
+            p,
+            device,
+            lambda e, loss, s: say(f"VAE epoch {e}/{p.epochs}: loss {loss:.1f} ({s:.1f} s)"),
+            snaps,
+        )
         return DemoGenerator(spec, model.cpu(), classes, snaps)
     d = spec.diffusion
-    model, classes = train_ddpm(images, labels, d, device,
-                                lambda step, loss, s: say(f"DDPM step {step}/{d.steps}: loss {loss:.4f} ({s:.0f} s)"))
+    model, classes = train_ddpm(
+        images, labels, d, device, lambda step, loss, s: say(f"DDPM step {step}/{d.steps}: loss {loss:.4f} ({s:.0f} s)")
+    )
     return DemoGenerator(spec, model.cpu(), classes)
 
 
 def save_generator(generator: DemoGenerator, path: Path) -> None:
-    checkpoint = {"spec": generator.spec.to_dict(), "state_dict": generator.model.state_dict(),
-                  "classes": generator.classes, "snapshots": generator.snapshots}
+    checkpoint = {
+        "spec": generator.spec.to_dict(),
+        "state_dict": generator.model.state_dict(),
+        "classes": generator.classes,
+        "snapshots": generator.snapshots,
+    }
     write_atomically(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
@@ -262,8 +304,15 @@ def data_key(content_hashes: list[str], labels: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_generator(spec: GeneratorSpec, images: list[np.ndarray], labels: list[str], key: str, folder: Path,
-                     device="cpu", log: Callable[[str], None] | None = None) -> tuple[DemoGenerator, Path]:
+def cached_generator(
+    spec: GeneratorSpec,
+    images: list[np.ndarray],
+    labels: list[str],
+    key: str,
+    folder: Path,
+    device="cpu",
+    log: Callable[[str], None] | None = None,
+) -> tuple[DemoGenerator, Path]:
     """Train, or reuse the checkpoint trained on the same data (`key`) with the same spec."""
     path = folder / f"{spec.family}-{key}-{spec.key()}.pt"
     if path.is_file():

@@ -31,7 +31,9 @@ def _statistics(images: Sequence[np.ndarray], size: int) -> dict[str, np.ndarray
     x = to_tensor_batch(list(images), size, 1)[:, 0].numpy().astype(np.float64)  # (n, s, s) in [0, 1]
     ink_mask = x > INK_LEVEL
     area = ink_mask.mean(axis=(1, 2))
-    brightness = np.where(ink_mask.any(axis=(1, 2)), (x * ink_mask).sum(axis=(1, 2)) / np.maximum(ink_mask.sum(axis=(1, 2)), 1), 0.0)
+    brightness = np.where(
+        ink_mask.any(axis=(1, 2)), (x * ink_mask).sum(axis=(1, 2)) / np.maximum(ink_mask.sum(axis=(1, 2)), 1), 0.0
+    )
     cols, rows = ink_mask.any(axis=1), ink_mask.any(axis=2)
     width = np.where(cols.any(1), size - np.argmax(cols[:, ::-1], 1) - np.argmax(cols, 1), 0)
     height = np.where(rows.any(1), size - np.argmax(rows[:, ::-1], 1) - np.argmax(rows, 1), 0)
@@ -52,7 +54,9 @@ def attribute_json(statistics: dict[str, np.ndarray], cut_points: dict[str, floa
     return [json.dumps({name: str(levels[name][i]) for name in names}, sort_keys=True) for i in range(n)]
 
 
-def derived_attributes(train: Sequence[np.ndarray], generated: Sequence[np.ndarray]) -> tuple[list[str], list[str], dict]:
+def derived_attributes(
+    train: Sequence[np.ndarray], generated: Sequence[np.ndarray]
+) -> tuple[list[str], list[str], dict]:
     """Attributes of training and generated images, cut at the training medians (returned too)."""
     train_stats = image_statistics(train)
     cuts = fit_cut_points(train_stats)

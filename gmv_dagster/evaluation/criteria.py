@@ -48,6 +48,7 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
 
 # --- C1 / C2: do the contributors share the generated image's class / attributes? -------------
 
+
 def agreement_at_k(contributors: pl.DataFrame, gen_keys: pl.DataFrame, train_keys: pl.DataFrame, k: int) -> Measure:
     """Mean over generated images of the share of their top-k contributors whose key equals theirs.
 
@@ -78,6 +79,7 @@ def attribute_keys(manifest: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 # --- C3: do out-of-distribution training images get low value? ------------------------------------
+
 
 def rank_auc(above: np.ndarray, below: np.ndarray) -> float:
     """P(a > b) for a drawn from `above` and b from `below`, ties counting half (the Mann-Whitney AUC, from ranks:
@@ -124,6 +126,7 @@ def precision_at_bottom(values: np.ndarray, is_ood: np.ndarray, k: int) -> Measu
 
 # --- Diversity: how widely does credit spread? -----------------------------------------------------
 
+
 def coverage(values: np.ndarray) -> float:
     return float((np.asarray(values) > 0).mean())
 
@@ -153,12 +156,14 @@ def value_share_by_key(values: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame
     joined = joined.with_columns(pl.col("value").clip(lower_bound=0.0))
     total = float(joined["value"].sum()) or 1.0
     return (
-        joined.group_by("key").agg(share=pl.col("value").sum() / total, n=pl.len().cast(pl.Int64))
+        joined.group_by("key")
+        .agg(share=pl.col("value").sum() / total, n=pl.len().cast(pl.Int64))
         .sort("key", nulls_last=True)
     )
 
 
 # --- Consistency: do two valuations rank the training images alike? -------------------------------
+
 
 def rank_correlations(a: pl.DataFrame, b: pl.DataFrame) -> dict[str, Measure]:
     """Spearman and Kendall (tau-b) of two value tables (train_id, value) over their common ids."""
@@ -175,6 +180,7 @@ def rank_correlations(a: pl.DataFrame, b: pl.DataFrame) -> dict[str, Measure]:
 
 
 # --- Fidelity: how far do generations move when data is removed? ----------------------------------
+
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two sets of vectors (FID's formula)."""

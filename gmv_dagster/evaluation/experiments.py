@@ -8,8 +8,8 @@ another generation seed and another generator family (consistency); `removal_set
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -34,7 +34,18 @@ from .methods import (
 from .tracin import TracInParams, tracin_scores
 
 # The method and its ablations, then the baselines; the order of rows in every report.
-METHODS = ("gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_efficientnet_lite0", "gmv_rerank_l2", "gmv_rerank_lpips", "random", "uniform", "tracin")
+METHODS = (
+    "gmv",
+    "gmv_q1",
+    "gmv_exact",
+    "gmv_pixels",
+    "gmv_efficientnet_lite0",
+    "gmv_rerank_l2",
+    "gmv_rerank_lpips",
+    "random",
+    "uniform",
+    "tracin",
+)
 
 
 @dataclass
@@ -75,9 +86,16 @@ class TrainingRows(Sequence):
 
 
 def run_methods(
-    suite: Suite, sets: EmbeddedSets, train_images: Callable[[np.ndarray], list[np.ndarray]],
-    train_labels: list[str], generations: Generations, generator: DemoGenerator | None, *,
-    shards: Sequence[IndexShard] | None = None, exact_search: bool = False, gmv_seconds: dict[str, float] | None = None,
+    suite: Suite,
+    sets: EmbeddedSets,
+    train_images: Callable[[np.ndarray], list[np.ndarray]],
+    train_labels: list[str],
+    generations: Generations,
+    generator: DemoGenerator | None,
+    *,
+    shards: Sequence[IndexShard] | None = None,
+    exact_search: bool = False,
+    gmv_seconds: dict[str, float] | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[MethodOutput], dict[str, str]]:
     """Every method in METHODS that can run here, and for the others the reason they cannot.
@@ -100,24 +118,42 @@ def run_methods(
     own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
     for name, embedder in suite.embedders.items():  # the same method on another backbone's distances
         embedded: dict[str, float] = {}
-        train = timed_call(embedded, "embed_train", embedder.embed, TrainingRows(train_images, len(sets.train_ids)),
-                           suite.device)
-        other = replace(sets, train=train, gen=timed_call(embedded, "embed_generated", embedder.embed, generations.images,
-                                                          suite.device))
+        train = timed_call(
+            embedded, "embed_train", embedder.embed, TrainingRows(train_images, len(sets.train_ids)), suite.device
+        )
+        other = replace(
+            sets,
+            train=train,
+            gen=timed_call(embedded, "embed_generated", embedder.embed, generations.images, suite.device),
+        )
         log(f"gmv_{name}: GMValuator on {name} embeddings ({other.train.shape[1]} dimensions)")
-        outputs.append(similarity_method(f"gmv_{name}", other, own_scale, exact=exact_search, device=suite.device,
-                                         seed=suite.seed))
+        outputs.append(
+            similarity_method(f"gmv_{name}", other, own_scale, exact=exact_search, device=suite.device, seed=suite.seed)
+        )
         outputs[-1].seconds.update(embedded)
     for name in ("l2", "lpips"):
         method = f"gmv_rerank_{name}"
         if name not in suite.reranks:
             skipped[method] = f"rerank={name} not available here (lpips needs the AlexNet weights file)"
             continue
-        log(f"{method}: re-ranking {len(generations.ids)} x {max(setup.settings.match.candidates, setup.depth)} candidates")
+        log(
+            f"{method}: re-ranking {len(generations.ids)} x "
+            f"{max(setup.settings.match.candidates, setup.depth)} candidates"
+        )
         # Its distances have their own scale: the temperature is fitted to them, as the pipeline would.
-        outputs.append(similarity_method(method, sets, own_scale, **search, pair_distance=suite.reranks[name],
-                                         load_train=train_images, gen_images=generations.images, device=suite.device,
-                                         seed=suite.seed))
+        outputs.append(
+            similarity_method(
+                method,
+                sets,
+                own_scale,
+                **search,
+                pair_distance=suite.reranks[name],
+                load_train=train_images,
+                gen_images=generations.images,
+                device=suite.device,
+                seed=suite.seed,
+            )
+        )
     for out in outputs:  # stages every similarity variant shares with gmv (embedding, quality, index)
         for stage, sec in shared.items():
             if stage == "quality" and out.method == "gmv_q1" or stage == "index" and out.method == "gmv_exact":
@@ -132,16 +168,29 @@ def run_methods(
         outputs.append(timed_call(seconds, "values", baseline, sets.train_ids, sets.gen_ids, total, setup.depth, draw))
         outputs[-1].seconds = seconds
     if generator is None or generator.spec.family != "vae" or not generator.snapshots:
-        skipped["tracin"] = ("needs the demo VAE and its training snapshots (gradient methods need the model; "
-                             "not defined for this generator)")
+        skipped["tracin"] = (
+            "needs the demo VAE and its training snapshots (gradient methods need the model; "
+            "not defined for this generator)"
+        )
     else:
-        log(f"tracin: gradients of {len(sets.train_ids)} training and {len(generations.ids)} generated images "
-            f"at {len(generator.snapshots)} snapshots")
+        log(
+            f"tracin: gradients of {len(sets.train_ids)} training and {len(generations.ids)} generated images "
+            f"at {len(generator.snapshots)} snapshots"
+        )
         scores, seconds = tracin_scores(
-            generator.model, generator.snapshots, generator.spec.vae.learning_rate, generator.classes,
-            train_images(np.arange(len(sets.train_ids))), train_labels, generations.images, generations.labels,
-            suite.tracin)
-        outputs.append(score_method("tracin", scores, sets.train_ids, sets.gen_ids, setup.depth, {"gradients": seconds}))
+            generator.model,
+            generator.snapshots,
+            generator.spec.vae.learning_rate,
+            generator.classes,
+            train_images(np.arange(len(sets.train_ids))),
+            train_labels,
+            generations.images,
+            generations.labels,
+            suite.tracin,
+        )
+        outputs.append(
+            score_method("tracin", scores, sets.train_ids, sets.gen_ids, setup.depth, {"gradients": seconds})
+        )
     return outputs, skipped
 
 
@@ -163,7 +212,9 @@ def removal_sets(values: pl.DataFrame, share: float, seed: int) -> dict[str, lis
     }
 
 
-def fidelity_measures(before: np.ndarray, after: np.ndarray, removed: np.ndarray, train: np.ndarray) -> dict[str, float]:
+def fidelity_measures(
+    before: np.ndarray, after: np.ndarray, removed: np.ndarray, train: np.ndarray
+) -> dict[str, float]:
     """How generations from the same noise moved when a model was retrained without `removed`.
 
     - displacement: mean cosine distance between each generation and its counterpart (same noise);
@@ -172,6 +223,8 @@ def fidelity_measures(before: np.ndarray, after: np.ndarray, removed: np.ndarray
     """
     return {
         "displacement": float(cosine_rows(before, after).mean()),
-        "distance_to_removed_gain": float((nearest_distance(after, removed) - nearest_distance(before, removed)).mean()),
+        "distance_to_removed_gain": float(
+            (nearest_distance(after, removed) - nearest_distance(before, removed)).mean()
+        ),
         "frechet_gain": frechet_distance(after, train) - frechet_distance(before, train),
     }

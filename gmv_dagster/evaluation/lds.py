@@ -10,8 +10,8 @@ demo generator is `model_outputs` (the VAE's `vae_log_likelihoods`, the DDPM's `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -46,15 +46,18 @@ def random_subsets(n: int, count: int, fraction: float = 0.5, seed: int = 0) -> 
     return masks
 
 
-def linear_datamodeling_score(attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray,
-                              n_bootstrap: int = 1000, seed: int = 0) -> LdsResult:
+def linear_datamodeling_score(
+    attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+) -> LdsResult:
     """LDS of `attributions` (m generated x n training) against `outputs` (S subsets x m) of models retrained on
     `subsets` (S x n masks). A sample whose predicted sums are constant over the subsets (all attribution on
     images in every subset or none, e.g. all zero) has no correlation: NaN, left out of the mean and counted."""
     a, masks, y = np.asarray(attributions, np.float64), np.asarray(subsets, bool), np.asarray(outputs, np.float64)
     if a.ndim != 2 or masks.ndim != 2 or y.shape != (masks.shape[0], a.shape[0]) or masks.shape[1] != a.shape[1]:
-        raise ValueError(f"shapes do not fit: attributions {a.shape} (m x n), subsets {masks.shape} (S x n), "
-                         f"outputs {y.shape} (S x m)")
+        raise ValueError(
+            f"shapes do not fit: attributions {a.shape} (m x n), subsets {masks.shape} (S x n), "
+            f"outputs {y.shape} (S x m)"
+        )
     predicted = masks.astype(np.float64) @ a.T  # (S, m): each subset's summed attribution per sample
     per_sample = np.full(a.shape[0], np.nan)
     for j in range(a.shape[0]):
@@ -78,7 +81,9 @@ def attribution_matrix(contributors: pl.DataFrame, gen_ids: Sequence[str], train
     train_col = {t: i for i, t in enumerate(train_ids)}
     unknown = [g for g in contributors["gen_id"].unique().to_list() if g not in gen_row]
     if unknown:
-        raise ValueError(f"contributors name {len(unknown)} generated image(s) not in the generated set, e.g. {unknown[0]!r}")
+        raise ValueError(
+            f"contributors name {len(unknown)} generated image(s) not in the generated set, e.g. {unknown[0]!r}"
+        )
     out = np.zeros((len(gen_ids), len(train_ids)), dtype=np.float32)
     rows = np.fromiter((gen_row[g] for g in contributors["gen_id"]), dtype=np.int64, count=contributors.height)
     cols = np.fromiter((train_col[t] for t in contributors["train_id"]), dtype=np.int64, count=contributors.height)
@@ -86,8 +91,9 @@ def attribution_matrix(contributors: pl.DataFrame, gen_ids: Sequence[str], train
     return out
 
 
-def vae_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarray], labels: Sequence[str],
-                        batch_size: int = 512) -> np.ndarray:
+def vae_log_likelihoods(
+    model, classes: Sequence[str], images: Sequence[np.ndarray], labels: Sequence[str], batch_size: int = 512
+) -> np.ndarray:
     """The model output of LDS for the demo VAE: minus the negative ELBO of each image (z = mu: no sampling noise,
     so a retrained model's output depends only on its weights). Higher = the model explains the image better."""
     position = {c: i for i, c in enumerate(classes)}
@@ -103,8 +109,16 @@ def vae_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarr
     return np.concatenate(out) if out else np.empty(0)
 
 
-def ddpm_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndarray], labels: Sequence[str],
-                         timesteps: int, points: int = 10, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+def ddpm_log_likelihoods(
+    model,
+    classes: Sequence[str],
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    timesteps: int,
+    points: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> np.ndarray:
     """The model output of LDS for the demo DDPM (D-TRAK's): minus its denoising loss on each image, the mean squared
     error of the predicted noise over `points` timesteps spread evenly over [0, timesteps) with seeded noise. The
     timesteps and the noise depend only on the seed and the image's position, never on the model, so the outputs of
@@ -134,11 +148,13 @@ def ddpm_log_likelihoods(model, classes: Sequence[str], images: Sequence[np.ndar
     return np.concatenate(out) if out else np.empty(0)
 
 
-def model_outputs(generator: DemoGenerator, images: Sequence[np.ndarray], labels: Sequence[str],
-                  seed: int = 0) -> np.ndarray:
+def model_outputs(
+    generator: DemoGenerator, images: Sequence[np.ndarray], labels: Sequence[str], seed: int = 0
+) -> np.ndarray:
     """LDS's model output of a (retrained) demo generator for each image: the VAE's ELBO or the DDPM's negative
     denoising loss (both: higher = the model explains the image better)."""
     if generator.spec.family == "vae":
         return vae_log_likelihoods(generator.model, generator.classes, images, labels)
-    return ddpm_log_likelihoods(generator.model, generator.classes, images, labels, generator.spec.diffusion.timesteps,
-                                seed=seed)
+    return ddpm_log_likelihoods(
+        generator.model, generator.classes, images, labels, generator.spec.diffusion.timesteps, seed=seed
+    )

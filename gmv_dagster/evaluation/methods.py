@@ -7,8 +7,8 @@ quality scores; random, uniform and TracIn are the baselines the issue names.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -54,9 +54,18 @@ def timed_call(seconds: dict, key: str, fn: Callable, *args, **kwargs):
 
 
 def similarity_method(
-    name: str, sets: EmbeddedSets, setup: SimilaritySetup, *, exact: bool = False,
-    shards: Sequence[IndexShard] | None = None, unit_quality: bool = False, pair_distance=None, load_train: Callable | None = None,
-    gen_images: list[np.ndarray] | None = None, device="cpu", seed: int = 0,
+    name: str,
+    sets: EmbeddedSets,
+    setup: SimilaritySetup,
+    *,
+    exact: bool = False,
+    shards: Sequence[IndexShard] | None = None,
+    unit_quality: bool = False,
+    pair_distance=None,
+    load_train: Callable | None = None,
+    gen_images: list[np.ndarray] | None = None,
+    device="cpu",
+    seed: int = 0,
 ) -> MethodOutput:
     """GMValuator with one change: exact search, given indexes, q = 1, or a re-rank distance.
 
@@ -83,31 +92,44 @@ def similarity_method(
     temperature = settings.temperature
     if temperature is None:
         with timed(seconds, "temperature", digits=None):
-            temperature = fit_temperature(sets.train, settings.match, shards, device, pair_distance, load_train,
-                                          seed=seed).temperature
+            temperature = fit_temperature(
+                sets.train, settings.match, shards, device, pair_distance, load_train, seed=seed
+            ).temperature
     with timed(seconds, "credit", digits=None):
         matches = matches_table(sets.gen_ids, sets.train_ids, idx, dist, settings.match.k)
         quality = sets.quality.with_columns(q=pl.lit(1.0)) if unit_quality else sets.quality
         credits, values = value(matches, quality, pl.Series(sets.train_ids), temperature)
     # Attribution = the credit (q_j w_ij) within the top k; contributors ranked deeper get none.
-    contributors = (matches_table(sets.gen_ids, sets.train_ids, idx, dist, depth)
-                    .join(credits.select("gen_id", "rank", score="credit"), on=["gen_id", "rank"], how="left")
-                    .with_columns(pl.col("score").fill_null(0.0)).select(list(CONTRIBUTOR_SCHEMA)))
+    contributors = (
+        matches_table(sets.gen_ids, sets.train_ids, idx, dist, depth)
+        .join(credits.select("gen_id", "rank", score="credit"), on=["gen_id", "rank"], how="left")
+        .with_columns(pl.col("score").fill_null(0.0))
+        .select(list(CONTRIBUTOR_SCHEMA))
+    )
     return MethodOutput(name, values.select("train_id", "value"), contributors, seconds)
 
 
-def _random_contributors(train_ids: list[str], gen_ids: list[str], depth: int, rng: np.random.Generator,
-                         scores: np.ndarray | None = None) -> pl.DataFrame:
+def _random_contributors(
+    train_ids: list[str], gen_ids: list[str], depth: int, rng: np.random.Generator, scores: np.ndarray | None = None
+) -> pl.DataFrame:
     """`depth` random contributors per generated image, with `scores` (m, depth) in rank order (default: random,
     descending)."""
     depth = min(depth, len(train_ids))
-    rows = np.stack([rng.choice(len(train_ids), size=depth, replace=False) for _ in gen_ids]) if gen_ids else np.empty((0, depth), int)
+    rows = (
+        np.stack([rng.choice(len(train_ids), size=depth, replace=False) for _ in gen_ids])
+        if gen_ids
+        else np.empty((0, depth), int)
+    )
     if scores is None:
         scores = -np.sort(-rng.random((len(gen_ids), depth)), axis=1)
     train_arr = np.asarray(train_ids, dtype=object)
     return pl.DataFrame(
-        {"gen_id": np.repeat(np.asarray(gen_ids, dtype=object), depth), "train_id": train_arr[rows.reshape(-1)],
-         "rank": np.tile(np.arange(1, depth + 1, dtype=np.int32), len(gen_ids)), "score": scores.reshape(-1)},
+        {
+            "gen_id": np.repeat(np.asarray(gen_ids, dtype=object), depth),
+            "train_id": train_arr[rows.reshape(-1)],
+            "rank": np.tile(np.arange(1, depth + 1, dtype=np.int32), len(gen_ids)),
+            "score": scores.reshape(-1),
+        },
         schema=CONTRIBUTOR_SCHEMA,
     )
 
@@ -124,19 +146,24 @@ def uniform_method(train_ids: list[str], gen_ids: list[str], total: float, depth
     """Every training image gets total / n; contributors are all tied, so C1 / C2 see a random order."""
     values = pl.DataFrame({"train_id": train_ids, "value": np.full(len(train_ids), total / len(train_ids))})
     equal = np.full((len(gen_ids), min(depth, len(train_ids))), total / max(len(gen_ids), 1) / len(train_ids))
-    return MethodOutput("uniform", values, _random_contributors(train_ids, gen_ids, depth, np.random.default_rng(seed + 1),
-                                                                equal))
+    return MethodOutput(
+        "uniform", values, _random_contributors(train_ids, gen_ids, depth, np.random.default_rng(seed + 1), equal)
+    )
 
 
-def score_method(name: str, scores: np.ndarray, train_ids: list[str], gen_ids: list[str], depth: int,
-                 seconds: dict[str, float]) -> MethodOutput:
+def score_method(
+    name: str, scores: np.ndarray, train_ids: list[str], gen_ids: list[str], depth: int, seconds: dict[str, float]
+) -> MethodOutput:
     """A method given as an (m, n) score matrix (higher = stronger): value = sum over generated images."""
     depth = min(depth, scores.shape[1])
     top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
     order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, 1)
-    contributors = (matches_table(gen_ids, train_ids, top, np.take_along_axis(scores, top, 1).astype(np.float64), depth)
-                    .rename({"distance": "score"}).select(list(CONTRIBUTOR_SCHEMA)))
+    contributors = (
+        matches_table(gen_ids, train_ids, top, np.take_along_axis(scores, top, 1).astype(np.float64), depth)
+        .rename({"distance": "score"})
+        .select(list(CONTRIBUTOR_SCHEMA))
+    )
     values = pl.DataFrame({"train_id": train_ids, "value": scores.sum(axis=0)})
     return MethodOutput(name, values, contributors, seconds)
 

@@ -168,8 +168,10 @@ def photo_crops(
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 10_000:
-            raise ValueError(f"photo_crops: could only place {len(out)} of {n} crops of {size} px "
-                             f"(min_gap={gap}, min_std={min_std}); ask for fewer or smaller gaps")
+            raise ValueError(
+                f"photo_crops: could only place {len(out)} of {n} crops of {size} px "
+                f"(min_gap={gap}, min_std={min_std}); ask for fewer or smaller gaps"
+            )
         k = len(out) % len(photos)
         occ = occupied[k]
         y, x = int(rng.integers(occ.shape[0])), int(rng.integers(occ.shape[1]))

@@ -45,8 +45,9 @@ def corrupt(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_pollution(train: list[np.ndarray], classes: list[str], n: int, seed: int,
-                   kinds: tuple[str, ...] = POLLUTION_KINDS) -> Pollution:
+def make_pollution(
+    train: list[np.ndarray], classes: list[str], n: int, seed: int, kinds: tuple[str, ...] = POLLUTION_KINDS
+) -> Pollution:
     """n OOD images (grey, the size of the first training image), kinds in turn."""
     unknown = set(kinds) - set(POLLUTION_KINDS)
     if unknown:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ def _linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
-def _projections(layers: list[nn.Linear], factor: int | None, seed: int) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+def _projections(
+    layers: list[nn.Linear], factor: int | None, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
     if factor is None:
         return [None] * len(layers)
     gen = torch.Generator().manual_seed(seed)
@@ -54,15 +56,23 @@ def vae_losses(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor) -> torch
     return rec + kl
 
 
-def projected_gradients(model: ConditionalVAE, state: dict, images: list[np.ndarray], labels: list[int],
-                        params: TracInParams, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def projected_gradients(
+    model: ConditionalVAE,
+    state: dict,
+    images: list[np.ndarray],
+    labels: list[int],
+    params: TracInParams,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Per-example loss gradients at parameters `state`, projected: (len(images), dim) float32."""
     model = copy.deepcopy(model).eval()  # the caller's model keeps its own parameters
     model.load_state_dict(state)
     layers = _linear_layers(model)
     projections = _projections(layers, params.factor, params.seed)
     captured: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [layer.register_forward_hook(lambda mod, inp, out: captured.__setitem__(mod, (inp[0], out))) for layer in layers]
+    hooks = [
+        layer.register_forward_hook(lambda mod, inp, out: captured.__setitem__(mod, (inp[0], out))) for layer in layers
+    ]
     parts = []
     try:
         for s in range(0, len(images), params.batch_size):
@@ -89,10 +99,18 @@ def projected_gradients(model: ConditionalVAE, state: dict, images: list[np.ndar
     return np.concatenate(parts)
 
 
-def tracin_scores(model: ConditionalVAE, snapshots: list[dict], learning_rate: float, classes: list[str],
-                  train: list[np.ndarray], train_labels: list[str], generated: list[np.ndarray],
-                  generated_labels: list[str], params: TracInParams,
-                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, float]:
+def tracin_scores(
+    model: ConditionalVAE,
+    snapshots: list[dict],
+    learning_rate: float,
+    classes: list[str],
+    train: list[np.ndarray],
+    train_labels: list[str],
+    generated: list[np.ndarray],
+    generated_labels: list[str],
+    params: TracInParams,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, float]:
     """(m, n) TracIn scores of every training image for every generated image, and the seconds taken."""
     if not snapshots:
         raise ValueError("TracIn needs parameter snapshots saved during training; retrain the demo VAE")

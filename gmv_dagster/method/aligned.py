@@ -35,8 +35,12 @@ PairDistance = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 def _resized(images: Sequence[np.ndarray], size: int, channels: int) -> np.ndarray:
     """(N, size, size, channels) float32 in [0, 1]."""
     mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), Image.BILINEAR),
-                         dtype=np.float32) for img in images]
+    arrays = [
+        np.asarray(
+            Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), Image.BILINEAR), dtype=np.float32
+        )
+        for img in images
+    ]
     out = np.stack(arrays) / np.float32(255.0)
     return out[..., None] if channels == 1 else out
 
@@ -53,8 +57,10 @@ def aligned_distance(size: int = 32, max_shift: int = 3, channels: int | None = 
     has 3 channels that differ).
     """
     if max_shift < 0 or size - 2 * max_shift < 4:
-        raise ValueError(f"aligned_distance: need 0 <= max_shift and size - 2 max_shift >= 4 "
-                         f"(got size={size}, max_shift={max_shift})")
+        raise ValueError(
+            f"aligned_distance: need 0 <= max_shift and size - 2 max_shift >= 4 "
+            f"(got size={size}, max_shift={max_shift})"
+        )
     m = size - 2 * max_shift
 
     def distance(generated: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import polars as pl
@@ -24,7 +23,7 @@ from .rerank import make_pair_distance
 from .search import build_hnsw
 from .similarity import SimilarityParams, embedder_kwargs, train_similarity
 
-ImageSet = Union[str, Path, np.ndarray]
+ImageSet = str | Path | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ class ValuationResult:
     config: ValuationConfig
 
     def top(self, n: int = 10) -> pl.DataFrame:
-        return self.values.head(n).join(self.training_images.select("id", "label"), left_on="train_id", right_on="id", how="left")
+        return self.values.head(n).join(
+            self.training_images.select("id", "label"), left_on="train_id", right_on="id", how="left"
+        )
 
     def attribution(self, gen_id: str) -> pl.DataFrame:
         """The training images that generated image `gen_id` came from, with weights and credit."""
@@ -114,14 +115,17 @@ def value_training_set(
     matches = matches_table(gen_manifest["id"], train_manifest["id"], idx, dist, m.match.k)
 
     reference = [train_images[i] for i in seeded_rows(len(train_images), cfg.quality_reference, cfg.seed)]
-    model = load_quality_model(calibrate(
-        cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path
-    ), device)
+    model = load_quality_model(
+        calibrate(cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path),
+        device,
+    )
     top = min(model.references, m.match.k)  # the pipeline's references: ranks 1..3 of the k matches, misses dropped
     raw, q = model.score(gen_images, references=[load_train([i for i in row[:top] if i >= 0]) for row in idx])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
-    temperature = m.temperature or fit_temperature(
-        train_emb, m.match, shards, device, pair_distance, load_train, seed=cfg.seed).temperature
+    temperature = (
+        m.temperature
+        or fit_temperature(train_emb, m.match, shards, device, pair_distance, load_train, seed=cfg.seed).temperature
+    )
     credits, values = value(matches, quality, train_manifest["id"], temperature)
     return ValuationResult(values, credits, quality, temperature, train_manifest, gen_manifest, cfg)

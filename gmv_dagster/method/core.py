@@ -7,8 +7,8 @@ they gather) once: k, K', the metric, exact-versus-HNSW, the HNSW parameters and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -41,7 +41,9 @@ class MethodSettings:
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.hnsw.metric != self.match.metric:
-            raise ValueError(f"the index metric ({self.hnsw.metric}) differs from the match metric ({self.match.metric})")
+            raise ValueError(
+                f"the index metric ({self.hnsw.metric}) differs from the match metric ({self.match.metric})"
+            )
 
 
 DEFAULTS = MethodSettings()
@@ -58,8 +60,13 @@ class Reranking:
 
 
 def match(
-    train: np.ndarray, queries: np.ndarray, params: MatchParams, shards: Sequence[IndexShard],
-    device: str | torch.device = "cpu", reranking: Reranking | None = None, timings: dict | None = None,
+    train: np.ndarray,
+    queries: np.ndarray,
+    params: MatchParams,
+    shards: Sequence[IndexShard],
+    device: str | torch.device = "cpu",
+    reranking: Reranking | None = None,
+    timings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' candidate training rows per generated image, sorted by distance (float64): searched over every shard
     and merged exactly, then re-ranked with `reranking` when given. `timings` receives search / rerank seconds."""
@@ -84,14 +91,26 @@ class TemperatureFit:
     divisor: float
 
     def as_dict(self) -> dict:
-        return {"temperature": self.temperature, "median_spread": self.median_spread, **self.spread_quantiles,
-                "queries": self.queries, "spread_k": self.k, "divisor": self.divisor}
+        return {
+            "temperature": self.temperature,
+            "median_spread": self.median_spread,
+            **self.spread_quantiles,
+            "queries": self.queries,
+            "spread_k": self.k,
+            "divisor": self.divisor,
+        }
 
 
 def fit_temperature(
-    train: np.ndarray, params: MatchParams, shards: Sequence[IndexShard], device: str | torch.device = "cpu",
-    pair_distance: PairDistance | None = None, load_train: Callable[[np.ndarray], list[np.ndarray]] | None = None,
-    sample: int = TEMPERATURE_SAMPLE, seed: int = 0, divisor: float = TEMPERATURE_DIVISOR,
+    train: np.ndarray,
+    params: MatchParams,
+    shards: Sequence[IndexShard],
+    device: str | torch.device = "cpu",
+    pair_distance: PairDistance | None = None,
+    load_train: Callable[[np.ndarray], list[np.ndarray]] | None = None,
+    sample: int = TEMPERATURE_SAMPLE,
+    seed: int = 0,
+    divisor: float = TEMPERATURE_DIVISOR,
     on_row: Callable[[int], None] | None = None,
 ) -> TemperatureFit:
     """tau = median_i (d_k - d_1) / divisor, where d_1..d_k are training image i's distances to its k nearest
@@ -109,8 +128,13 @@ def fit_temperature(
         raise ValueError(f"fitting the temperature needs at least 3 training images, got {n}: set credits.temperature")
     k = min(params.k, n - 1)
     # One more than needed: each query finds itself (or an identical image) among its neighbours.
-    search = MatchParams(k=k + 1, candidates=min(max(params.candidates, k) + 1, n), metric=params.metric,
-                         index_mode=params.index_mode, exact_below=params.exact_below)
+    search = MatchParams(
+        k=k + 1,
+        candidates=min(max(params.candidates, k) + 1, n),
+        metric=params.metric,
+        index_mode=params.index_mode,
+        exact_below=params.exact_below,
+    )
     rows = seeded_rows(n, sample, seed)
     reranking = None if pair_distance is None else Reranking(pair_distance, load_train(rows), load_train, on_row)
     idx, dist = match(train, train[rows], search, shards, device, reranking)
@@ -123,14 +147,17 @@ def fit_temperature(
     spread = spread[np.isfinite(spread)]
     median = float(np.median(spread)) if len(spread) else 0.0
     if not median > 0:
-        raise ValueError("the training images' nearest neighbours are all at one distance (duplicates?): "
-                         "the temperature cannot be fitted; set credits.temperature")
+        raise ValueError(
+            "the training images' nearest neighbours are all at one distance (duplicates?): "
+            "the temperature cannot be fitted; set credits.temperature"
+        )
     quantiles = {f"spread_p{q}": float(np.quantile(spread, q / 100)) for q in (10, 50, 90)}
     return TemperatureFit(median / divisor, median, quantiles, len(rows), k, divisor)
 
 
-def value(matches: pl.DataFrame, quality: pl.DataFrame, train_ids: pl.Series,
-          temperature: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+def value(
+    matches: pl.DataFrame, quality: pl.DataFrame, train_ids: pl.Series, temperature: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(credits, values): credit_ij = q_j * softmax(-d_ij / tau) over each generated image's matches, and
     phi_i = sum_j credit_ij for every training image (credit.py has the formulas and their invariant)."""
     credits = compute_credits(matches, quality, temperature)

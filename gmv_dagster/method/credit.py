@@ -42,7 +42,7 @@ def compute_credits(matches: pl.DataFrame, quality: pl.DataFrame, temperature: f
     # Groups of equal size (the usual case: k for everyone) are done as one 2-D softmax.
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     for size in np.unique(sizes):
-        rows = (starts[sizes == size][:, None] + np.arange(size)[None, :])
+        rows = starts[sizes == size][:, None] + np.arange(size)[None, :]
         weights[rows] = softmax_weights(distances[rows], temperature)
     return (
         ordered.with_columns(weight=pl.Series(weights))
@@ -57,9 +57,7 @@ def training_values(credits: pl.DataFrame, train_ids: pl.Series) -> pl.DataFrame
 
     Returns train_id, value, n_generated, rank (1 = most valuable; ties broken by train_id).
     """
-    unknown = credits.select("train_id").unique().join(
-        pl.DataFrame({"train_id": train_ids}), on="train_id", how="anti"
-    )
+    unknown = credits.select("train_id").unique().join(pl.DataFrame({"train_id": train_ids}), on="train_id", how="anti")
     if unknown.height:
         raise ValueError(
             f"credits name {unknown.height} training id(s) that are not in the training set, "
@@ -70,19 +68,31 @@ def training_values(credits: pl.DataFrame, train_ids: pl.Series) -> pl.DataFrame
     ordered = credits.select("train_id", "gen_id", "credit").sort(["train_id", "gen_id"])
     ids = ordered["train_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, dtype=np.int64)
-    per_image = pl.DataFrame({
-        "train_id": ids[starts] if len(ids) else pl.Series([], dtype=pl.String),
-        "value": np.add.reduceat(ordered["credit"].to_numpy(), starts) if len(ids) else np.empty(0),
-        "n_generated": ordered.group_by("train_id", maintain_order=True).agg(pl.col("gen_id").n_unique())["gen_id"]
-        .cast(pl.Int64),
-    }, schema={"train_id": pl.String, "value": pl.Float64, "n_generated": pl.Int64})
+    per_image = pl.DataFrame(
+        {
+            "train_id": ids[starts] if len(ids) else pl.Series([], dtype=pl.String),
+            "value": np.add.reduceat(ordered["credit"].to_numpy(), starts) if len(ids) else np.empty(0),
+            "n_generated": ordered.group_by("train_id", maintain_order=True)
+            .agg(pl.col("gen_id").n_unique())["gen_id"]
+            .cast(pl.Int64),
+        },
+        schema={"train_id": pl.String, "value": pl.Float64, "n_generated": pl.Int64},
+    )
+
     # Ordered by (value descending, train_id): only the valued images need sorting by value; the rest (most of a
     # large training set) are the unvalued ids in id order, so a batch does not sort 10^6 rows by value again.
-    by_value = lambda df: df.sort(["value", "train_id"], descending=[True, False])
-    positive, negative = by_value(per_image.filter(pl.col("value") > 0)), by_value(per_image.filter(pl.col("value") < 0))
-    unvalued = (pl.DataFrame({"train_id": train_ids.cast(pl.String)})
-                .filter(~pl.col("train_id").is_in(pl.concat([positive["train_id"], negative["train_id"]]).implode()))
-                .with_columns(value=pl.lit(0.0), n_generated=pl.lit(0, dtype=pl.Int64)))
+    def by_value(df):
+        return df.sort(["value", "train_id"], descending=[True, False])
+
+    positive, negative = (
+        by_value(per_image.filter(pl.col("value") > 0)),
+        by_value(per_image.filter(pl.col("value") < 0)),
+    )
+    unvalued = (
+        pl.DataFrame({"train_id": train_ids.cast(pl.String)})
+        .filter(~pl.col("train_id").is_in(pl.concat([positive["train_id"], negative["train_id"]]).implode()))
+        .with_columns(value=pl.lit(0.0), n_generated=pl.lit(0, dtype=pl.Int64))
+    )
     zero = per_image.filter(pl.col("value") == 0)  # credited exactly 0 (q = 0): keeps its n_generated
     if zero.height:
         unvalued = unvalued.update(zero, on="train_id")

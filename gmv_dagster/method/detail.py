@@ -10,8 +10,8 @@ logarithm so that a difference is a ratio:
   floor of 20, the Laplacian energy of noise of sd 1, spared smooth photo tiles' JPEG copies but cost the tuning
   domains' blur AUC 0.98 -> 0.94: not taken);
 - noise N = 1/2 log(floor + the 10th percentile over 4x4-px cells of the finest diagonal Haar energy, averaged over
-  the colour planes): the noise of the image's smoothest parts, where content does not hide it; the floor (5 grey levels, squared) keeps a perfectly
-  flat source from turning a trace of noise into a large ratio;
+  the colour planes): the noise of the image's smoothest parts, where content does not hide it; the floor (5 grey
+  levels, squared) keeps a perfectly flat source from turning a trace of noise into a large ratio;
 - blocking B = log((1 + mean |second difference| across 8-px block edges) / (1 + the same elsewhere)) + 0.3 x the
   log-odds that an AC coefficient of an 8x8 block's DCT is near 0: JPEG's grid, and what its quantisation removes.
 
@@ -19,13 +19,14 @@ The departure of image j from its references R_j (its top matches, resized to it
 blur_j = min over r of (D_r - D_j), noise_j = min over r of (N_j - N_r), blocking_j = min over r of (B_j - B_r):
 the most lenient reference counts, so that a look-alike among the matches never makes a clean copy of the source
 look degraded. A reference's own statistics count only inside the training set's fences (Tukey's: quartiles -/+ 1.5
-interquartile ranges, and at least 0.5, from a seeded sample of training images): a generated image that copies a noise image of the
-training set is noisy all the same. Then
+interquartile ranges, and at least 0.5, from a seeded sample of training images): a generated image that copies a
+noise image of the training set is noisy all the same. Then
 
     q_j = clip(1 - (relu(blur_j - m_D) / s_D + relu(noise_j - m_N) / s_N + relu(blocking_j - m_B) / s_B), 0, 1),
 
 1 when the image keeps its references' detail without more noise or blocking than they have, falling to 0 as it
-departs (at 0 it hands out no credit, as the no-reference scorers' anchored mapping gives noise q = 0). The margins m and scales s are ratios (log units) chosen on tuning domains (bench/quality_domains.py).
+departs (at 0 it hands out no credit, as the no-reference scorers' anchored mapping gives noise q = 0). The margins
+m and scales s are ratios (log units) chosen on tuning domains (bench/quality_domains.py).
 Pure numpy, no torch: about 0.03 ms for a 28-px image.
 """
 
@@ -51,7 +52,9 @@ NOISE_PERCENTILE = 10.0
 JPEG_BLOCK = 8
 DCT_ZERO = 2.0  # grey levels: an AC coefficient below this counts as quantised away
 DCT_WEIGHT = 0.3  # of the zeroed coefficients' log-odds in the blocking statistic (chosen on Fashion-MNIST's JPEGs)
-FENCE_IQR = 1.5  # Tukey's fences (3, the far-out ones, let C3's planted digits excuse their copies: C3 AUC 0.81 vs 0.83)
+FENCE_IQR = (
+    1.5  # Tukey's fences (3, the far-out ones, let C3's planted digits excuse their copies: C3 AUC 0.81 vs 0.83)
+)
 FENCE_MIN = 0.5  # log units: at least this far beyond the quartiles (the noise statistic's quartiles can coincide at
 # its floor, where 1.5 IQR would fence out every textured image)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -63,7 +66,8 @@ class DetailParams:
 
     Chosen by `bench/quality_domains.py --tune` on Fashion-MNIST (28 px) and crops of scikit-learn's two photos (48,
     64 px) only: among the grid points that meet every AUC target there (blur 0.95, noise 0.99, JPEG 0.90) and give
-    images blurred with sigma 3 a median q of 0, the one that keeps clean images' q highest; the other domains of that bench report on settings they did not choose."""
+    images blurred with sigma 3 a median q of 0, the one that keeps clean images' q highest; the other domains of that
+    bench report on settings they did not choose."""
 
     blur_margin: float = 0.25
     blur_scale: float = 2.0
@@ -95,10 +99,14 @@ class Fences:
     def fit(cls, features: np.ndarray) -> Fences:
         """Tukey's fences (quartiles -/+ FENCE_IQR interquartile ranges, at least FENCE_MIN) of `features` (n, 3)."""
         if len(features) < 4:
-            raise ValueError(f"the quality fences need the statistics of at least 4 training images, got {len(features)}")
+            raise ValueError(
+                f"the quality fences need the statistics of at least 4 training images, got {len(features)}"
+            )
         features = features[~np.isnan(features).any(axis=1)]
         if len(features) < 4:
-            raise ValueError("the quality fences need the statistics of at least 4 training images of at least 4 x 4 px")
+            raise ValueError(
+                "the quality fences need the statistics of at least 4 training images of at least 4 x 4 px"
+            )
         q1, q3 = np.percentile(features, [25, 75], axis=0)
         spread = np.maximum(FENCE_IQR * (q3 - q1), FENCE_MIN)
         return cls(tuple(map(float, q1 - spread)), tuple(map(float, q3 + spread)))
@@ -185,7 +193,7 @@ def _zeroed_coefficients(y: np.ndarray) -> float:
     # separable: along each block's rows, then its columns, as two large matrix products
     rows = (_DCT @ y[:h, :w].reshape(h // b, b, w)).reshape(h // b, b, w // b, b)
     coefficients = np.abs(rows @ _DCT.T)  # (block row, u, block column, v)
-    small = (np.count_nonzero(coefficients < DCT_ZERO) - np.count_nonzero(coefficients[:, 0, :, 0] < DCT_ZERO))
+    small = np.count_nonzero(coefficients < DCT_ZERO) - np.count_nonzero(coefficients[:, 0, :, 0] < DCT_ZERO)
     small /= coefficients.size - coefficients[:, 0, :, 0].size
     return float(np.log((small + 0.01) / (1.0 - small + 0.01)))
 
@@ -221,16 +229,19 @@ def departures(generated: np.ndarray, references: np.ndarray, fences: Fences) ->
     generated image has fewer), each against its most lenient reference, references clipped into `fences`; NaN for
     an image that could not be measured or has no measured reference."""
     ref = fences.clip(references)
-    signed = np.stack([ref[..., 0] - generated[:, None, 0], generated[:, None, 1] - ref[..., 1],
-                       generated[:, None, 2] - ref[..., 2]], axis=-1)
+    signed = np.stack(
+        [ref[..., 0] - generated[:, None, 0], generated[:, None, 1] - ref[..., 1], generated[:, None, 2] - ref[..., 2]],
+        axis=-1,
+    )
     out = np.full(signed.shape[::2], np.nan)
     some = ~np.isnan(signed).all(axis=1).any(axis=1)  # an image none of whose references could be measured: NaN
     out[some] = np.nanmin(signed[some], axis=1)
     return out
 
 
-def measure(images: Sequence[np.ndarray], done: Callable[[int], None] | None = None,
-            chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def measure(
+    images: Sequence[np.ndarray], done: Callable[[int], None] | None = None, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """(sizes (n, 2): height, width; statistics (n, 3)) of `images`, read `chunk` at a time (a sequence that loads
     images on demand holds one chunk); `done(n)` after each chunk."""
     sizes, features = np.zeros((len(images), 2), np.int64), np.zeros((len(images), 3))
@@ -255,8 +266,12 @@ def q_from_raw(raw: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - np.asarray(raw, dtype=np.float64), 0.0, 1.0)
 
 
-def fit_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], None] | None = None,
-               params: DetailParams | None = None) -> Path:
+def fit_params(
+    images: Sequence[np.ndarray],
+    path: Path,
+    done: Callable[[int], None] | None = None,
+    params: DetailParams | None = None,
+) -> Path:
     """The fences of `images`' statistics and the margins and scales, saved as JSON (path-<sha>.json, named by
     content: an identical refit gives an identical file, and a refit never overwrites parameters still in use)."""
     fences = Fences.fit(measure(images, done)[1])
@@ -271,8 +286,9 @@ def load_params(path: Path) -> tuple[Fences, DetailParams]:
     return Fences(tuple(fences["low"]), tuple(fences["high"])), DetailParams(**saved["params"])
 
 
-def reference_features(generated: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]],
-                       memo: dict | None = None) -> np.ndarray:
+def reference_features(
+    generated: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]], memo: dict | None = None
+) -> np.ndarray:
     """Statistics (m, r, 3) of each generated image's references at that image's size (NaN rows pad to r).
 
     A reference sequence that names its images (`uris`, as sources.images.ImageSequence does) is read and measured

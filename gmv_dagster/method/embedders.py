@@ -7,9 +7,9 @@ float32 rows, so cosine distance is 1 - dot product.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,9 +44,11 @@ class Embedder:
         """What decides the vectors: backbone, weights (sha256), input size, channels, precision, form."""
         precision = str(dtype).removeprefix("torch.")
         form = f"|{self.form}" if self.form else ""
-        return f"{self.name}|{self.weights_sha256 or 'no-weights'}|{self.image_size}px|{self.channels}ch|{precision}{form}"
+        return (
+            f"{self.name}|{self.weights_sha256 or 'no-weights'}|{self.image_size}px|{self.channels}ch|{precision}{form}"
+        )
 
-    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Embedder":
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> Embedder:
         if self.module is not None:
             self.module.to(device=device, dtype=dtype).eval()
         return self
@@ -201,9 +203,12 @@ def similarity_embedder(weights_path: str | None, image_size: int | None = None)
     if not weights_path or not Path(weights_path).is_file():
         raise WeightsNotFoundError(
             f"the similarity backbone needs its trained weights file ({weights_path!r} does not exist): "
-            "materialise the similarity_model asset, which trains it on the training images")
+            "materialise the similarity_model asset, which trains it on the training images"
+        )
     kwargs = embedder_kwargs(weights_path)
     if image_size not in (None, kwargs["image_size"]):
-        raise ValueError(f"the similarity in {weights_path} was trained at {kwargs['image_size']} px, not {image_size}: "
-                         "set image_size in the similarity_model config instead")
+        raise ValueError(
+            f"the similarity in {weights_path} was trained at {kwargs['image_size']} px, not {image_size}: "
+            "set image_size in the similarity_model config instead"
+        )
     return Embedder(**kwargs)

@@ -92,8 +92,14 @@ def load_index(path: Path, params: HnswParams, view: bool = False):
 
 def index_spec(match: MatchParams, hnsw: HnswParams, train: np.ndarray, embedder: str, embeddings_version: str) -> dict:
     """What an index is made of and from: exact or HNSW (by `match`'s rule for this n), parameters, embeddings."""
-    return {"mode": "exact" if match.uses_exact(len(train)) else "hnsw", "n": len(train), "dim": int(train.shape[1]),
-            "params": hnsw.as_dict(), "embedder": embedder, "embeddings_version": embeddings_version}
+    return {
+        "mode": "exact" if match.uses_exact(len(train)) else "hnsw",
+        "n": len(train),
+        "dim": int(train.shape[1]),
+        "params": hnsw.as_dict(),
+        "embedder": embedder,
+        "embeddings_version": embeddings_version,
+    }
 
 
 @dataclass
@@ -120,8 +126,9 @@ def _previous_index(folder: Path, spec: dict):
     return (previous, keys, index) if len(index) == keys.height else None
 
 
-def build_or_extend(folder: Path, spec: dict, train: np.ndarray, images: pl.DataFrame, threads: int = 1,
-                    rebuild: bool = False) -> IndexBuild:
+def build_or_extend(
+    folder: Path, spec: dict, train: np.ndarray, images: pl.DataFrame, threads: int = 1, rebuild: bool = False
+) -> IndexBuild:
     """The index `spec` describes over `train` (rows of `images`: id, content_hash), saved under `folder`.
 
     Kept as it is when the index on disk was made from the same embeddings; extended (new images added, gone or
@@ -157,8 +164,14 @@ def build_or_extend(folder: Path, spec: dict, train: np.ndarray, images: pl.Data
     return IndexBuild(spec, action, replace(shard, vectors=train), seconds, version)
 
 
-def open_index(folder: Path, ids: pl.Series, embeddings_version: str, vectors: np.ndarray, start: int = 0,
-               label: str = "train_index") -> tuple[dict, IndexShard]:
+def open_index(
+    folder: Path,
+    ids: pl.Series,
+    embeddings_version: str,
+    vectors: np.ndarray,
+    start: int = 0,
+    label: str = "train_index",
+) -> tuple[dict, IndexShard]:
     """(spec, shard) of the index saved in `folder` for the training rows `ids` (at `start` among all training rows),
     whose embeddings are `vectors` (memory-mapped: pipeline/vectors.py).
 
@@ -169,8 +182,10 @@ def open_index(folder: Path, ids: pl.Series, embeddings_version: str, vectors: n
         raise FileNotFoundError(f"{spec_path} does not exist: materialise {label}")
     spec = json.loads(spec_path.read_text())
     if spec.get("embeddings_version") != embeddings_version or spec.get("n") != len(ids):
-        raise ValueError(f"{label} was made from other training embeddings ({spec.get('n')} x {spec.get('dim')}) "
-                         f"than the current ones ({len(ids)}): rematerialise train_index")
+        raise ValueError(
+            f"{label} was made from other training embeddings ({spec.get('n')} x {spec.get('dim')}) "
+            f"than the current ones ({len(ids)}): rematerialise train_index"
+        )
     index = key_rows = None
     if spec["mode"] == "hnsw":
         index = load_index(folder / INDEX_FILE, HnswParams(**spec["params"]), view=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -36,7 +36,12 @@ class MatchParams:
 
 
 def recall_candidates(
-    train: np.ndarray, queries: np.ndarray, params: MatchParams, index=None, device="cpu", threads: int = 0,
+    train: np.ndarray,
+    queries: np.ndarray,
+    params: MatchParams,
+    index=None,
+    device="cpu",
+    threads: int = 0,
     key_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' nearest training rows per query with float64 distances, sorted.
@@ -106,12 +111,19 @@ class ShardVectors:
 
 def shard_vectors(shards: Sequence[IndexShard]) -> np.ndarray | ShardVectors:
     """The training matrix of saved shards: the one shard's memory map, or several as a ShardVectors."""
-    return shards[0].vectors if len(shards) == 1 and shards[0].start == 0 and shards[0].vectors is not None \
+    return (
+        shards[0].vectors
+        if len(shards) == 1 and shards[0].start == 0 and shards[0].vectors is not None
         else ShardVectors(shards)
+    )
 
 
 def search_shards(
-    train: np.ndarray, queries: np.ndarray, params: MatchParams, shards: Sequence[IndexShard], device="cpu",
+    train: np.ndarray,
+    queries: np.ndarray,
+    params: MatchParams,
+    shards: Sequence[IndexShard],
+    device="cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' nearest training rows per query over every shard, merged exactly (merge_candidates).
 
@@ -119,8 +131,10 @@ def search_shards(
     """
     n = sum(shard.stop - shard.start for shard in shards)
     if params.k > n:
-        raise ValueError(f"k = {params.k} nearest training images asked for, but there are only {n}: "
-                         f"set k (matches.k) to at most {n}")
+        raise ValueError(
+            f"k = {params.k} nearest training images asked for, but there are only {n}: "
+            f"set k (matches.k) to at most {n}"
+        )
     parts = []
     for shard in shards:
         vectors = train[shard.start : shard.stop] if shard.vectors is None else shard.vectors
@@ -129,8 +143,16 @@ def search_shards(
     return merge_candidates(parts, params.candidates)
 
 
-def sample_recall(train: np.ndarray, queries: np.ndarray, shards: Sequence[IndexShard], k: int, metric: str,
-                  sample: int, seed: int, device="cpu") -> float:
+def sample_recall(
+    train: np.ndarray,
+    queries: np.ndarray,
+    shards: Sequence[IndexShard],
+    k: int,
+    metric: str,
+    sample: int,
+    seed: int,
+    device="cpu",
+) -> float:
     """recall@k of the search over `shards` against exact search, on a seeded sample of the queries."""
     rows = seeded_rows(len(queries), sample, seed)
     exact, _ = exact_topk(train, queries[rows], k, metric, device)
@@ -165,6 +187,7 @@ def merge_candidates(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> 
 
     Each part is (rows, distances), (m, k_i), from one shard; the result has min(k, sum k_i) columns.
     """
-    rows, dist = sort_neighbours(np.concatenate([p[0] for p in parts], axis=1),
-                                 np.concatenate([p[1] for p in parts], axis=1))
+    rows, dist = sort_neighbours(
+        np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
+    )
     return rows[:, :k], dist[:, :k]

@@ -91,7 +91,8 @@ class NiqeTables:
         pos = (torch.full((1, 4), 4.5) - torch.arange(10.0)[:, None]) * 0.5
         ax_, a = pos.abs(), -0.5
         w = ((a + 2) * ax_**3 - (a + 3) * ax_**2 + 1) * ax_.le(1) + (
-            a * ax_**3 - 5 * a * ax_**2 + 8 * a * ax_ - 4 * a) * (ax_.gt(1) & ax_.le(2))
+            a * ax_**3 - 5 * a * ax_**2 + 8 * a * ax_ - 4 * a
+        ) * (ax_.gt(1) & ax_.le(2))
         w = w / w.sum(dim=0, keepdim=True)
         gam = torch.arange(0.2, 10 + 0.001, 0.001, dtype=torch.float32).to(_F64)
         r_gam = (2 * torch.lgamma(2.0 / gam) - (torch.lgamma(1.0 / gam) + torch.lgamma(3.0 / gam))).exp()
@@ -178,8 +179,10 @@ def _half_torch(img: Tensor, t: NiqeTables, buf: Workspace) -> Tensor:
     b, _, h, w = img.shape
     x = torch.div(img[:, 0], 255.0, out=buf("x32", b, h, w, dtype=torch.float32))  # in float64, stored float32
     for step, (n, m) in enumerate([(h, w), (w, h // 2)]):
-        pad = buf.index(("sym", n), lambda n=n: torch.cat([torch.arange(3, -1, -1), torch.arange(n),
-                                                           torch.arange(n - 1, n - 5, -1)]))  # MATLAB symmetric
+        pad = buf.index(
+            ("sym", n),
+            lambda n=n: torch.cat([torch.arange(3, -1, -1), torch.arange(n), torch.arange(n - 1, n - 5, -1)]),
+        )  # MATLAB symmetric
         padded = torch.index_select(x, 1, pad, out=buf(f"pad{step}", b, n + 8, m, dtype=torch.float32))
         taps = padded.unfold(1, 10, 2).permute(0, 3, 1, 2)  # [b, k, i, j] = padded[2i + k, j]
         prod = torch.mul(taps, t.resize.view(10, 1, 1), out=buf("taps", *taps.shape, dtype=torch.float32))
@@ -213,7 +216,10 @@ def _field_sums_torch(img: Tensor, bs: int, t: NiqeTables, buf: Workspace) -> tu
     b, _, h, w = img.shape
     nbh, nbw = h // bs, w // bs
     mu, den = _local_stats(img, t, buf)
-    blocks = lambda x: x.reshape(b, nbh, bs, nbw, bs).permute(0, 3, 1, 2, 4)  # column-major
+
+    def blocks(x):
+        return x.reshape(b, nbh, bs, nbw, bs).permute(0, 3, 1, 2, 4)  # column-major
+
     # Each normalised block with one circular row above and circular columns on both sides: its slices
     # are torch.roll's shifts.
     zp = buf("zp", b, nbw, nbh, bs + 1, bs + 2)
@@ -280,8 +286,15 @@ def chunk_for(block: int) -> int:
     return max(8, round(8 * (BLOCK / block) ** 2))
 
 
-def niqe_features(y: Tensor, block: int = BLOCK, *, chunk: int | None = None, tables: NiqeTables | None = None,
-                  workspace: Workspace | None = None, kernels: str = "auto") -> Tensor:
+def niqe_features(
+    y: Tensor,
+    block: int = BLOCK,
+    *,
+    chunk: int | None = None,
+    tables: NiqeTables | None = None,
+    workspace: Workspace | None = None,
+    kernels: str = "auto",
+) -> Tensor:
     """(B, 1, H, W) luminance on 0..255 (see `y_channel`) -> (B, n_blocks, 36) float64 NIQE block features.
 
     As pyiqa's NIQE: crop to a multiple of `block`, 18 features per block at full and at half size.
@@ -358,8 +371,10 @@ def fit_pristine(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(features, dtype=np.float64)
     f = f[np.isfinite(f).all(1)]
     if len(f) < 2 * f.shape[1]:
-        raise ValueError(f"NIQE refit needs more reference images: a model of {f.shape[1]} features needs at least "
-                         f"{2 * f.shape[1]} image blocks to fit, the images gave {len(f)} usable ones")
+        raise ValueError(
+            f"NIQE refit needs more reference images: a model of {f.shape[1]} features needs at least "
+            f"{2 * f.shape[1]} image blocks to fit, the images gave {len(f)} usable ones"
+        )
     return f.mean(0), np.cov(f.T)
 
 
@@ -370,8 +385,14 @@ def save_pristine(path: str | os.PathLike, mu: np.ndarray, cov: np.ndarray, bloc
     import scipy.io
 
     buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"mu_prisparam": np.asarray(mu, np.float64).reshape(1, -1),
-                              "cov_prisparam": np.asarray(cov, np.float64), "block": np.array([[block]], np.float64)})
+    scipy.io.savemat(
+        buffer,
+        {
+            "mu_prisparam": np.asarray(mu, np.float64).reshape(1, -1),
+            "cov_prisparam": np.asarray(cov, np.float64),
+            "block": np.array([[block]], np.float64),
+        },
+    )
     path, tmp = Path(path), Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(MAT_HEADER + buffer.getvalue()[116:])
@@ -428,8 +449,14 @@ class NiqeScorer:
     def features(self, planes: Tensor) -> Tensor:
         if planes.shape[1] != self.planes:
             raise ValueError(f"this pristine model reads {self.planes} plane(s) per image, got {planes.shape[1]}")
-        return plane_features(planes.to(self.device), self.block, chunk=self.chunk, tables=self.tables,
-                              workspace=self.workspace, kernels=self.kernels)
+        return plane_features(
+            planes.to(self.device),
+            self.block,
+            chunk=self.chunk,
+            tables=self.tables,
+            workspace=self.workspace,
+            kernels=self.kernels,
+        )
 
     def score(self, y_batches: Tensor | Iterable[Tensor]) -> Tensor:
         """NIQE of every image of one (B, P, H, W) batch of planes (`y_channel` or, for a colour model,

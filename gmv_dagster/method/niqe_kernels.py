@@ -39,18 +39,39 @@ def normalised(img: np.ndarray, g: np.ndarray, z: np.ndarray) -> None:
             for c in range(w):
                 a0, a1, a2, a3, a4, a5, a6 = x[r0, c], x[r1, c], x[r2, c], x[r, c], x[r4, c], x[r5, c], x[r6, c]
                 v[0, c + 3] = g0 * a0 + g1 * a1 + g2 * a2 + g3 * a3 + g4 * a4 + g5 * a5 + g6 * a6
-                v[1, c + 3] = (g0 * a0 * a0 + g1 * a1 * a1 + g2 * a2 * a2 + g3 * a3 * a3 + g4 * a4 * a4
-                               + g5 * a5 * a5 + g6 * a6 * a6)
+                v[1, c + 3] = (
+                    g0 * a0 * a0
+                    + g1 * a1 * a1
+                    + g2 * a2 * a2
+                    + g3 * a3 * a3
+                    + g4 * a4 * a4
+                    + g5 * a5 * a5
+                    + g6 * a6 * a6
+                )
             for p in range(2):
                 for k in range(3):
                     v[p, k] = v[p, 3]
                     v[p, w + 3 + k] = v[p, w + 2]
             vm, ve, xr, zr = v[0], v[1], x[r], z[b, r]
             for c in range(w):
-                m = (g0 * vm[c] + g1 * vm[c + 1] + g2 * vm[c + 2] + g3 * vm[c + 3] + g4 * vm[c + 4] + g5 * vm[c + 5]
-                     + g6 * vm[c + 6])
-                e2 = (g0 * ve[c] + g1 * ve[c + 1] + g2 * ve[c + 2] + g3 * ve[c + 3] + g4 * ve[c + 4] + g5 * ve[c + 5]
-                      + g6 * ve[c + 6])
+                m = (
+                    g0 * vm[c]
+                    + g1 * vm[c + 1]
+                    + g2 * vm[c + 2]
+                    + g3 * vm[c + 3]
+                    + g4 * vm[c + 4]
+                    + g5 * vm[c + 5]
+                    + g6 * vm[c + 6]
+                )
+                e2 = (
+                    g0 * ve[c]
+                    + g1 * ve[c + 1]
+                    + g2 * ve[c + 2]
+                    + g3 * ve[c + 3]
+                    + g4 * ve[c + 4]
+                    + g5 * ve[c + 5]
+                    + g6 * ve[c + 6]
+                )
                 zr[c] = (xr[c] - m) / (np.sqrt(abs(e2 - m * m) + _EPS) + 1.0)
 
 
@@ -151,8 +172,9 @@ def half_size(img: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def block_features(sums: np.ndarray, n: int, r_gam: np.ndarray, gam: np.ndarray, beta: np.ndarray,
-                   mean: np.ndarray, out: np.ndarray) -> None:
+def block_features(
+    sums: np.ndarray, n: int, r_gam: np.ndarray, gam: np.ndarray, beta: np.ndarray, mean: np.ndarray, out: np.ndarray
+) -> None:
     """niqe._aggd and _scale_features' assembly, from `field_sums`' output (B, blocks, 5, 6): the 18 features of every
     block into out (B, blocks, 18): alpha and (beta_l + beta_r) / 2 of the block's own field, then alpha, mean, beta_l,
     beta_r of each shifted product. The tensor path's float64 operations in its order (no fastmath), so the same bits

@@ -2,7 +2,8 @@
 
 The default, `matched_detail` (detail.py), compares each generated image with the training images it matched: q = 1
 when it keeps their detail without more noise or JPEG blocking than they have, falling toward 0 as it departs.
-Its raw score is the sum of its scaled departures, q = clip(1 - raw, 0, 1); it needs each generated image's references (`QualityModel.references` of its top matches).
+Its raw score is the sum of its scaled departures, q = clip(1 - raw, 0, 1); it needs each generated image's
+references (`QualityModel.references` of its top matches).
 
 The no-reference scorers give a raw score per image; a mapping anchored on the data turns it into q:
 q = 1 at the median raw score of held-out training images (what "clean" looks like here),
@@ -80,22 +81,32 @@ class QualityModel:
     matched_detail, which compares each image with its `references` top matches)."""
 
     metric: str
-    raw_score: Callable  # (images, done) -> raw scores; matched_detail: (images, done, references, measured) -> (parts, raw)
+    raw_score: (
+        Callable  # (images, done) -> raw scores; matched_detail: (images, done, references, measured) -> (parts, raw)
+    )
     mapping: AnchoredMapping | None  # None: q = 1 (the `none` ablation), or clip(1 - raw) where `references` > 0
     params_file: str | None = None
     params_sha256: str | None = None
     niqe_block: int | None = None  # niqe_refit: the block size its parameters were fitted at
     references: int = 0  # matched training images each generated image is compared with; 0: no reference
 
-    def score(self, images: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
-              references: Sequence[Sequence[np.ndarray]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score(
+        self,
+        images: Sequence[np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+        references: Sequence[Sequence[np.ndarray]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(raw scores, q): `score_parts` without the parts."""
         raw, q, _ = self.score_parts(images, progress, references)
         return raw, q
 
-    def score_parts(self, images: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
-                    references: Sequence[Sequence[np.ndarray]] | None = None, measured: dict | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def score_parts(
+        self,
+        images: Sequence[np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+        references: Sequence[Sequence[np.ndarray]] | None = None,
+        measured: dict | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(raw scores, q, parts); `progress(n, total)` after each n of the `total` images. `parts`: for
         matched_detail the (blur, noise, blocking) departures of each image from its references (detail.py), else None.
 
@@ -109,8 +120,10 @@ class QualityModel:
         done = _counting(progress, len(images))
         if self.references:
             if references is None or len(references) != len(images):
-                raise ValueError(f"quality metric {self.metric} compares each generated image with its matched training "
-                                 "images: give references, one list per image")
+                raise ValueError(
+                    f"quality metric {self.metric} compares each generated image with its matched training "
+                    "images: give references, one list per image"
+                )
             parts, raw = self.raw_score(images, done, references, measured)
             return raw, np.where(np.isfinite(raw), detail.q_from_raw(raw), 0.0), parts
         raw = self.raw_score(images, done)
@@ -120,7 +133,8 @@ class QualityModel:
     def unscored(self, raw: np.ndarray) -> list[str | None]:
         """Per image, why it has no score (q = 0), or None: the note stored beside q."""
         why = {"niqe_refit": UNSCORED_NIQE, DEFAULT_METRIC: UNSCORED_DETAIL}.get(
-            self.metric, f"{self.metric} gave no finite score") + "; q = 0"
+            self.metric, f"{self.metric} gave no finite score"
+        ) + "; q = 0"
         return [None if np.isfinite(r) else why for r in raw]
 
     def describe(self) -> dict:
@@ -135,8 +149,10 @@ class QualityModel:
 
 
 UNSCORED_DETAIL = "matched_detail cannot measure an image under 4 x 4 px (the image or all its references)"
-UNSCORED_NIQE = ("NIQE undefined: no block of the image has local contrast in every plane NIQE reads (a blank image,"
-                 " or a grey image scored against a colour training set)")
+UNSCORED_NIQE = (
+    "NIQE undefined: no block of the image has local contrast in every plane NIQE reads (a blank image,"
+    " or a grey image scored against a colour training set)"
+)
 
 
 class NoiseLike(Sequence):
@@ -174,8 +190,9 @@ def _counting(progress: Callable[[int, int], None] | None, total: int | None) ->
     return None if progress is None else lambda n: progress(n, total)
 
 
-def _pyiqa_scores(metric, images: list[np.ndarray], size: int, device, batch_size: int,
-                  done: Callable[[int], None] | None = None) -> np.ndarray:
+def _pyiqa_scores(
+    metric, images: list[np.ndarray], size: int, device, batch_size: int, done: Callable[[int], None] | None = None
+) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for chunk in chunks(images, batch_size):
@@ -224,8 +241,13 @@ def _niqe_planes(images: list[np.ndarray], device, colour: bool, block: int):
             yield rows, to_planes(batch.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
 
 
-def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[list[np.ndarray]], np.ndarray], device,
-                 done: Callable[[int], None] | None) -> list[np.ndarray]:
+def _map_batches(
+    images: Sequence[np.ndarray],
+    batch_size: int,
+    fn: Callable[[list[np.ndarray]], np.ndarray],
+    device,
+    done: Callable[[int], None] | None,
+) -> list[np.ndarray]:
     """[fn(batch) for each `batch_size` slice of `images`], in order.
 
     On a CPU the batches run on as many threads as torch has (at most NIQE_MAX_THREADS), torch single-threaded inside
@@ -251,8 +273,11 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
             while at < len(starts):
                 phase, size = [], 0
                 # at least a batch per worker, so that large images do not leave threads idle
-                while at < len(starts) and len(phase) < READ_PHASE_BATCHES and (
-                        size < READ_PHASE_BYTES or len(phase) < workers):
+                while (
+                    at < len(starts)
+                    and len(phase) < READ_PHASE_BATCHES
+                    and (size < READ_PHASE_BYTES or len(phase) < workers)
+                ):
                     phase.append(list(images[starts[at] : starts[at] + batch_size]))
                     size += sum(np.asarray(image).nbytes for image in phase[-1])
                     at += 1
@@ -266,8 +291,14 @@ def _map_batches(images: Sequence[np.ndarray], batch_size: int, fn: Callable[[li
     return out
 
 
-def niqe_features(images: Sequence[np.ndarray], colour: bool, block: int = niqe.BLOCK, batch_size: int = 64,
-                  device="cpu", done: Callable[[int], None] | None = None) -> np.ndarray:
+def niqe_features(
+    images: Sequence[np.ndarray],
+    colour: bool,
+    block: int = niqe.BLOCK,
+    batch_size: int = 64,
+    device="cpu",
+    done: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """NIQE's features of every `block`-px block at two scales of every image (rows of all images end to end): 36
     per block, or 108 (Y, Cb, Cr) for `colour`."""
     tables, local = niqe.NiqeTables.build(torch.device(device)), threading.local()
@@ -275,17 +306,26 @@ def niqe_features(images: Sequence[np.ndarray], colour: bool, block: int = niqe.
     def features(batch: list[np.ndarray]) -> np.ndarray:
         if not hasattr(local, "workspace"):
             local.workspace = niqe.Workspace(torch.device(device))
-        feats = [niqe.plane_features(p, block, tables=tables, workspace=local.workspace)
-                 .reshape(-1, p.shape[1] * niqe.FEATURES).cpu().numpy()
-                 for _, p in _niqe_planes(batch, device, colour, block)]
+        feats = [
+            niqe.plane_features(p, block, tables=tables, workspace=local.workspace)
+            .reshape(-1, p.shape[1] * niqe.FEATURES)
+            .cpu()
+            .numpy()
+            for _, p in _niqe_planes(batch, device, colour, block)
+        ]
         return np.concatenate(feats)
 
     feats = _map_batches(images, batch_size, features, device, done)
     return np.concatenate(feats) if feats else np.empty((0, (3 if colour else 1) * niqe.FEATURES))
 
 
-def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[int], None] | None = None,
-                    device="cpu", block: int = niqe.BLOCK) -> Path:
+def fit_niqe_params(
+    images: Sequence[np.ndarray],
+    path: Path,
+    done: Callable[[int], None] | None = None,
+    device="cpu",
+    block: int = niqe.BLOCK,
+) -> Path:
     """Refit NIQE's pristine multivariate Gaussian on the `block`-px blocks of `images` and save it
     (path-<sha>.mat, pyiqa's format, with the block size).
 
@@ -299,9 +339,11 @@ def fit_niqe_params(images: Sequence[np.ndarray], path: Path, done: Callable[[in
     try:
         mu, cov = niqe.fit_pristine(niqe_features(images, colour, block, device=device, done=done))
     except ValueError as e:  # too few blocks: say which setting gives more
-        raise ValueError(f"quality calibration on {len(images)} {'colour ' if colour else ''}reference images (about 4 "
-                         f"{block}-px blocks per small image): {e}. Raise quality_calibration's reference_size (fit on 80% of "
-                         "it), or use more training images") from e
+        raise ValueError(
+            f"quality calibration on {len(images)} {'colour ' if colour else ''}reference images (about 4 "
+            f"{block}-px blocks per small image): {e}. Raise quality_calibration's reference_size (fit on 80% of "
+            "it), or use more training images"
+        ) from e
     tmp = niqe.save_pristine(path.with_name(f".{path.stem}.fit{os.getpid()}{path.suffix}"), mu, cov, block)
     final = path.with_name(f"{path.stem}-{sha256_file(tmp)[:16]}{path.suffix}")
     os.replace(tmp, final)
@@ -344,16 +386,24 @@ class _DetailScorer:
     def __init__(self, params_file: str):
         self.fences, self.params = detail.load_params(Path(params_file))
 
-    def __call__(self, images: Sequence[np.ndarray], done: Callable[[int], None] | None,
-                 references: Sequence[Sequence[np.ndarray]], measured: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self,
+        images: Sequence[np.ndarray],
+        done: Callable[[int], None] | None,
+        references: Sequence[Sequence[np.ndarray]],
+        measured: dict | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         parts, memo, top = np.empty((len(images), 3)), dict(measured or {}), self.params.references
         for start in range(0, len(images), DETAIL_BATCH):
             batch = list(images[start : start + DETAIL_BATCH])
-            refs = [r[:top] if getattr(r, "uris", None) is None else ImageSequence(r.uris[:top])
-                    for r in references[start : start + len(batch)]]
+            refs = [
+                r[:top] if getattr(r, "uris", None) is None else ImageSequence(r.uris[:top])
+                for r in references[start : start + len(batch)]
+            ]
             gen = np.stack([detail.features_or_nan(image) for image in batch]) if batch else np.empty((0, 3))
-            parts[start : start + len(batch)] = detail.departures(gen, detail.reference_features(batch, refs, memo),
-                                                                  self.fences)
+            parts[start : start + len(batch)] = detail.departures(
+                gen, detail.reference_features(batch, refs, memo), self.fences
+            )
             if done is not None:
                 done(len(batch))
         return parts, detail.raw_from_departures(parts, self.params)
@@ -443,8 +493,9 @@ def calibrate(
     """Fit the scorer and anchor its mapping on `reference` (training) images.
 
     For matched_detail, the statistics of every `reference` image set the fences inside which a reference counts
-    (detail.py; saved under `work_dir`, named by content); nothing is anchored. For niqe_refit, a seeded 80% of `reference` fits the pristine model (saved under `work_dir`, named by its
-    content) and the other 20% anchors q = 1 (calibration_split); NIQE reads `niqe_block`-px blocks (pyiqa's 96 by default).
+    (detail.py; saved under `work_dir`, named by content); nothing is anchored. For niqe_refit, a seeded 80% of
+    `reference` fits the pristine model (saved under `work_dir`, named by its content) and the other 20% anchors
+    q = 1 (calibration_split); NIQE reads `niqe_block`-px blocks (pyiqa's 96 by default).
     `progress(n, total)` after each n of the `total` images it scores (niqe_refit: the anchor images twice, clean and as
     noise).
     `reference` may load lazily.
@@ -456,23 +507,34 @@ def calibrate(
     if len(reference) < 10:
         raise ValueError(f"quality calibration needs at least 10 reference images, got {len(reference)}")
     if metric == DEFAULT_METRIC:
-        params_file = str(detail.fit_params(reference, (work_dir or Path(".")) / f"{metric}.json",
-                                            _counting(progress, len(reference))))
+        params_file = str(
+            detail.fit_params(
+                reference, (work_dir or Path(".")) / f"{metric}.json", _counting(progress, len(reference))
+            )
+        )
         return Calibration(metric, params_file=params_file, params_sha256=sha256_file(Path(params_file)))
-    fit_rows, anchor_rows = calibration_split(len(reference), seed) if metric == "niqe_refit" else ([], range(len(reference)))
+    fit_rows, anchor_rows = (
+        calibration_split(len(reference), seed) if metric == "niqe_refit" else ([], range(len(reference)))
+    )
     anchor_set = _Rows(reference, anchor_rows)
     done = _counting(progress, len(fit_rows) + 2 * len(anchor_set))
     if metric == "niqe_refit":
-        params_file = str(fit_niqe_params(_Rows(reference, fit_rows), (work_dir or Path(".")) / "niqe_refit.mat",
-                                          done, device, niqe_block))
+        params_file = str(
+            fit_niqe_params(
+                _Rows(reference, fit_rows), (work_dir or Path(".")) / "niqe_refit.mat", done, device, niqe_block
+            )
+        )
     else:
         params_file = weights_path if metric in WEIGHTED_METRICS else None  # piqe has none
     raw_score = _raw_scorer(metric, params_file, input_size, device, batch_size)
     return Calibration(
-        metric, good=_median_finite(raw_score(anchor_set, done), "reference images"),
+        metric,
+        good=_median_finite(raw_score(anchor_set, done), "reference images"),
         bad=float(np.median(raw_score(NoiseLike(anchor_set, seed), done))),
-        params_file=params_file, params_sha256=sha256_file(Path(params_file)) if params_file else None,
-        input_size=input_size, niqe_block=niqe_block if metric == "niqe_refit" else None,
+        params_file=params_file,
+        params_sha256=sha256_file(Path(params_file)) if params_file else None,
+        input_size=input_size,
+        niqe_block=niqe_block if metric == "niqe_refit" else None,
     )
 
 
@@ -501,17 +563,28 @@ def _median_finite(raw: np.ndarray, what: str) -> float:
     return float(np.median(finite))
 
 
-def load_quality_model(calibration: Calibration, device: torch.device | str = "cpu", batch_size: int = 64) -> QualityModel:
+def load_quality_model(
+    calibration: Calibration, device: torch.device | str = "cpu", batch_size: int = 64
+) -> QualityModel:
     """The scorer a calibration describes; refuses a parameters file that changed since it was fitted."""
     c = calibration
     if c.metric == "none":
         return QualityModel("none", lambda images, done=None: np.ones(len(images)), None)
     if c.params_file and (not Path(c.params_file).is_file() or sha256_file(Path(c.params_file)) != c.params_sha256):
-        raise ValueError(f"quality parameters {c.params_file} are missing or changed since calibration "
-                         f"(sha256 {c.params_sha256}): rematerialise quality_calibration")
+        raise ValueError(
+            f"quality parameters {c.params_file} are missing or changed since calibration "
+            f"(sha256 {c.params_sha256}): rematerialise quality_calibration"
+        )
     raw_score = _raw_scorer(c.metric, c.params_file, c.input_size, device, batch_size)
     if isinstance(raw_score, _DetailScorer):
-        return QualityModel(c.metric, raw_score, None, c.params_file, c.params_sha256,
-                            references=raw_score.params.references)
-    return QualityModel(c.metric, raw_score, AnchoredMapping(c.good, c.bad), c.params_file, c.params_sha256,
-                        raw_score.scorer.block if isinstance(raw_score, _NiqeScorer) else None)
+        return QualityModel(
+            c.metric, raw_score, None, c.params_file, c.params_sha256, references=raw_score.params.references
+        )
+    return QualityModel(
+        c.metric,
+        raw_score,
+        AnchoredMapping(c.good, c.bad),
+        c.params_file,
+        c.params_sha256,
+        raw_score.scorer.block if isinstance(raw_score, _NiqeScorer) else None,
+    )

@@ -8,8 +8,8 @@ different scales: the temperature is tuned for the default (see README).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -57,8 +57,9 @@ def exact_topk(
         return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float64)
     # Training blocks outside, queries inside: each block of `train` is read (and converted) once, so `train` may be
     # a memory-mapped file larger than memory; every query still merges the blocks in row order.
-    q_blocks = [torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device)
-                for qs in range(0, m, query_block)]
+    q_blocks = [
+        torch.as_tensor(_writable_f32(queries[qs : qs + query_block]), device=device) for qs in range(0, m, query_block)
+    ]
     best_d = [torch.full((len(q), 0), float("inf"), device=device) for q in q_blocks]
     best_i = [torch.empty((len(q), 0), dtype=torch.int64, device=device) for q in q_blocks]
     for ts in range(0, n, train_block):
@@ -164,7 +165,9 @@ def update_hnsw(index, add_keys: np.ndarray, vectors: np.ndarray, remove_keys: n
     if len(remove_keys):
         index.remove(np.asarray(remove_keys, dtype=np.uint64))
     if len(add_keys):
-        index.add(np.asarray(add_keys, dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32), threads=threads)
+        index.add(
+            np.asarray(add_keys, dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32), threads=threads
+        )
     return index
 
 

@@ -96,8 +96,10 @@ class SimilarityParams:
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.dim < 2 or self.dim > 256 or self.steps < 0 or self.batch_size < 2:
-            raise ValueError(f"bad SimilarityParams: image_size >= 8, 2 <= dim <= 256, steps >= 0, "
-                             f"batch_size >= 2 (got {self.image_size}, {self.dim}, {self.steps}, {self.batch_size})")
+            raise ValueError(
+                f"bad SimilarityParams: image_size >= 8, 2 <= dim <= 256, steps >= 0, "
+                f"batch_size >= 2 (got {self.image_size}, {self.dim}, {self.steps}, {self.batch_size})"
+            )
         if self.temperature <= 0 or self.lr <= 0 or self.num_threads < 1:
             raise ValueError("temperature, lr must be > 0 and num_threads >= 1")
 
@@ -138,8 +140,11 @@ class SimilarityNet(torch.nn.Module):
         layers: list[torch.nn.Module] = []
         c_in = channels
         for i, c in enumerate(w):
-            layers += [torch.nn.Conv2d(c_in, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c),
-                       torch.nn.ReLU(inplace=True)]
+            layers += [
+                torch.nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                torch.nn.BatchNorm2d(c),
+                torch.nn.ReLU(inplace=True),
+            ]
             if i < 3:
                 layers.append(torch.nn.AvgPool2d(2))
             c_in = c
@@ -183,14 +188,23 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, c, h, w)
 
 
-_JPEG_LUMA = torch.tensor([
-    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
-    [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
-    [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
-    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=torch.float32)
+_JPEG_LUMA = torch.tensor(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=torch.float32,
+)
 _JPEG_CHROMA = torch.full((8, 8), 99.0)
-_JPEG_CHROMA[:4, :4] = torch.tensor([[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]],
-                                    dtype=torch.float32)
+_JPEG_CHROMA[:4, :4] = torch.tensor(
+    [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]], dtype=torch.float32
+)
 
 
 def _dct_matrix(n: int = 8) -> torch.Tensor:
@@ -383,8 +397,16 @@ class SimilarityModel:
         state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         info = {k: v for k, v in _plain(self.info).items() if k != "seconds"}
         buffer = io.BytesIO()
-        torch.save({"format": FORMAT, "channels": int(self.channels), "params": self.params.to_dict(),
-                    "info": info, "state_dict": state}, buffer)
+        torch.save(
+            {
+                "format": FORMAT,
+                "channels": int(self.channels),
+                "params": self.params.to_dict(),
+                "info": info,
+                "state_dict": state,
+            },
+            buffer,
+        )
         path.write_bytes(buffer.getvalue())
         return path
 
@@ -443,8 +465,9 @@ def train_similarity(
     if ch not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {ch}")
     # kept as uint8 (4x less memory); k / 255 -> uint8 -> / 255 is exact, so batches equal to_tensor_batch's
-    data = torch.cat([(to_tensor_batch(chunk, p.image_size, ch) * 255.0).round_().to(torch.uint8)
-                      for chunk in chunks(subset, 1024)])
+    data = torch.cat(
+        [(to_tensor_batch(chunk, p.image_size, ch) * 255.0).round_().to(torch.uint8) for chunk in chunks(subset, 1024)]
+    )
     n = len(data)
     bs = min(p.batch_size, n)
     device = torch.device(device)

@@ -17,15 +17,22 @@ def reuse_plan(rows: pl.DataFrame, sources: Sequence[tuple[pl.DataFrame, object]
     the first of `sources` whose keys (id, content_hash, embedder) hold the same triple; -1: none, embed it) and
     `row` (its row there), in `rows`' order."""
     plan = rows.select("id", "content_hash", "embedder").with_columns(
-        source=pl.lit(-1, pl.Int64), row=pl.lit(-1, pl.Int64))
+        source=pl.lit(-1, pl.Int64), row=pl.lit(-1, pl.Int64)
+    )
     for s, (keys, _) in enumerate(sources):
-        found = keys.select("id", "content_hash", "embedder").with_columns(
-            found=pl.int_range(pl.len(), dtype=pl.Int64)).unique(
-            ["id", "content_hash", "embedder"], keep="first", maintain_order=True)
-        plan = plan.join(found, on=["id", "content_hash", "embedder"], how="left", maintain_order="left").with_columns(
-            source=pl.when((pl.col("source") < 0) & pl.col("found").is_not_null()).then(s).otherwise("source"),
-            row=pl.when((pl.col("source") < 0) & pl.col("found").is_not_null()).then("found").otherwise("row"),
-        ).drop("found")
+        found = (
+            keys.select("id", "content_hash", "embedder")
+            .with_columns(found=pl.int_range(pl.len(), dtype=pl.Int64))
+            .unique(["id", "content_hash", "embedder"], keep="first", maintain_order=True)
+        )
+        plan = (
+            plan.join(found, on=["id", "content_hash", "embedder"], how="left", maintain_order="left")
+            .with_columns(
+                source=pl.when((pl.col("source") < 0) & pl.col("found").is_not_null()).then(s).otherwise("source"),
+                row=pl.when((pl.col("source") < 0) & pl.col("found").is_not_null()).then("found").otherwise("row"),
+            )
+            .drop("found")
+        )
     return plan.select("source", "row")
 
 
@@ -34,9 +41,11 @@ def reusable_embeddings(previous: pl.DataFrame | None, manifest: pl.DataFrame, f
     needed = {"id", "content_hash", "embedder", "embedding"}
     if previous is None or not needed <= set(previous.columns):
         return pl.DataFrame()
-    return previous.filter(pl.col("embedder") == fingerprint).join(
-        manifest.select("id", "content_hash"), on=["id", "content_hash"], how="semi"
-    ).unique("id", keep="first", maintain_order=True)
+    return (
+        previous.filter(pl.col("embedder") == fingerprint)
+        .join(manifest.select("id", "content_hash"), on=["id", "content_hash"], how="semi")
+        .unique("id", keep="first", maintain_order=True)
+    )
 
 
 def still_to_embed(manifest: pl.DataFrame, reusable: pl.DataFrame) -> pl.DataFrame:

@@ -32,9 +32,16 @@ def open_vectors(path: Path, n: int, dim: int | None = None, what: str = "train_
     try:
         vectors = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{path} is missing or unreadable ({e}): materialise {what}, which writes it (vectors "
-                                "still stored under another version are reused, the rest embedded again)") from e
-    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != n or (dim is not None and vectors.shape[1] != dim):
+        raise FileNotFoundError(
+            f"{path} is missing or unreadable ({e}): materialise {what}, which writes it (vectors "
+            "still stored under another version are reused, the rest embedded again)"
+        ) from e
+    if (
+        vectors.dtype != np.float32
+        or vectors.ndim != 2
+        or len(vectors) != n
+        or (dim is not None and vectors.shape[1] != dim)
+    ):
         expected = f"({n}, {dim if dim is not None else 'd'})"
         raise ValueError(f"{path} holds {vectors.dtype} {vectors.shape}, not float32 {expected}: materialise {what}")
     return vectors

@@ -6,5 +6,12 @@ from .quality import QualityScorerResource
 from .reports import ReportSettings
 from .storage import GmvHome, ImageSources, build_resources
 
-__all__ = ["DeviceResource", "EmbedderResource", "GmvHome", "ImageSources", "QualityScorerResource", "ReportSettings",
-           "build_resources"]
+__all__ = [
+    "DeviceResource",
+    "EmbedderResource",
+    "GmvHome",
+    "ImageSources",
+    "QualityScorerResource",
+    "ReportSettings",
+    "build_resources",
+]

@@ -1,6 +1,5 @@
 """A torch device per asset, so embedding can run on a GPU while quality runs on the CPU."""
 
-
 import dagster as dg
 import torch
 from pydantic import Field

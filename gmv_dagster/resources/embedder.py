@@ -1,6 +1,5 @@
 """The feature extractor f, chosen by config."""
 
-
 from functools import lru_cache
 
 import dagster as dg
@@ -19,7 +18,9 @@ class EmbedderResource(dg.ConfigurableResource):
     """`similarity` (default: learned from the training images by the similarity_model asset; chosen by near-copy
     retrieval in two domains, bench/attribution.py), `pixels`, `efficientnet_lite0`, `torchvision:<arch>`."""
 
-    backbone: str = Field(default=DEFAULT_BACKBONE, description="similarity | pixels | efficientnet_lite0 | torchvision:<arch>")
+    backbone: str = Field(
+        default=DEFAULT_BACKBONE, description="similarity | pixels | efficientnet_lite0 | torchvision:<arch>"
+    )
     image_size: int | None = Field(default=None, description="input size in px; default per backbone (32/64/224)")
     weights_path: str | None = Field(
         default=None, description="local weights file; torchvision falls back to $TORCH_HOME/hub/checkpoints"

@@ -1,6 +1,5 @@
 """Settings every criterion report shares: which baselines run and how deep rankings go."""
 
-
 import dagster as dg
 from pydantic import Field
 
@@ -17,12 +16,16 @@ class ReportSettings(dg.ConfigurableResource):
     depth: int = Field(default=50, gt=0, description="contributors ranked per generated image (C1 up to this k)")
     rerank: list[str] = Field(default=["l2", "lpips"], description="re-rank baselines to try (l2, lpips)")
     lpips_weights_path: str | None = Field(
-        default=None, description="AlexNet state dict for the lpips re-rank baseline; without it lpips is reported as not run")
+        default=None,
+        description="AlexNet state dict for the lpips re-rank baseline; without it lpips is reported as not run",
+    )
     tracin_factor: int = Field(default=24, gt=0, description="TracIn projection: factor^2 dimensions per layer")
     seed: int = Field(default=0, description="seed of the random baselines and the random removal set")
     embedders: list[str] = Field(
-        default=["pixels"], description="other backbones GMValuator also runs with (method gmv_<backbone>, its own "
-                                        "temperature), beside the configured one; the configured one is skipped")
+        default=["pixels"],
+        description="other backbones GMValuator also runs with (method gmv_<backbone>, its own "
+        "temperature), beside the configured one; the configured one is skipped",
+    )
 
     def suite(self, setup: SimilaritySetup, device, backbone: str) -> Suite:
         reranks = {}
@@ -31,5 +34,11 @@ class ReportSettings(dg.ConfigurableResource):
                 continue  # reported as "not run" with the reason, never replaced by another distance
             reranks[name] = make_pair_distance(name, self.lpips_weights_path, device)
         embedders = {name: make_embedder(name) for name in self.embedders if name != backbone}
-        return Suite(SimilaritySetup(setup.settings, self.depth), reranks,
-                     TracInParams(factor=self.tracin_factor, seed=self.seed), self.seed, device, embedders)
+        return Suite(
+            SimilaritySetup(setup.settings, self.depth),
+            reranks,
+            TracInParams(factor=self.tracin_factor, seed=self.seed),
+            self.seed,
+            device,
+            embedders,
+        )

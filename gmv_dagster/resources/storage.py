@@ -1,9 +1,8 @@
 """Where things live (GMV_HOME) and where the images come from; the resource set builder."""
 
-
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import dagster as dg
 import polars as pl
@@ -69,8 +68,11 @@ class ImageSources(dg.ConfigurableResource):
     generated: str = Field(default=DEMO, description="GMV_GENERATED_SOURCE: demo, a folder of images or a .npz")
     inbox: str = Field(default="gmv_home/inbox", description="GMV_INBOX: folder where new batches arrive")
     fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
-    on_bad_image: str = Field(default="fail", description="GMV_ON_BAD_IMAGE: fail (refuse the source, naming the "
-                              "first bad file) | skip (value the rest, list the bad ones in the manifest's metadata)")
+    on_bad_image: str = Field(
+        default="fail",
+        description="GMV_ON_BAD_IMAGE: fail (refuse the source, naming the "
+        "first bad file) | skip (value the rest, list the bad ones in the manifest's metadata)",
+    )
 
     @property
     def source_batch(self) -> str:

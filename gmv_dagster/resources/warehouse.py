@@ -4,9 +4,9 @@ leaves the last good table (or batch) as it was, and a table whose layout change
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 import dagster as dg
 import duckdb
@@ -39,9 +39,12 @@ STEP_RETRY = {"max_retries": 3, "seconds_to_wait": 30}
 
 def connect(database: str | Path):
     """A connection to the DuckDB file, retried while another process holds its lock."""
-    return backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
-                   kwargs={"database": str(database), "read_only": False, "config": CONNECTION_CONFIG},
-                   max_retries=LOCK_RETRIES)
+    return backoff(
+        fn=duckdb.connect,
+        retry_on=(RuntimeError, duckdb.IOException),
+        kwargs={"database": str(database), "read_only": False, "config": CONNECTION_CONFIG},
+        max_retries=LOCK_RETRIES,
+    )
 
 
 def connect_in_step(database: str | Path):
@@ -79,8 +82,10 @@ def _check_partition_keys(table_slice: TableSlice) -> None:
     for dimension in table_slice.partition_dimensions:
         for key in dimension.partitions:
             if not isinstance(key, str) or not is_batch_key(key):
-                raise ValueError(f"partition key {key!r} of {table_slice.table} may hold only letters, digits, '_', "
-                                 "'.' and '-' (starting with a letter or digit, at most 100): rename the batch folder")
+                raise ValueError(
+                    f"partition key {key!r} of {table_slice.table} may hold only letters, digits, '_', "
+                    "'.' and '-' (starting with a letter or digit, at most 100): rename the batch folder"
+                )
 
 
 def _layout(connection, relation: str) -> list[tuple[str, str]]:
@@ -93,8 +98,11 @@ def _has_partition_column(connection, table: str, table_slice: TableSlice) -> bo
 
 
 def _exists(connection, schema: str, table: str) -> bool:
-    return bool(connection.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                                   [schema, table]).fetchall())
+    return bool(
+        connection.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchall()
+    )
 
 
 # Each write's content version (the asset's data version), stored in the write's own transaction: readers take a
@@ -110,12 +118,14 @@ def _partition_label(table_slice: TableSlice) -> str:
 def _record_version(connection, table_slice: TableSlice, version: str | None) -> None:
     """Replace the stored version of the written table (partition); a write without one leaves none, not a stale one."""
     versions = f"{table_slice.schema}.{VERSIONS_TABLE}"
-    connection.execute(f"CREATE TABLE IF NOT EXISTS {versions} (table_name VARCHAR, partition_key VARCHAR, "
-                       "content_version VARCHAR)")
+    connection.execute(
+        f"CREATE TABLE IF NOT EXISTS {versions} (table_name VARCHAR, partition_key VARCHAR, content_version VARCHAR)"
+    )
     partition = _partition_label(table_slice)
     if partition:  # this partition's version replaces its own and any left from the table's unpartitioned days
-        connection.execute(f"DELETE FROM {versions} WHERE table_name = ? AND partition_key IN (?, '')",
-                           [table_slice.table, partition])
+        connection.execute(
+            f"DELETE FROM {versions} WHERE table_name = ? AND partition_key IN (?, '')", [table_slice.table, partition]
+        )
     else:
         connection.execute(f"DELETE FROM {versions} WHERE table_name = ?", [table_slice.table])
     if version is not None:
@@ -139,13 +149,16 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
                 if existing != new:
                     raise LayoutChangedError(
                         f"{table} holds batches written with columns {existing}, but this batch has {new}: the code "
-                        f"changed the table's layout. Drop it (DROP TABLE {table} in {context.resource_config['database']}) "
+                        "changed the table's layout. "
+                        f"Drop it (DROP TABLE {table} in {context.resource_config['database']}) "
                         "and rematerialise every batch of it (a backfill in the UI)."
                     )
                 connection.execute(_get_cleanup_statement(table_slice))
                 connection.execute(f"INSERT INTO {table} SELECT * FROM gmv_output")
             version = (context.output_metadata or {}).get("content_version")
-            _record_version(connection, table_slice, None if version is None else str(getattr(version, "value", version)))
+            _record_version(
+                connection, table_slice, None if version is None else str(getattr(version, "value", version))
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -153,7 +166,6 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
         finally:
             connection.unregister("gmv_output")
         return None
-
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pl.DataFrame:
         """Rows in the order they were written (batch by batch, in key order): SQL promises no order otherwise,
@@ -168,8 +180,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
         _check_partition_keys(table_slice)
         if table_slice.columns:
             partition_columns = [d.partition_expr for d in table_slice.partition_dimensions or []]
-            table_slice = table_slice._replace(
-                columns=list(dict.fromkeys([*table_slice.columns, *partition_columns])))
+            table_slice = table_slice._replace(columns=list(dict.fromkeys([*table_slice.columns, *partition_columns])))
         order = " ORDER BY " + ", ".join([d.partition_expr for d in table_slice.partition_dimensions] + ["rowid"])
         return connection.execute(DuckDbClient.get_select_statement(table_slice) + order).pl()
 
@@ -186,9 +197,14 @@ class GmvDuckDBIOManager(DuckDBIOManager):
         return pl.DataFrame
 
     def create_io_manager(self, context) -> DbIOManager:
-        return DbIOManager(db_client=_TransactionalClient(), database=self.database, schema=self.schema_,
-                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
-                           io_manager_name="GmvDuckDBIOManager")
+        return DbIOManager(
+            db_client=_TransactionalClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="GmvDuckDBIOManager",
+        )
 
 
 def _query_table(database: Path, table: str, sql: str, params: list):
@@ -211,8 +227,12 @@ def read_content_version(database: Path, table: str, partition: str | None = Non
 
 def read_content_versions(database: Path, table: str) -> dict[str, str]:
     """{partition key ('' unpartitioned): content version} of every stored write of `table`."""
-    rows = _query_table(database, VERSIONS_TABLE, f"SELECT partition_key, content_version FROM main.{VERSIONS_TABLE} "
-                        "WHERE table_name = ?", [table])
+    rows = _query_table(
+        database,
+        VERSIONS_TABLE,
+        f"SELECT partition_key, content_version FROM main.{VERSIONS_TABLE} WHERE table_name = ?",
+        [table],
+    )
     return {} if rows is None else dict(rows.iter_rows())
 
 

@@ -72,8 +72,13 @@ def inbox_batch_path(inbox: Path, key: str) -> Path:
     return folder
 
 
-def batch_manifest(key: str, source: str | Path, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
-                   progress: Callable[[int, int], None] | None = None) -> Scan:
+def batch_manifest(
+    key: str,
+    source: str | Path,
+    on_bad_image: str = "fail",
+    known_good: Collection[str] = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
+) -> Scan:
     """The manifest of one batch: ids prefixed by the batch key, and a `batch` column (and what was left out)."""
     scan = manifest_from_path(str(source), on_bad_image, known_good, progress)
     return replace(scan, manifest=scan.manifest.with_columns(id=pl.lit(f"{key}/") + pl.col("id"), batch=pl.lit(key)))

@@ -78,8 +78,16 @@ def decode_plain_png(data: bytes) -> np.ndarray | None:
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
     plain = _PLAIN_PNG.get(colour)
-    if (plain is None or depth != 8 or compression or filtering or interlace or not 0 < width < 2**31
-            or not 0 < height < 2**31 or width * height > (Image.MAX_IMAGE_PIXELS or 2**62)):
+    if (
+        plain is None
+        or depth != 8
+        or compression
+        or filtering
+        or interlace
+        or not 0 < width < 2**31
+        or not 0 < height < 2**31
+        or width * height > (Image.MAX_IMAGE_PIXELS or 2**62)
+    ):
         return None  # and Image.open's decompression-bomb check stays Image.open's
     pos, pixels, kinds = 8, [], []
     while True:
@@ -87,8 +95,11 @@ def decode_plain_png(data: bytes) -> np.ndarray | None:
             return None  # no IEND: truncated
         length, kind = struct.unpack_from(">I4s", data, pos)
         end = pos + 8 + length
-        if (kind not in _PLAIN_CHUNKS or end + 4 > len(data)
-                or zlib.crc32(data[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]):
+        if (
+            kind not in _PLAIN_CHUNKS
+            or end + 4 > len(data)
+            or zlib.crc32(data[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]
+        ):
             return None
         kinds.append(kind)
         if kind == b"IEND":

@@ -55,15 +55,18 @@ def check_policy(on_bad_image: str) -> None:
         raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES} (GMV_ON_BAD_IMAGE), got {on_bad_image!r}")
 
 
-def _left_out(source: Path, bad: list[tuple[Path, str]], on_bad_image: str, total: int,
-              others: list[tuple[Path, str]] = ()) -> pl.DataFrame:
+def _left_out(
+    source: Path, bad: list[tuple[Path, str]], on_bad_image: str, total: int, others: list[tuple[Path, str]] = ()
+) -> pl.DataFrame:
     """The skipped table (bad images, then `others`: files that are not images), or the error that the
     policy, or a source with no good image, calls for. `total`: the images there were, bad ones included."""
     if bad and on_bad_image == "fail":
         path, why = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise SourceError(f"{path}: {why}{more}. Remove or replace the file, or set on_bad_image: skip "
-                          "(GMV_ON_BAD_IMAGE=skip) to value the other images and list the bad ones")
+        raise SourceError(
+            f"{path}: {why}{more}. Remove or replace the file, or set on_bad_image: skip "
+            "(GMV_ON_BAD_IMAGE=skip) to value the other images and list the bad ones"
+        )
     if bad and len(bad) == total:
         raise SourceError(f"no readable image under {source}: all {total} are bad, e.g. {bad[0][0]}: {bad[0][1]}")
     rows = [*bad, *others]
@@ -87,7 +90,9 @@ def _read_attributes(folder: Path, ids: list[str], left_out: list[str] = ()) -> 
         for line, row in enumerate(reader, start=2):
             name = (row.get(key) or "").strip()
             if None in row or any(v is None for v in row.values()):
-                raise SourceError(f"{path}, line {line}: wrong number of fields; each row needs {len(reader.fieldnames)}")
+                raise SourceError(
+                    f"{path}, line {line}: wrong number of fields; each row needs {len(reader.fieldnames)}"
+                )
             image_id = name if name in known else basenames.get(name)
             if image_id is None and name in skipped:
                 continue
@@ -113,8 +118,12 @@ SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))
 SCAN_CHUNK = 1024
 
 
-def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
-                    progress: Callable[[int, int], None] | None = None) -> Scan:
+def folder_manifest(
+    folder: Path,
+    on_bad_image: str = "fail",
+    known_good: Collection[str] = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
+) -> Scan:
     """PNG/JPEG files under `folder`, any depth; the first subfolder is the class label.
 
     `known_good`: content hashes of images an earlier manifest held; those bytes are not decoded again.
@@ -129,10 +138,15 @@ def folder_manifest(folder: Path, on_bad_image: str = "fail", known_good: Collec
     root = folder.resolve()
     for p in candidates:
         if not p.resolve().is_relative_to(root):
-            raise SourceError(f"{p} links to {p.resolve()}, outside the data root {root}: copy the image into the "
-                              "folder or point the source at a folder that holds it")
-    others = [(p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)") for p in everything
-              if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES]
+            raise SourceError(
+                f"{p} links to {p.resolve()}, outside the data root {root}: copy the image into the "
+                "folder or point the source at a folder that holds it"
+            )
+    others = [
+        (p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)")
+        for p in everything
+        if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES
+    ]
     files, hashes, bad, known = [], [], [], 0
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
         # map keeps the files' order; a chunk at a time, so 10^6 files are not 10^6 pending futures
@@ -193,8 +207,12 @@ def arrays_manifest(
     )
 
 
-def manifest_from_path(source: str, on_bad_image: str = "fail", known_good: Collection[str] = frozenset(),
-                       progress: Callable[[int, int], None] | None = None) -> Scan:
+def manifest_from_path(
+    source: str,
+    on_bad_image: str = "fail",
+    known_good: Collection[str] = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
+) -> Scan:
     """The manifest of a folder of images or a `.npz` file, and the images left out of it (folders: see
     folder_manifest for `known_good` and `progress`)."""
     path = Path(source).expanduser()

@@ -66,12 +66,16 @@ def test_invalid_config_values_are_refused_naming_the_field(tmp_path):
     from gmv_dagster.definitions import build_definitions
 
     job = build_definitions(tmp_path / "home", PIXELS).resolve_job_def("valuation")
-    with pytest.raises(dg.DagsterInvalidConfigError, match=r'Invalid scalar at path root:ops:matches:config:candidates. Value "fifty"'):
+    with pytest.raises(
+        dg.DagsterInvalidConfigError, match=r'Invalid scalar at path root:ops:matches:config:candidates. Value "fifty"'
+    ):
         dg.validate_run_config(job, {"ops": {"matches": {"config": {"candidates": "fifty"}}}})
-    for config, field, bad, bound in [(MatchesConfig, "k", 0, "greater than 0"),
-                                      (CreditConfig, "temperature", -1.0, "greater than 0"),
-                                      (TrainIndexConfig, "connectivity", 0, "greater than 0"),
-                                      (QualityConfig, "reference_size", 5, "greater than or equal to 10")]:
+    for config, field, bad, bound in [
+        (MatchesConfig, "k", 0, "greater than 0"),
+        (CreditConfig, "temperature", -1.0, "greater than 0"),
+        (TrainIndexConfig, "connectivity", 0, "greater than 0"),
+        (QualityConfig, "reference_size", 5, "greater than or equal to 10"),
+    ]:
         with pytest.raises(pydantic.ValidationError, match=rf"(?s){field}.*{bound}"):
             config(**{field: bad})
     with pytest.raises(ValueError, match="GMV_TRAIN_SHARDS must be a whole number >= 1, got '0'"):

@@ -20,7 +20,12 @@ def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension(tmp_path):
     assert generated_embeddings_finite(context=None, generated_embeddings=good, embedder=embedder, gmv_home=home).passed
     bad = np.ones((2, 1024), np.float32)
     bad[1, 5] = np.nan
-    result = generated_embeddings_finite(context=None, generated_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad), embedder=embedder, gmv_home=home)
+    result = generated_embeddings_finite(
+        context=None,
+        generated_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad),
+        embedder=embedder,
+        gmv_home=home,
+    )
     assert not result.passed and result.metadata["first_non_finite_ids"].value == "b"
     short = embedding_frame(pl.DataFrame({"id": ["a"]}), np.ones((1, 16), np.float32))
     result = generated_embeddings_finite(context=None, generated_embeddings=short, embedder=embedder, gmv_home=home)
@@ -43,7 +48,9 @@ class BatchRun:
 
 def test_checks_of_a_batch_judge_that_batch_only():
     """A check loads every stored batch; a bad row of another batch is not this run's fault."""
-    scores = pl.DataFrame({"gen_id": ["b1/g0", "b2/g0"], "raw_score": [1.0, 2.0], "q": [0.5, 7.0], "batch": ["b1", "b2"]})
+    scores = pl.DataFrame(
+        {"gen_id": ["b1/g0", "b2/g0"], "raw_score": [1.0, 2.0], "q": [0.5, 7.0], "batch": ["b1", "b2"]}
+    )
     assert _this_partition(BatchRun(), scores, "batch")["gen_id"].to_list() == ["b1/g0"]
     assert quality_in_unit_interval(context=None, quality_scores=_this_partition(BatchRun(), scores, "batch")).passed
     assert not quality_in_unit_interval(context=None, quality_scores=scores).passed
@@ -56,4 +63,8 @@ def test_credit_check_flags_unknown_training_and_generated_ids():
     assert credits_name_known_images(context=None, credits=credits, training_images=train, generated_images=gen).passed
     stale = credits.with_columns(train_id=pl.Series(["t0", "t9"]))
     result = credits_name_known_images(context=None, credits=stale, training_images=train, generated_images=gen)
-    assert not result.passed and result.metadata["unknown_train_ids"].value == 1 and "t9" in result.metadata["examples"].value
+    assert (
+        not result.passed
+        and result.metadata["unknown_train_ids"].value == 1
+        and "t9" in result.metadata["examples"].value
+    )

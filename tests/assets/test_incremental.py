@@ -1,6 +1,5 @@
 """Incremental revaluation: a new batch, new training images and a new backbone, each against a full recomputation."""
 
-
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -19,7 +18,8 @@ HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
 def materialisations(instance, asset, partition=None):
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
-        limit=100).records
+        limit=100,
+    ).records
     return len(records)
 
 
@@ -35,7 +35,9 @@ def execute_requested(defs, instance, evaluation):
         if not subset.true_subset.size:
             continue
         key = subset.key
-        partitions = subset.true_subset.expensively_compute_partition_keys() if subset.true_subset.is_partitioned else {None}
+        partitions = (
+            subset.true_subset.expensively_compute_partition_keys() if subset.true_subset.is_partitioned else {None}
+        )
         for p in partitions:
             by_partition.setdefault(p, []).append(key)
     job = defs.resolve_implicit_global_asset_job_def()
@@ -62,12 +64,17 @@ def test_an_inbox_batch_alone_gives_the_values_of_a_full_recomputation(tmp_path,
     for request in tick.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     [request] = tick.run_requests
-    assert defs.resolve_job_def("value_batch").execute_in_process(
-        instance=instance, partition_key=request.partition_key, tags=request.tags).success
+    assert (
+        defs.resolve_job_def("value_batch")
+        .execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
+        .success
+    )
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     launched = execute_requested(defs, instance, evaluation)
     assert launched == {None: [dg.AssetKey("training_values")]}  # the sum only; no batch recomputed
-    assert dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor).total_requested == 0
+    assert (
+        dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor).total_requested == 0
+    )
     # the first batch was computed once, never again
     assert materialisations(instance, "credits", "generated") == 1
     assert materialisations(instance, "quality_scores", "generated") == 1
@@ -108,6 +115,7 @@ def test_new_training_images_extend_embeddings_and_index(tmp_path, image_folders
     train, labels, *_ = known_answer
     for i, src in enumerate([1, 14, 22]):
         from PIL import Image
+
         Image.fromarray(np.flipud(train[src])).save(train_dir / labels[src] / f"new{i}.png")
     removed = sorted((train_dir / "bar").glob("t*.png"))[-1]
     removed.unlink()
@@ -144,8 +152,10 @@ def test_a_new_embedder_reembeds_every_batch_through_automation(tmp_path, image_
     defs = build_definitions(home, env, embedder=EmbedderResource(backbone="pixels", image_size=16))
     assert defs.resolve_job_def("refresh_sources").execute_in_process(instance=instance).success
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-    requested = {k.to_user_string(): evaluation.get_requested_partitions(k) for k in
-                 (dg.AssetKey("train_embeddings"), dg.AssetKey("generated_embeddings"))}
+    requested = {
+        k.to_user_string(): evaluation.get_requested_partitions(k)
+        for k in (dg.AssetKey("train_embeddings"), dg.AssetKey("generated_embeddings"))
+    }
     assert requested == {"train_embeddings": {None}, "generated_embeddings": {"generated", "b2"}}
 
 
@@ -163,11 +173,16 @@ def test_a_home_from_before_the_vector_store_is_upgraded_without_embedding_again
     vectors = np.load(vectors_file)
     with duckdb.connect(str(home / "gmv.duckdb")) as con:  # the old layout: an embedding column, no vector_row
         old = con.execute("SELECT id, content_hash, embedder FROM train_embeddings ORDER BY rowid").pl()
-        con.register("old", old.with_columns(embedding=pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))).to_arrow())
+        con.register(
+            "old", old.with_columns(embedding=pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))).to_arrow()
+        )
         con.execute("CREATE OR REPLACE TABLE train_embeddings AS SELECT * FROM old")
     vectors_file.unlink()
 
     assert run_valuation(home, instance, env=env).success
-    assert (latest(instance, "train_embeddings")["reused"], latest(instance, "train_embeddings")["embedded"]) == (len(vectors), 0)
+    assert (latest(instance, "train_embeddings")["reused"], latest(instance, "train_embeddings")["embedded"]) == (
+        len(vectors),
+        0,
+    )
     assert np.array_equal(np.load(vectors_file), vectors)  # same version, same name, same vectors
     assert read(home, "training_values").equals(values)

@@ -38,9 +38,17 @@ def test_user_folders_through_env_are_valued_like_the_api(tmp_path, image_folder
     result = materialise(home, env)
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {name: True for name in ("train_embeddings_finite", "generated_embeddings_finite", "index_recall",
-                                             "quality_in_unit_interval", "credits_name_known_images",
-                                             "values_sum_to_quality")}
+    assert checks == {
+        name: True
+        for name in (
+            "train_embeddings_finite",
+            "generated_embeddings_finite",
+            "index_recall",
+            "quality_in_unit_interval",
+            "credits_name_known_images",
+            "values_sum_to_quality",
+        )
+    }
     values_meta = result.asset_materializations_for_node("training_values")[0].metadata
     for key in ("histogram", "gallery"):
         assert values_meta[key].value.startswith("![") and "base64," in values_meta[key].value
@@ -74,8 +82,9 @@ def test_credits_use_the_temperature_fitted_to_the_same_ranking(tmp_path, image_
     home = tmp_path / "home"
     assert materialise(home, env).success
     fit = read(home, "credit_temperature").row(0, named=True)
-    api = value_training_set(train_dir, gen_dir, ValuationConfig(backbone="pixels", quality_reference=36),
-                             work_dir=tmp_path)
+    api = value_training_set(
+        train_dir, gen_dir, ValuationConfig(backbone="pixels", quality_reference=36), work_dir=tmp_path
+    )
     assert fit["temperature"] == pytest.approx(api.temperature, rel=1e-12)
     assert fit["temperature"] == pytest.approx(fit["median_spread"] / 4, rel=1e-12)
     assert (fit["k"], fit["candidates"], fit["rerank"]) == (10, 50, "none")
@@ -100,13 +109,15 @@ def test_credits_use_the_temperature_fitted_to_the_same_ranking(tmp_path, image_
 
 def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read):
     home = tmp_path / "home"
-    config = {"ops": {
-        "training_images": {"config": {"demo_size": 400}},
-        "demo_generator": {"config": {"epochs": 1, "n_samples": 20}},
-        "quality_calibration": {"config": {"reference_size": 40}},
-        "train_index": {"config": {"index_mode": "hnsw"}},
-        "similarity_model": {"config": {"steps": 20}},  # the default backbone, trained briefly
-    }}
+    config = {
+        "ops": {
+            "training_images": {"config": {"demo_size": 400}},
+            "demo_generator": {"config": {"epochs": 1, "n_samples": 20}},
+            "quality_calibration": {"config": {"reference_size": 40}},
+            "train_index": {"config": {"index_mode": "hnsw"}},
+            "similarity_model": {"config": {"steps": 20}},  # the default backbone, trained briefly
+        }
+    }
     result = materialise(home, {"GMV_FASHION_MNIST_DIR": str(fashion_mnist_dir)}, config)
     assert result.success
     gen = read(home, "generated_images")

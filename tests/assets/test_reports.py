@@ -9,18 +9,20 @@ from gmv_dagster.assets.reports.tables import results_markdown
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.runner import run_valuation
 
-SMALL = {"ops": {
-    "training_images": {"config": {"demo_size": 600}},
-    # 60 VAE epochs on 600 images (about 3 s): at 2 its samples were blobs with no detail left, which the default
-    # quality (matched_detail) rightly values 0, every one of them, leaving the reports nothing to compare
-    "demo_generator": {"config": {"epochs": 60, "n_samples": 60, "diffusion_steps": 20, "sample_steps": 4}},
-    "quality_calibration": {"config": {"reference_size": 40}},
-    "train_index": {"config": {"index_mode": "hnsw"}},
-    "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
-    "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
-    "criterion_lds": {"config": {"subsets": 8}},
-    "criterion_ood": {"config": {"k": 20, "n_generated": 60}},  # C3's own k and generations (defaults 50, 5,000)
-}}
+SMALL = {
+    "ops": {
+        "training_images": {"config": {"demo_size": 600}},
+        # 60 VAE epochs on 600 images (about 3 s): at 2 its samples were blobs with no detail left, which the default
+        # quality (matched_detail) rightly values 0, every one of them, leaving the reports nothing to compare
+        "demo_generator": {"config": {"epochs": 60, "n_samples": 60, "diffusion_steps": 20, "sample_steps": 4}},
+        "quality_calibration": {"config": {"reference_size": 40}},
+        "train_index": {"config": {"index_mode": "hnsw"}},
+        "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
+        "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
+        "criterion_lds": {"config": {"subsets": 8}},
+        "criterion_ood": {"config": {"k": 20, "n_generated": 60}},  # C3's own k and generations (defaults 50, 5,000)
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +41,26 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
     result, report, values, method_values = criteria_run
     assert result.success
     criteria = set(report["criterion"])
-    assert criteria == {"C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "C4 efficiency",
-                        "fidelity", "diversity", "consistency", "reasonableness", "LDS"}
+    assert criteria == {
+        "C1 identical class",
+        "C2 identical attributes",
+        "C3 out-of-distribution",
+        "C4 efficiency",
+        "fidelity",
+        "diversity",
+        "consistency",
+        "reasonableness",
+        "LDS",
+    }
     ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_rerank_l2", "random", "uniform", "tracin"}  # gmv: learned
-    for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "diversity",
-                      "reasonableness", "LDS"):
+    for criterion in (
+        "C1 identical class",
+        "C2 identical attributes",
+        "C3 out-of-distribution",
+        "diversity",
+        "reasonableness",
+        "LDS",
+    ):
         assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion
     # lpips has no weights here: reported as not run, with the reason, never silently replaced
     lpips = report.filter(pl.col("method") == "gmv_rerank_lpips")
@@ -58,7 +75,9 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     shares = report.filter(pl.col("criterion").is_in(["C1 identical class", "C2 identical attributes"]))
     assert shares["value"].is_between(0, 1).all() and shares["n"].min() == 60
     bracketed = report.filter(pl.col("ci_low").is_not_null())
-    assert (bracketed["ci_low"] <= bracketed["value"] + 1e-12).all() and (bracketed["value"] <= bracketed["ci_high"] + 1e-12).all()
+    assert (bracketed["ci_low"] <= bracketed["value"] + 1e-12).all() and (
+        bracketed["value"] <= bracketed["ci_high"] + 1e-12
+    ).all()
     auc = report.filter((pl.col("metric") == "AUC (OOD valued lower)") & (pl.col("method") == "uniform"))
     assert auc["value"].to_list() == [0.5] * auc.height  # all values tie
     c3 = report.filter((pl.col("criterion") == "C3 out-of-distribution") & (pl.col("setting") == "all kinds"))
@@ -73,10 +92,17 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     fidelity = report.filter(pl.col("criterion") == "fidelity")
     assert set(fidelity["setting"]) >= {"top 10%", "random 10%", "bottom 10%"}
     consistency = report.filter((pl.col("criterion") == "consistency") & (pl.col("metric") == "spearman"))
-    assert {"ANN (HNSW bf16) vs exact", "HNSW bf16 vs f32", "generation seed", "generator family (vae vs diffusion)"} <= set(consistency["setting"])
-    ann = consistency.filter((pl.col("setting") == "ANN (HNSW bf16) vs exact"))["value"][0]
+    assert {
+        "ANN (HNSW bf16) vs exact",
+        "HNSW bf16 vs f32",
+        "generation seed",
+        "generator family (vae vs diffusion)",
+    } <= set(consistency["setting"])
+    ann = consistency.filter(pl.col("setting") == "ANN (HNSW bf16) vs exact")["value"][0]
     assert 0.9 < ann <= 1.0
-    tracin_family = consistency.filter((pl.col("method") == "tracin") & pl.col("setting").str.starts_with("generator family"))
+    tracin_family = consistency.filter(
+        (pl.col("method") == "tracin") & pl.col("setting").str.starts_with("generator family")
+    )
     assert tracin_family["value"].is_null().all() and "needs the demo VAE" in tracin_family["note"][0]
 
 
@@ -94,8 +120,17 @@ def test_lds_has_a_bracketed_correlation_for_every_attributing_method(criteria_r
 
 def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criteria_run):
     result, report, _, _ = criteria_run
-    for asset in ("criterion_classes", "criterion_reasonableness", "criterion_ood", "criterion_fidelity", "criterion_consistency",
-                  "criterion_lds", "criterion_diversity", "criterion_efficiency", "criterion_report"):
+    for asset in (
+        "criterion_classes",
+        "criterion_reasonableness",
+        "criterion_ood",
+        "criterion_fidelity",
+        "criterion_consistency",
+        "criterion_lds",
+        "criterion_diversity",
+        "criterion_efficiency",
+        "criterion_report",
+    ):
         metadata = result.asset_materializations_for_node(asset)[0].metadata
         assert metadata["plot"].value.startswith("![plot](data:image/png;base64,"), asset
         assert "| method |" in metadata["summary"].value, asset

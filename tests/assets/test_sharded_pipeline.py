@@ -36,7 +36,9 @@ def test_three_shards_value_like_one(tmp_path, image_folders, run_config, read):
     mode = "hnsw" if run_config else "exact"
     assert {r.asset_materialization.metadata["mode"].value for r in index_runs} == {mode}
     if mode == "hnsw":
-        assert all((sharded / "index" / key / "train_index.usearch").is_file() for key in ("0-of-3", "1-of-3", "2-of-3"))
+        assert all(
+            (sharded / "index" / key / "train_index.usearch").is_file() for key in ("0-of-3", "1-of-3", "2-of-3")
+        )
     [match_run] = materialisations(instance, "matches")
     assert match_run.asset_materialization.metadata["shards"].value == 3
 
@@ -62,7 +64,8 @@ def test_a_new_training_image_reruns_every_shard_and_a_stale_shard_is_refused(tm
     assert set(embeddings.get_internal_value().get_partition_keys()) == {"0-of-2", "1-of-2"}
 
     result = defs.resolve_job_def("value_batch").execute_in_process(
-        instance=instance, partition_key="generated", raise_on_error=False)
+        instance=instance, partition_key="generated", raise_on_error=False
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialise every shard of train_embeddings" in failure.event_specific_data.error.to_string()
@@ -132,6 +135,10 @@ def test_a_change_of_shard_layout_leaves_no_file_that_no_stored_version_names(tm
     files = sorted(p.name for p in (home / "vectors").glob("train_embeddings*.npy"))
     assert not unsharded.exists()
     # each shard's stored version's file; a shard written again also keeps the one it superseded until its next write
-    named = {f"train_embeddings@{key}.{version}.npy" for key, version in GmvHome(path=str(home)).content_versions(
-        "train_embeddings").items()}
-    assert len(named) == 2 and named <= set(files) and all(name.startswith("train_embeddings@") for name in files), files
+    named = {
+        f"train_embeddings@{key}.{version}.npy"
+        for key, version in GmvHome(path=str(home)).content_versions("train_embeddings").items()
+    }
+    assert len(named) == 2 and named <= set(files) and all(name.startswith("train_embeddings@") for name in files), (
+        files
+    )

@@ -17,8 +17,10 @@ from gmv_dagster.runner import run_valuation
 SOURCES = [0, 7, 15, 22, 31, 40, 47, 55]
 LEARNED = {
     "resources": {"embedder": {"config": {"backbone": "similarity"}}},
-    "ops": {"quality_calibration": {"config": {"reference_size": 80}},
-            "similarity_model": {"config": {"steps": 120, "dim": 32}}},
+    "ops": {
+        "quality_calibration": {"config": {"reference_size": 80}},
+        "similarity_model": {"config": {"steps": 120, "dim": 32}},
+    },
 }
 
 
@@ -30,7 +32,10 @@ def write_images(folder: Path, images, prefix: str) -> Path:
 
 
 def similarity_metadata(result) -> dict:
-    return {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("similarity_model")[0].metadata.items()}
+    return {
+        k: getattr(v, "value", v)
+        for k, v in result.asset_materializations_for_node("similarity_model")[0].metadata.items()
+    }
 
 
 def test_a_learned_similarity_values_colour_images_and_is_reused_until_the_training_images_change(tmp_path, read):

@@ -19,17 +19,27 @@ from gmv_dagster.resources import GmvHome
 def _store(home: GmvHome, rows: pl.DataFrame, vectors: np.ndarray, shard: str | None = None) -> str:
     """What train_embeddings leaves: the vectors file of the rows' version, and that version stored in DuckDB."""
     version = embeddings_version(rows)
-    write_vectors(train_vectors_file(home, shard, version), len(vectors), vectors.shape[1], lambda a, b: vectors[a:b], 4)
+    write_vectors(
+        train_vectors_file(home, shard, version), len(vectors), vectors.shape[1], lambda a, b: vectors[a:b], 4
+    )
     with duckdb.connect(str(home.database)) as con:
-        con.execute("CREATE TABLE IF NOT EXISTS gmv_content_versions (table_name VARCHAR, partition_key VARCHAR, "
-                    "content_version VARCHAR)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS gmv_content_versions (table_name VARCHAR, partition_key VARCHAR, "
+            "content_version VARCHAR)"
+        )
         con.execute("INSERT INTO gmv_content_versions VALUES ('train_embeddings', ?, ?)", [shard or "", version])
     return version
 
 
 def _rows(ids: list[str], shard: str | None = None) -> pl.DataFrame:
-    df = pl.DataFrame({"id": ids, "content_hash": [f"h{i}" for i in ids], "embedder": ["e"] * len(ids),
-                       "vector_row": list(range(len(ids)))})
+    df = pl.DataFrame(
+        {
+            "id": ids,
+            "content_hash": [f"h{i}" for i in ids],
+            "embedder": ["e"] * len(ids),
+            "vector_row": list(range(len(ids))),
+        }
+    )
     return df if shard is None else df.with_columns(shard=pl.lit(shard))
 
 
@@ -43,10 +53,13 @@ def test_readers_map_each_shards_file_and_refuse_rows_of_another_version(tmp_pat
     both = pl.concat([a, b])
     assert np.array_equal(np.asarray(train_vectors(home, both)), np.concatenate([first, second]))
     assert [(key, rows.start, rows.stop) for key, rows, _, _ in stored_train_vectors(home, both)] == [
-        ("0-of-2", 0, 5), ("1-of-2", 5, 9)]
+        ("0-of-2", 0, 5),
+        ("1-of-2", 5, 9),
+    ]
     # ids only (matches' narrow read): the file of the stored version, its rows checked by vector_row
-    assert np.array_equal(np.asarray(train_vectors(home, both.select("id", "vector_row", "shard"))),
-                          np.concatenate([first, second]))
+    assert np.array_equal(
+        np.asarray(train_vectors(home, both.select("id", "vector_row", "shard"))), np.concatenate([first, second])
+    )
     changed = pl.concat([a.with_columns(content_hash=pl.lit("new")), b])  # rows of a version not stored
     with pytest.raises(ValueError, match=r"train_embeddings shard 0-of-2 changed while it was read"):
         train_vectors(home, changed)

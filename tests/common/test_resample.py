@@ -27,13 +27,15 @@ def test_shrinking_is_refused_by_enlarge_and_left_to_pil_by_resize() -> None:
     with pytest.raises(ValueError, match="shrinks"):
         enlarge(img, 190, 12, Image.BICUBIC)
     # one axis up, the other down: Pillow 13 resamples the columns first here, so rounding differs from rows first
-    assert np.array_equal(resize(img, 190, 12, Image.BICUBIC),
-                          np.asarray(Image.fromarray(img).resize((190, 12), Image.BICUBIC)))
+    assert np.array_equal(
+        resize(img, 190, 12, Image.BICUBIC), np.asarray(Image.fromarray(img).resize((190, 12), Image.BICUBIC))
+    )
     same = enlarge(img, 70, 35, Image.BICUBIC)
     assert np.array_equal(same, img) and not np.shares_memory(same, img)  # a new array, as PIL's copy
 
 
 def test_images_with_alpha_go_through_pil_which_premultiplies_it() -> None:
     rgba = np.random.default_rng(4).integers(0, 256, (9, 11, 4), dtype=np.uint8)
-    assert np.array_equal(resize(rgba, 30, 20, Image.BICUBIC),
-                          np.asarray(Image.fromarray(rgba).resize((30, 20), Image.BICUBIC)))
+    assert np.array_equal(
+        resize(rgba, 30, 20, Image.BICUBIC), np.asarray(Image.fromarray(rgba).resize((30, 20), Image.BICUBIC))
+    )

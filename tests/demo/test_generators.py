@@ -1,6 +1,5 @@
 """The demo generator families: deterministic training and sampling, checkpoint round trip, cache."""
 
-
 import numpy as np
 import pytest
 
@@ -22,7 +21,9 @@ def _grey(train):
 @pytest.mark.parametrize("family", ["vae", "diffusion"])
 def test_each_generator_family_trains_samples_deterministically_and_round_trips(tmp_path, known_answer, family):
     train, labels = _grey(known_answer[0]), [str(x) for x in known_answer[1]]
-    spec = GeneratorSpec(family, TrainParams(epochs=2, snapshots=2), DiffusionParams(steps=6, batch_size=8, sample_steps=3))
+    spec = GeneratorSpec(
+        family, TrainParams(epochs=2, snapshots=2), DiffusionParams(steps=6, batch_size=8, sample_steps=3)
+    )
     generator = train_generator(spec, train, labels)
     a, la = generator.sample(6, seed=1)
     b, _ = generator.sample(6, seed=1)
@@ -68,8 +69,10 @@ def test_the_vae_samples_its_latents_from_each_class_s_fitted_aggregate_posterio
     z = model.sample_latent(torch.zeros(20000, dtype=torch.int64), torch.Generator().manual_seed(0))
     np.testing.assert_allclose(z.double().mean(0).numpy(), mu[(y == 0).numpy()].mean(0), atol=0.05)
     standard, _ = train_cvae(train, labels, TrainParams(epochs=2, prior_components=0))
-    assert torch.equal(standard.sample_latent(y[:5], torch.Generator().manual_seed(3)),
-                       torch.randn(5, standard.latent, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        standard.sample_latent(y[:5], torch.Generator().manual_seed(3)),
+        torch.randn(5, standard.latent, generator=torch.Generator().manual_seed(3)),
+    )
 
 
 def test_a_spec_saved_before_the_fitted_prior_keeps_sampling_from_n01_and_a_one_image_class_trains(known_answer):

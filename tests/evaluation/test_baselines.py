@@ -44,7 +44,10 @@ def test_random_and_uniform_hand_out_the_total_and_rank_depth_contributors():
     for method in (random_method(train, gen, 1.5, 5, seed=0), uniform_method(train, gen, 1.5, 5, seed=0)):
         assert method.values["value"].sum() == pytest.approx(1.5)
         c = method.contributors
-        assert c.height == 10 and c.group_by("gen_id").agg(pl.col("train_id").n_unique())["train_id"].to_list() == [5, 5]
+        assert c.height == 10 and c.group_by("gen_id").agg(pl.col("train_id").n_unique())["train_id"].to_list() == [
+            5,
+            5,
+        ]
     assert random_method(train, gen, 1.0, 5, 0).values.equals(random_method(train, gen, 1.0, 5, 0).values)
 
 
@@ -71,7 +74,8 @@ class SearchLog:
 
 
 def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_hnsw_gmv_agrees_with_exact(
-        known_answer, monkeypatch):
+    known_answer, monkeypatch
+):
     """`gmv` searches the HNSW index that run_methods builds, `gmv_exact` searches exactly. At 36 training images the
     index's search list (expansion_search 128) holds every image, so HNSW finds the exact top K' (in the index's bf16
     distances, re-scored in float64): the top k contributors, hence the values, agree to rounding."""
@@ -89,15 +93,26 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
     embed = make_embedder("pixels")
     train_list, gen_list = list(train), list(gen_images)
     ids, gen_ids = [f"t{i:03d}" for i in range(len(train))], [f"g{j}" for j in range(len(gen_list))]
-    sets = EmbeddedSets(ids, gen_ids, embed.embed(train_list), embed.embed(gen_list),
-                        pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, len(gen_ids))}))
+    sets = EmbeddedSets(
+        ids,
+        gen_ids,
+        embed.embed(train_list),
+        embed.embed(gen_list),
+        pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, len(gen_ids))}),
+    )
     from gmv_dagster.method.rerank import l2_distance
 
     k = 5
     suite = Suite(SimilaritySetup(MethodSettings(MatchParams(k=k, candidates=10)), depth=10), {"l2": l2_distance()})
-    outputs, skipped = run_methods(suite, sets, lambda rows: [train_list[i] for i in rows], [str(x) for x in labels],
-                                   Generations(gen_ids, gen_list, [str(labels[s]) for s in sources]), None,
-                                   exact_search=False)
+    outputs, skipped = run_methods(
+        suite,
+        sets,
+        lambda rows: [train_list[i] for i in rows],
+        [str(x) for x in labels],
+        Generations(gen_ids, gen_list, [str(labels[s]) for s in sources]),
+        None,
+        exact_search=False,
+    )
     names = [o.method for o in outputs]
     assert names == ["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform"]
     assert set(skipped) == {"gmv_rerank_lpips", "tracin"}
@@ -106,8 +121,10 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
     # training images of their temperature fit; gmv_exact never does (nor times an index)
     assert len(built) == 1 and built[0].queries == [len(gen_ids), len(ids)] * 3
     assert "index" in by["gmv"].seconds and "index" not in by["gmv_exact"].seconds
-    top_k = {m: by[m].contributors.filter(pl.col("rank") <= k).sort("gen_id", "rank").select("gen_id", "train_id", "rank")
-             for m in ("gmv", "gmv_exact")}
+    top_k = {
+        m: by[m].contributors.filter(pl.col("rank") <= k).sort("gen_id", "rank").select("gen_id", "train_id", "rank")
+        for m in ("gmv", "gmv_exact")
+    }
     assert top_k["gmv"].equals(top_k["gmv_exact"])
     joined = by["gmv"].values.join(by["gmv_exact"].values, on="train_id", how="full", suffix="_exact")
     assert joined.height == len(ids) and joined.null_count().sum_horizontal().item() == 0
@@ -118,9 +135,18 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
         top1 = by[method].contributors.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
         assert top1 == [f"t{s:03d}" for s in sources]
     # a second generated set gets a fresh random draw
-    other = EmbeddedSets(ids, [g + "x" for g in gen_ids], sets.train, sets.gen, sets.quality.with_columns(gen_id=pl.col("gen_id") + "x"))
-    again, _ = run_methods(suite, other, lambda rows: [train_list[i] for i in rows], [str(x) for x in labels],
-                           Generations(other.gen_ids, gen_list, [str(labels[s]) for s in sources]), None, exact_search=True)
+    other = EmbeddedSets(
+        ids, [g + "x" for g in gen_ids], sets.train, sets.gen, sets.quality.with_columns(gen_id=pl.col("gen_id") + "x")
+    )
+    again, _ = run_methods(
+        suite,
+        other,
+        lambda rows: [train_list[i] for i in rows],
+        [str(x) for x in labels],
+        Generations(other.gen_ids, gen_list, [str(labels[s]) for s in sources]),
+        None,
+        exact_search=True,
+    )
     assert not again[4].values.equals(by["random"].values)
 
 
@@ -141,8 +167,13 @@ def test_projected_gradients_without_projection_are_the_exact_per_example_gradie
         x = to_tensor_batch([images[b]], 28, 1).flatten(1)
         vae_losses(model, x, torch.tensor([labels[b]])).sum().backward()
         # per layer: weight (out x in) then bias, in the hook's [W | b] layout
-        want = torch.cat([torch.cat([m.weight.grad, m.bias.grad[:, None]], 1).reshape(-1)
-                          for m in model.modules() if isinstance(m, torch.nn.Linear)])
+        want = torch.cat(
+            [
+                torch.cat([m.weight.grad, m.bias.grad[:, None]], 1).reshape(-1)
+                for m in model.modules()
+                if isinstance(m, torch.nn.Linear)
+            ]
+        )
         np.testing.assert_allclose(exact[b], want.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -151,11 +182,30 @@ def test_projected_tracin_tracks_the_exact_inner_products():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     classes = ["0", "1", "2"]
     str_labels = [str(y) for y in labels]
-    exact, _ = tracin_scores(model, [state], 1.0, classes, images[:16], str_labels[:16], images[16:], str_labels[16:],
-                             TracInParams(factor=None))
+    exact, _ = tracin_scores(
+        model,
+        [state],
+        1.0,
+        classes,
+        images[:16],
+        str_labels[:16],
+        images[16:],
+        str_labels[16:],
+        TracInParams(factor=None),
+    )
+
     def projected(factor, seed=0):
-        return tracin_scores(model, [state], 1.0, classes, images[:16], str_labels[:16], images[16:], str_labels[16:],
-                             TracInParams(factor=factor, seed=seed))[0]
+        return tracin_scores(
+            model,
+            [state],
+            1.0,
+            classes,
+            images[:16],
+            str_labels[:16],
+            images[16:],
+            str_labels[16:],
+            TracInParams(factor=factor, seed=seed),
+        )[0]
 
     assert exact.shape == (8, 16)
     assert np.corrcoef(exact.ravel(), projected(64).ravel())[0, 1] > 0.9

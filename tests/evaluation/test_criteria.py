@@ -55,10 +55,15 @@ def test_attribute_keys_parse_the_manifest_json():
 
 def test_c3_auc_is_one_when_the_polluted_images_are_the_only_unmatched_ones():
     # Three generated images matched only to clean images; polluted p1, p2 are never matched.
-    matches = pl.DataFrame({
-        "gen_id": ["g1", "g1", "g2", "g2", "g3", "g3"], "train_id": ["c1", "c2", "c2", "c3", "c3", "c4"],
-        "rank": [1, 2, 1, 2, 1, 2], "distance": [0.1, 0.2, 0.1, 0.3, 0.2, 0.2],
-    }, schema_overrides={"rank": pl.Int32})
+    matches = pl.DataFrame(
+        {
+            "gen_id": ["g1", "g1", "g2", "g2", "g3", "g3"],
+            "train_id": ["c1", "c2", "c2", "c3", "c3", "c4"],
+            "rank": [1, 2, 1, 2, 1, 2],
+            "distance": [0.1, 0.2, 0.1, 0.3, 0.2, 0.2],
+        },
+        schema_overrides={"rank": pl.Int32},
+    )
     quality = pl.DataFrame({"gen_id": ["g1", "g2", "g3"], "q": [1.0, 0.5, 0.8]})
     ids = ["c1", "c2", "c3", "c4", "p1", "p2"]
     values = training_values(compute_credits(matches, quality, 0.1), pl.Series(ids))
@@ -90,8 +95,9 @@ def test_diversity_measures_on_equal_and_concentrated_values():
     assert normalised_entropy(equal) == pytest.approx(1.0) and normalised_entropy(one) == pytest.approx(0.0)
     assert coverage(one) == 0.25
     assert math.isnan(gini(np.zeros(3)))
-    shares = value_share_by_key(pl.DataFrame({"train_id": ["a", "b", "c"], "value": [1.0, 3.0, -2.0]}),
-                                _keys({"a": "x", "b": "y", "c": "y"}))
+    shares = value_share_by_key(
+        pl.DataFrame({"train_id": ["a", "b", "c"], "value": [1.0, 3.0, -2.0]}), _keys({"a": "x", "b": "y", "c": "y"})
+    )
     assert dict(shares.select("key", "share").iter_rows()) == {"x": 0.25, "y": 0.75}
 
 

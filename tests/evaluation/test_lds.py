@@ -59,7 +59,9 @@ def test_listed_contributors_become_a_dense_attribution_matrix_with_zeros_elsewh
 
     from gmv_dagster.evaluation.lds import attribution_matrix
 
-    contributors = pl.DataFrame({"gen_id": ["g1", "g0", "g1"], "train_id": ["t2", "t0", "t0"], "score": [0.25, 1.0, 0.5]})
+    contributors = pl.DataFrame(
+        {"gen_id": ["g1", "g0", "g1"], "train_id": ["t2", "t0", "t0"], "score": [0.25, 1.0, 0.5]}
+    )
     a = attribution_matrix(contributors, ["g0", "g1"], ["t0", "t1", "t2"])
     np.testing.assert_array_equal(a, [[1.0, 0.0, 0.0], [0.5, 0.0, 0.25]])
     with pytest.raises(ValueError, match="not in the generated set, e.g. 'g9'"):
@@ -71,8 +73,10 @@ def test_a_vae_explains_the_images_it_was_trained_on_better_than_noise():
     from gmv_dagster.evaluation.lds import vae_log_likelihoods
 
     rng = np.random.default_rng(0)
-    images = [np.clip(rng.normal(40, 10, (28, 28)) + 180 * (np.arange(28) % 7 < 3), 0, 255).astype(np.uint8)
-              for _ in range(64)]
+    images = [
+        np.clip(rng.normal(40, 10, (28, 28)) + 180 * (np.arange(28) % 7 < 3), 0, 255).astype(np.uint8)
+        for _ in range(64)
+    ]
     labels = ["stripes"] * 32 + ["also"] * 32
     model, classes = train_cvae(images, labels, TrainParams(epochs=3, seed=0))
     noise = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
@@ -92,24 +96,34 @@ def test_the_ddpm_output_is_minus_its_seeded_denoising_loss_and_grows_with_train
     trained, classes = train_ddpm(images, labels, params)
     out = ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=4, seed=2)
     assert out.shape == (16,) and np.isfinite(out).all()
-    assert np.array_equal(out, ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=4, seed=2))
+    assert np.array_equal(
+        out, ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=4, seed=2)
+    )
     spec = GeneratorSpec("diffusion", diffusion=params)
-    assert np.array_equal(model_outputs(DemoGenerator(spec, trained, classes), images, labels, seed=2),
-                          ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, seed=2))
+    assert np.array_equal(
+        model_outputs(DemoGenerator(spec, trained, classes), images, labels, seed=2),
+        ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, seed=2),
+    )
     # one timestep (t = 0), by hand: minus the mean squared error of the predicted noise
     torch_gen = torch.Generator().manual_seed(2)
     noise = torch.randn(16, 1, 1, 28, 28, generator=torch_gen)[:, 0]
     x0 = torch.from_numpy(np.stack(images)).float()[:, None] / 255 * 2 - 1
     a = cosine_alpha_bar(params.timesteps)[0]
     with torch.inference_mode():
-        eps = trained(a.sqrt() * x0 + (1 - a).sqrt() * noise, torch.zeros(16, dtype=torch.int64),
-                      torch.tensor([classes.index(label) for label in labels]))
+        eps = trained(
+            a.sqrt() * x0 + (1 - a).sqrt() * noise,
+            torch.zeros(16, dtype=torch.int64),
+            torch.tensor([classes.index(label) for label in labels]),
+        )
     by_hand = -((eps - noise) ** 2).flatten(1).mean(1).double().numpy()
-    assert ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=1, seed=2) == \
-        pytest.approx(by_hand, rel=1e-5)
+    assert ddpm_log_likelihoods(trained, classes, images, labels, params.timesteps, points=1, seed=2) == pytest.approx(
+        by_hand, rel=1e-5
+    )
     # a trained model explains its training images better than an untrained one
     torch.manual_seed(0)
     untrained = SmallUNet(len(classes), params.channels).eval()
-    assert out.mean() > ddpm_log_likelihoods(untrained, classes, images, labels, params.timesteps, points=4, seed=2).mean()
+    assert (
+        out.mean() > ddpm_log_likelihoods(untrained, classes, images, labels, params.timesteps, points=4, seed=2).mean()
+    )
     with pytest.raises(ValueError, match=r"labels \['grey'\] are not classes of the generator"):
         ddpm_log_likelihoods(trained, classes, images[:1], ["grey"], params.timesteps)

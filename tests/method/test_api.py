@@ -44,7 +44,12 @@ def test_hnsw_and_exact_give_the_same_values_on_small_data(known_answer, tmp_pat
     train, labels, gen, *_ = known_answer
     exact = value_training_set(train, gen, CFG, work_dir=tmp_path)
     ann = value_training_set(
-        train, gen, ValuationConfig(backbone="pixels", quality_metric="none", method=MethodSettings(MatchParams(index_mode="hnsw"))), work_dir=tmp_path
+        train,
+        gen,
+        ValuationConfig(
+            backbone="pixels", quality_metric="none", method=MethodSettings(MatchParams(index_mode="hnsw"))
+        ),
+        work_dir=tmp_path,
     )
     assert exact.values.equals(ann.values)
 
@@ -56,11 +61,16 @@ def test_folders_and_arrays_give_each_training_image_the_same_value(known_answer
     train, labels, gen, *_ = known_answer
     from_arrays = value_training_set(train, gen, CFG, work_dir=tmp_path)
     from_folders = value_training_set(*image_folders, CFG, work_dir=tmp_path)
-    folder_id = pl.DataFrame({"train_id": [f"train:{i:06d}" for i in range(len(train))],
-                              "folder_id": [f"{label}/t{i:03d}.png" for i, label in enumerate(labels)]})
+    folder_id = pl.DataFrame(
+        {
+            "train_id": [f"train:{i:06d}" for i in range(len(train))],
+            "folder_id": [f"{label}/t{i:03d}.png" for i, label in enumerate(labels)],
+        }
+    )
     assert sorted(from_folders.values["train_id"]) == sorted(folder_id["folder_id"])
-    joined = (from_arrays.values.join(folder_id, on="train_id", how="full", coalesce=True)
-              .join(from_folders.values, left_on="folder_id", right_on="train_id", how="full", suffix="_folder"))
+    joined = from_arrays.values.join(folder_id, on="train_id", how="full", coalesce=True).join(
+        from_folders.values, left_on="folder_id", right_on="train_id", how="full", suffix="_folder"
+    )
     assert joined.height == len(train) and joined.null_count().sum_horizontal().item() == 0
     np.testing.assert_allclose(joined["value_folder"], joined["value"], rtol=0, atol=1e-12)
     assert joined["n_generated_folder"].to_list() == joined["n_generated"].to_list()
@@ -68,7 +78,9 @@ def test_folders_and_arrays_give_each_training_image_the_same_value(known_answer
 
 def test_l2_rerank_keeps_the_source_first(known_answer, tmp_path):
     train, labels, gen, _, sources = known_answer
-    result = value_training_set(train, gen, ValuationConfig(backbone="pixels", quality_metric="none", rerank="l2"), work_dir=tmp_path)
+    result = value_training_set(
+        train, gen, ValuationConfig(backbone="pixels", quality_metric="none", rerank="l2"), work_dir=tmp_path
+    )
     top1 = result.credits.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
     assert top1 == [f"train:{s:06d}" for s in sources]
 

@@ -7,12 +7,15 @@ from gmv_dagster.method.credit import compute_credits, softmax_weights, training
 
 def _matches(dist: np.ndarray) -> pl.DataFrame:
     m, k = dist.shape
-    return pl.DataFrame({
-        "gen_id": [f"g{j}" for j in range(m) for _ in range(k)],
-        "train_id": [f"t{(j + r) % 7}" for j in range(m) for r in range(k)],
-        "rank": [r + 1 for _ in range(m) for r in range(k)],
-        "distance": dist.reshape(-1),
-    }, schema={"gen_id": pl.String, "train_id": pl.String, "rank": pl.Int32, "distance": pl.Float64})
+    return pl.DataFrame(
+        {
+            "gen_id": [f"g{j}" for j in range(m) for _ in range(k)],
+            "train_id": [f"t{(j + r) % 7}" for j in range(m) for r in range(k)],
+            "rank": [r + 1 for _ in range(m) for r in range(k)],
+            "distance": dist.reshape(-1),
+        },
+        schema={"gen_id": pl.String, "train_id": pl.String, "rank": pl.Int32, "distance": pl.Float64},
+    )
 
 
 def test_weights_are_a_softmax_of_negative_distance():
@@ -67,10 +70,21 @@ def test_missing_quality_is_an_error():
 def test_values_are_ordered_by_value_then_id_with_zero_credits_and_unsorted_ids():
     """Rank order is (value descending, train_id): images credited exactly 0 (q = 0) sit among the unvalued ones
     in id order and keep their n_generated; the training ids need not come sorted."""
-    credits = pl.DataFrame({"train_id": ["t5", "t2", "t2", "t9", "t7"], "gen_id": ["g1", "g1", "g2", "g3", "g3"],
-                            "credit": [0.25, 0.5, 0.25, 0.0, 0.0]})
+    credits = pl.DataFrame(
+        {
+            "train_id": ["t5", "t2", "t2", "t9", "t7"],
+            "gen_id": ["g1", "g1", "g2", "g3", "g3"],
+            "credit": [0.25, 0.5, 0.25, 0.0, 0.0],
+        }
+    )
     ids = pl.Series(["t9", "t1", "t7", "t5", "t3", "t2"])
     got = training_values(credits, ids)
-    expected = pl.DataFrame({"train_id": ["t2", "t5", "t1", "t3", "t7", "t9"], "value": [0.75, 0.25, 0.0, 0.0, 0.0, 0.0],
-                             "n_generated": [2, 1, 0, 0, 1, 1], "rank": [1, 2, 3, 4, 5, 6]})
+    expected = pl.DataFrame(
+        {
+            "train_id": ["t2", "t5", "t1", "t3", "t7", "t9"],
+            "value": [0.75, 0.25, 0.0, 0.0, 0.0, 0.0],
+            "n_generated": [2, 1, 0, 0, 1, 1],
+            "rank": [1, 2, 3, 4, 5, 6],
+        }
+    )
     assert got.to_dicts() == expected.to_dicts()

@@ -70,12 +70,21 @@ def test_clean_copies_score_high_and_degraded_copies_low(crops, tmp_path):
     sources = crops[:30]
     clean = [near_copy(c, 0.5, rng) for c in sources]
     refs = [[s] for s in sources]
-    q = {name: model.score(images, references=refs)[1] for name, images in {
-        "identical": sources, "clean": clean, "blur": [blur(c, 2) for c in clean],
-        "noise": [noise(c, 25, i) for i, c in enumerate(clean)], "jpeg": [jpeg(c, 10) for c in clean]}.items()}
+    q = {
+        name: model.score(images, references=refs)[1]
+        for name, images in {
+            "identical": sources,
+            "clean": clean,
+            "blur": [blur(c, 2) for c in clean],
+            "noise": [noise(c, 25, i) for i, c in enumerate(clean)],
+            "jpeg": [jpeg(c, 10) for c in clean],
+        }.items()
+    }
     # no departure from the reference: exactly 1, but where the source lies outside the training set's fences
-    inside = [np.all((f >= model.raw_score.fences.low) & (f <= model.raw_score.fences.high))
-              for f in map(detail.detail_features, sources)]
+    inside = [
+        np.all((f >= model.raw_score.fences.low) & (f <= model.raw_score.fences.high))
+        for f in map(detail.detail_features, sources)
+    ]
     assert q["identical"][inside].tolist() == [1.0] * sum(inside) and sum(inside) >= 25
     assert np.median(q["clean"]) > 0.8
     for kind in ("blur", "noise", "jpeg"):
@@ -99,8 +108,14 @@ def test_a_clean_flat_colour_drawing_keeps_q_one(tmp_path):
 
 def test_q_is_one_within_the_margins_and_falls_linearly_to_zero():
     params = detail.DetailParams()
-    dep = np.array([[params.blur_margin, 0.0, 0.0], [params.blur_margin + params.blur_scale / 2, 0.0, 0.0],
-                    [params.blur_margin + 3 * params.blur_scale, 0.0, 0.0], [-5.0, -5.0, -5.0]])
+    dep = np.array(
+        [
+            [params.blur_margin, 0.0, 0.0],
+            [params.blur_margin + params.blur_scale / 2, 0.0, 0.0],
+            [params.blur_margin + 3 * params.blur_scale, 0.0, 0.0],
+            [-5.0, -5.0, -5.0],
+        ]
+    )
     np.testing.assert_allclose(detail.q_from_raw(detail.raw_from_departures(dep, params)), [1.0, 0.5, 0.0, 1.0])
 
 
@@ -175,8 +190,9 @@ def test_statistics_measured_beforehand_give_the_same_q_and_only_at_their_own_si
     assert np.all(model.score_parts(generated, references=refs, measured=wrong)[2][:, 2] < read[2][:, 2] - 0.3)
     # ... and ignored for a generated image of another size, whose references are read and resized
     bigger = [np.asarray(Image.fromarray(g).resize((96, 96), Image.BICUBIC)) for g in generated]
-    np.testing.assert_array_equal(model.score_parts(bigger, references=refs, measured=wrong)[2],
-                                  model.score_parts(bigger, references=refs)[2])
+    np.testing.assert_array_equal(
+        model.score_parts(bigger, references=refs, measured=wrong)[2], model.score_parts(bigger, references=refs)[2]
+    )
 
 
 def test_an_image_too_small_to_measure_gets_q_zero_and_a_note_and_the_batch_goes_on(crops, tmp_path):

@@ -66,8 +66,9 @@ def test_an_opened_index_searches_and_rescores_against_its_memory_mapped_vectors
     vectors = rng.normal(size=(40, 6)).astype(np.float32)
     np.save(tmp_path / "vectors.npy", vectors)
     mapped = np.load(tmp_path / "vectors.npy", mmap_mode="r")
-    spec = index_spec(MatchParams(index_mode="hnsw", metric="l2sq"), HnswParams(metric="l2sq", dtype="f32"), mapped,
-                      "emb", "v1")
+    spec = index_spec(
+        MatchParams(index_mode="hnsw", metric="l2sq"), HnswParams(metric="l2sq", dtype="f32"), mapped, "emb", "v1"
+    )
     build = build_or_extend(tmp_path / "index", spec, mapped, _images(40))
     assert build.shard.vectors is mapped
     _, shard = open_index(tmp_path / "index", _images(40)["id"], "v1", mapped)
@@ -96,8 +97,9 @@ def test_shard_vectors_read_rows_across_shards_as_one_matrix(tmp_path):
     with pytest.raises(IndexError, match="out of range 0..49"):
         joined[np.array([50])]
     # exact search and the temperature fit read it as they read the matrix
-    assert np.array_equal(exact_topk(joined, whole[:5], 4, "l2sq", train_block=7)[0],
-                          exact_topk(whole, whole[:5], 4, "l2sq")[0])
+    assert np.array_equal(
+        exact_topk(joined, whole[:5], 4, "l2sq", train_block=7)[0], exact_topk(whole, whole[:5], 4, "l2sq")[0]
+    )
     assert shard_vectors(shards[:1]) is shards[0].vectors
     with pytest.raises(ValueError, match="consecutively from row 0"):
         ShardVectors(shards[1:])

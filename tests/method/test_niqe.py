@@ -35,9 +35,10 @@ from scipy.ndimage import gaussian_filter
 from gmv_dagster.method import niqe
 
 pyiqa = pytest.importorskip("pyiqa")
-from pyiqa.archs.niqe_arch import blockproc, compute_feature, normalize_img_with_gauss
-from pyiqa.matlab_utils import imresize, nancov, nanmean
-from pyiqa.utils.color_util import to_y_channel
+# After importorskip on purpose: without pyiqa the module is skipped rather than failing to import.
+from pyiqa.archs.niqe_arch import blockproc, compute_feature, normalize_img_with_gauss  # noqa: E402
+from pyiqa.matlab_utils import imresize, nancov, nanmean  # noqa: E402
+from pyiqa.utils.color_util import to_y_channel  # noqa: E402
 
 REL = 1e-4  # continuous quantities (AGGD scales, means, scores) against pyiqa's: measured ~1e-8 apart
 # A fit may pick the grid point next to pyiqa's where pyiqa's ratio statistic is this close (relative) to a tie: ours
@@ -181,7 +182,8 @@ def assert_features_match(mine: torch.Tensor, ref: torch.Tensor, ratios: torch.T
     assert bool((step.abs() <= 1).all()), f"a fit {step.abs().max().item()} grid steps from pyiqa's"
     at_tie = tie_distance(ratios) <= TIE
     assert not bool((step != 0)[~at_tie].any()), (
-        f"{int(((step != 0) & ~at_tie).sum())} fits on another grid point than pyiqa's, away from a tie")
+        f"{int(((step != 0) & ~at_tie).sum())} fits on another grid point than pyiqa's, away from a tie"
+    )
     moved = ref.clone()
     for c in range(36):
         table, k, r = GRID["gam" if KIND[c] == "alpha" else KIND[c]], k_mine[..., FIT[c]], k_ref[..., FIT[c]]
@@ -239,8 +241,12 @@ def pristine(tmp_path_factory) -> dict:
     feats = niqe.niqe_features(niqe.y_channel(rgb01(refs))).reshape(-1, 36).numpy()
     mu, cov = niqe.fit_pristine(feats)
     path = niqe.save_pristine(tmp_path_factory.mktemp("niqe") / "pristine.mat", mu, cov)
-    return {"mu": mu, "cov": cov, "path": path,
-            "pyiqa": pyiqa.create_metric("niqe", pretrained_model_path=str(path), device="cpu")}
+    return {
+        "mu": mu,
+        "cov": cov,
+        "path": path,
+        "pyiqa": pyiqa.create_metric("niqe", pretrained_model_path=str(path), device="cpu"),
+    }
 
 
 CASES = {  # name -> images from a generator (seeded by the length of the name)
@@ -302,7 +308,10 @@ def test_luminance_tolerance_admits_a_fused_multiply_add_blas_as_on_an_intel_xeo
     admits (and a bit-for-bit comparison would not)."""
     x = every_8bit_colour()
     w = torch.tensor([0.299, 0.587, 0.114]).double()
-    fma = lambda acc, c: (x[:, c : c + 1].double() * w[c] + acc.double()).float()
+
+    def fma(acc, c):
+        return (x[:, c : c + 1].double() * w[c] + acc.double()).float()
+
     fused = (fma(fma(fma(torch.zeros(1), 0), 1), 2) * 255).round()
     y = niqe.y_channel(x)
     assert int((fused != y).sum()) > 1000  # the discrepancy is real
@@ -350,8 +359,12 @@ def test_partly_blank_image_uses_pyiqa_nan_handling(pristine: dict) -> None:
 @pytest.mark.filterwarnings("ignore:cov\\(\\)")  # pyiqa on the blank image: cov of no rows
 def test_constant_image_in_a_batch_is_nan_and_leaves_the_others_unchanged(pristine: dict) -> None:
     rng = np.random.default_rng(11)
-    images = [smooth_image(rng, 192, 192, True), np.full((192, 192, 3), 128, np.uint8),
-              smooth_image(rng, 192, 192, False), np.zeros((192, 192), np.uint8)]
+    images = [
+        smooth_image(rng, 192, 192, True),
+        np.full((192, 192, 3), 128, np.uint8),
+        smooth_image(rng, 192, 192, False),
+        np.zeros((192, 192), np.uint8),
+    ]
     x = rgb01(images)
     with pytest.raises(RuntimeError):  # the deviation: pyiqa's batched pinv fails on the blank image's NaNs
         pristine["pyiqa"](x)

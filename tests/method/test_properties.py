@@ -24,10 +24,17 @@ def value(train, gen, q, k, tau, train_ids, gen_ids, metric="cos"):
 
 
 # Continuous random vectors (no distance ties, almost surely): the cases are drawn by seed and size.
-cases = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**32 - 1), "n": st.integers(1, 40), "m": st.integers(1, 12), "d": st.integers(2, 8),
-    "k_frac": st.floats(0, 1), "tau": st.floats(1e-3, 10.0), "metric": st.sampled_from(["cos", "l2sq"]),
-})
+cases = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**32 - 1),
+        "n": st.integers(1, 40),
+        "m": st.integers(1, 12),
+        "d": st.integers(2, 8),
+        "k_frac": st.floats(0, 1),
+        "tau": st.floats(1e-3, 10.0),
+        "metric": st.sampled_from(["cos", "l2sq"]),
+    }
+)
 
 
 def draw(case):
@@ -43,8 +50,16 @@ def draw(case):
 @given(cases)
 def test_values_sum_to_total_quality_and_are_never_negative(case):
     _, train, gen, q, k = draw(case)
-    values, _ = value(train, gen, q, k, case["tau"], [f"t{i}" for i in range(len(train))],
-                      [f"g{j}" for j in range(len(gen))], case["metric"])
+    values, _ = value(
+        train,
+        gen,
+        q,
+        k,
+        case["tau"],
+        [f"t{i}" for i in range(len(train))],
+        [f"g{j}" for j in range(len(gen))],
+        case["metric"],
+    )
     assert np.isclose(values["value"].sum(), q.sum(), rtol=1e-9, atol=1e-12)
     assert (values["value"] >= 0).all()
     assert values.height == len(train)
@@ -58,8 +73,16 @@ def test_values_do_not_depend_on_the_order_or_the_names_of_ids(case):
     before, _ = value(train, gen, q, k, case["tau"], ids, gen_ids, case["metric"])
     perm, gperm = rng.permutation(len(train)), rng.permutation(len(gen))
     renamed = {f"t{i}": f"img-{rng.integers(1 << 40):x}-{i}" for i in range(len(train))}
-    after, _ = value(train[perm], gen[gperm], q[gperm], k, case["tau"], [renamed[ids[i]] for i in perm],
-                     [f"other-{gen_ids[j]}" for j in gperm], case["metric"])
+    after, _ = value(
+        train[perm],
+        gen[gperm],
+        q[gperm],
+        k,
+        case["tau"],
+        [renamed[ids[i]] for i in perm],
+        [f"other-{gen_ids[j]}" for j in gperm],
+        case["metric"],
+    )
     back = after.with_columns(pl.col("train_id").replace({v: key for key, v in renamed.items()}))
     joined = before.join(back, on="train_id", suffix="_after")
     assert joined.height == len(train)

@@ -45,8 +45,14 @@ def test_progress_counts_every_image_and_changes_no_score(fashion_mnist_dir, tmp
     train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:100])
     test = list(read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[:70])
     calls = []
-    calibration = calibrate("niqe_refit", train, seed=0, work_dir=tmp_path, batch_size=32,
-                            progress=lambda n, total: calls.append((n, total)))
+    calibration = calibrate(
+        "niqe_refit",
+        train,
+        seed=0,
+        work_dir=tmp_path,
+        batch_size=32,
+        progress=lambda n, total: calls.append((n, total)),
+    )
     # 80 fit the model, 20 clean and 20 noise anchor it
     assert sum(n for n, _ in calls) == 120 and {total for _, total in calls} == {120}
     assert calibration == calibrate("niqe_refit", train, seed=0, work_dir=tmp_path, batch_size=32)
@@ -176,7 +182,8 @@ def test_scoring_reads_one_batch_of_images_at_a_time(fashion_mnist_dir, tmp_path
 
 @pytest.mark.parametrize("phase_batches, phase_bytes, most", [(2, 10**9, 2), (16, 1, "threads")])
 def test_images_are_read_on_the_calling_thread_in_bounded_phases_before_they_are_scored(
-        monkeypatch, phase_batches, phase_bytes, most):
+    monkeypatch, phase_batches, phase_bytes, most
+):
     """Reading beside the scoring threads fought them for the GIL (docs/PERFORMANCE.md): a phase of batches is read
     on the calling thread, then scored on threads; never more than a phase (batches, or bytes but at least a batch per
     thread) is held."""
@@ -248,8 +255,11 @@ def test_a_grey_image_scores_the_same_as_one_plane_or_as_rgb(fashion_mnist_dir, 
 
 def test_too_few_reference_images_for_the_niqe_fit_name_the_setting_to_raise(fashion_mnist_dir, tmp_path):
     train = list(read_idx(fashion_mnist_dir / "train-images-idx3-ubyte.gz")[:12])  # 9 fit images: 36 blocks < 72
-    with pytest.raises(ValueError, match=r"needs at least 72 image blocks.*gave 36.*Raise quality_calibration's "
-                                         r"reference_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs at least 72 image blocks.*gave 36.*Raise quality_calibration's "
+        r"reference_size",
+    ):
         calibrate("niqe_refit", train, seed=0, work_dir=tmp_path)
 
 

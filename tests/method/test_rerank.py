@@ -40,8 +40,9 @@ def test_lpips_is_zero_on_a_copy_grows_with_the_change_and_is_lpips_of_the_given
     alex = torchvision.models.alexnet(weights=None).eval()
     path = tmp_path / "alexnet.pth"
     torch.save(alex.state_dict(), path)
-    heads = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu",
-                       weights_only=True)
+    heads = torch.load(
+        Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu", weights_only=True
+    )
     distance = lpips_distance(str(path))
 
     source = train[3]
@@ -72,7 +73,10 @@ def test_aligned_rerank_ranks_a_shifted_copy_first_where_l2_does_not():
     copy = np.roll(source, 2, axis=1)
     competitor = np.full((32, 32), 128, np.uint8)
     candidates = [competitor, source, 255 - source]
-    fetch = lambda rows: [candidates[i] for i in rows]
+
+    def fetch(rows):
+        return [candidates[i] for i in rows]
+
     l2_idx, _ = rerank([copy], np.array([[0, 1, 2]]), fetch, make_pair_distance("l2", None, "cpu"))
     assert l2_idx[0, 0] != 1
     idx, dist = rerank([copy], np.array([[0, 1, 2]]), fetch, make_pair_distance("aligned", None, "cpu"))

@@ -34,7 +34,8 @@ QUICK = SimilarityParams(image_size=24, width=16, steps=25, batch_size=64, warmu
 
 def texture(rng: np.random.Generator, size: int) -> np.ndarray:
     f = gaussian_filter(rng.normal(size=(size, size)), 1.5, mode="wrap") * 2 + gaussian_filter(
-        rng.normal(size=(size, size)), 0.8, mode="wrap")
+        rng.normal(size=(size, size)), 0.8, mode="wrap"
+    )
     return (f - f.mean()) / f.std()
 
 
@@ -98,8 +99,11 @@ def test_training_runs_on_the_configured_thread_count_and_gives_the_callers_back
     try:
         torch.set_num_threads(1)
         during = []
-        train_similarity(tiny_images, dataclasses.replace(TINY, num_threads=2),
-                         progress=lambda s, n: during.append(torch.get_num_threads()))
+        train_similarity(
+            tiny_images,
+            dataclasses.replace(TINY, num_threads=2),
+            progress=lambda s, n: during.append(torch.get_num_threads()),
+        )
         assert during == [2]
         assert torch.get_num_threads() == 1
 
@@ -124,7 +128,10 @@ def test_save_load_round_trip_gives_the_same_embeddings(tmp_path, tiny_images):
     assert "seconds" not in blob["info"] and blob["info"]["steps_done"] == model.info["steps_done"]
     loaded = load_similarity(path)
     assert loaded.params == model.params and loaded.channels == 1 and sha(loaded) == sha(model)
-    embed = lambda m, **kw: Embedder(**embedder_kwargs(m)).embed(tiny_images, **kw)  # as the pipeline embeds
+
+    def embed(m, **kw):
+        return Embedder(**embedder_kwargs(m)).embed(tiny_images, **kw)  # as the pipeline embeds
+
     e1, e2 = embed(model), embed(loaded)
     assert e1.dtype == np.float32 and e1.shape == (24, 16)
     np.testing.assert_array_equal(e1, e2)
@@ -152,8 +159,9 @@ def test_the_net_embeds_with_batchnorm_folded_equal_to_the_trained_net_up_to_rou
     with torch.inference_mode():
         np.testing.assert_allclose(folded(x.contiguous(memory_format=torch.channels_last)), model.module(x), atol=2e-6)
         kw = embedder_kwargs(model)
-        np.testing.assert_allclose(kw["features"](x.expand(-1, 3, -1, -1)), model.features(x.expand(-1, 3, -1, -1)),
-                                   atol=2e-6)
+        np.testing.assert_allclose(
+            kw["features"](x.expand(-1, 3, -1, -1)), model.features(x.expand(-1, 3, -1, -1)), atol=2e-6
+        )
     assert Embedder(**kw).fingerprint().endswith(f"|float32|{INFERENCE_FORM}")
 
 

@@ -49,8 +49,12 @@ def test_weights_do_not_depend_on_the_distance_scale():
         t, g = train * scale, queries * scale
         tau = fit_temperature(t, params, shards).temperature
         idx, dist = match(t, g, params, shards)
-        credits, _ = value(matches_table(quality["gen_id"], [f"t{i}" for i in range(200)], idx, dist, 10),
-                           quality, pl.Series([f"t{i}" for i in range(200)]), tau)
+        credits, _ = value(
+            matches_table(quality["gen_id"], [f"t{i}" for i in range(200)], idx, dist, 10),
+            quality,
+            pl.Series([f"t{i}" for i in range(200)]),
+            tau,
+        )
         weights.append(credits["weight"].to_numpy())
         taus.append(tau)
     assert taus[1] == pytest.approx(9 * taus[0], rel=1e-5)

@@ -32,9 +32,14 @@ def summed(per_batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def run(database, instance, key=None, selection=(per_batch,)):
-    return dg.materialize([per_batch, summed], selection=list(selection), partition_key=key, instance=instance,
-                          resources={"io_manager": GmvDuckDBIOManager(database=str(database), schema="main")},
-                          raise_on_error=False)
+    return dg.materialize(
+        [per_batch, summed],
+        selection=list(selection),
+        partition_key=key,
+        instance=instance,
+        resources={"io_manager": GmvDuckDBIOManager(database=str(database), schema="main")},
+        raise_on_error=False,
+    )
 
 
 def test_batches_share_a_table_and_a_failed_write_changes_nothing(tmp_path):
@@ -45,8 +50,10 @@ def test_batches_share_a_table_and_a_failed_write_changes_nothing(tmp_path):
     ROWS["b1"] = 4
     assert run(database, instance, "b1").success  # rewriting a batch replaces only its rows
     stored = read_stored_rows(database, "per_batch")
-    assert stored.sort("batch", "x").to_dict(as_series=False) == {"x": [1, 2, 3, 4, 1, 2],
-                                                                  "batch": ["b1"] * 4 + ["b2"] * 2}
+    assert stored.sort("batch", "x").to_dict(as_series=False) == {
+        "x": [1, 2, 3, 4, 1, 2],
+        "batch": ["b1"] * 4 + ["b2"] * 2,
+    }
     assert read_stored_rows(database, "per_batch", batch="b2").height == 2
     # the downstream reads every batch, in batch order, each in the order it was written
     result = run(database, instance, selection=(summed,))
@@ -100,8 +107,16 @@ def test_a_lock_held_by_another_process_is_a_transient_failure_and_the_step_is_r
     from gmv_dagster.resources import warehouse
 
     database = tmp_path / "w.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                               "print('held', flush=True); time.sleep(4)", str(database)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(4)",
+            str(database),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     monkeypatch.setattr(warehouse, "LOCK_RETRIES", 1)  # give up within the step at once ...
     monkeypatch.setattr(warehouse, "STEP_RETRY", {"max_retries": 6, "seconds_to_wait": 1.5})  # ... and retry the step
@@ -120,7 +135,9 @@ VERSIONED = {"width": 1}
 @dg.asset(partitions_def=batches, metadata={"partition_expr": "batch"})
 def versioned_batch(context) -> dg.Output[pl.DataFrame]:
     key = context.partition_key
-    df = pl.DataFrame({"x": [1.0] * VERSIONED["width"], "y": ["a"] * VERSIONED["width"], "batch": [key] * VERSIONED["width"]})
+    df = pl.DataFrame(
+        {"x": [1.0] * VERSIONED["width"], "y": ["a"] * VERSIONED["width"], "batch": [key] * VERSIONED["width"]}
+    )
     if VERSIONED["width"] == 3:
         df = df.drop("y")  # another layout: the write fails
     if VERSIONED.get("unversioned"):
@@ -141,8 +158,14 @@ def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
 
     def write(key, width):
         VERSIONED["width"] = width
-        return dg.materialize([versioned_batch, narrow], selection=[versioned_batch], partition_key=key,
-                              instance=instance, resources=resources, raise_on_error=False).success
+        return dg.materialize(
+            [versioned_batch, narrow],
+            selection=[versioned_batch],
+            partition_key=key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        ).success
 
     assert read_content_version(database, "versioned_batch", "b1") is None  # no database yet
     assert write("b1", 1) and write("b2", 2) and write("b1", 2)
@@ -156,8 +179,11 @@ def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
     finally:
         VERSIONED.pop("unversioned")
     assert read_content_version(database, "versioned_batch", "b2") is None
-    with pytest.raises(ValueError, match=r"versioned_batch \(partition b2\) has no stored embeddings version .*"
-                                         r"materialise versioned_batch, then what was built from it \(train_index\); stored vectors are reused"):
+    with pytest.raises(
+        ValueError,
+        match=r"versioned_batch \(partition b2\) has no stored embeddings version .*"
+        r"materialise versioned_batch, then what was built from it \(train_index\); stored vectors are reused",
+    ):
         stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b2")
     assert stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b1") == "b1-v2"
     # an input that names columns reads only those, and the partition column

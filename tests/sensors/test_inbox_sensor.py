@@ -39,8 +39,15 @@ def apply(instance, result):
 
 def test_complete_batches_become_partitions_with_runs_and_partial_ones_wait(tmp_path, image_folders, drop_batch):
     inbox = tmp_path / "inbox"
-    defs = build_definitions(tmp_path / "home", env={**PIXELS, "GMV_TRAIN_SOURCE": str(image_folders[0]),
-                                                   "GMV_GENERATED_SOURCE": str(image_folders[1]), "GMV_INBOX": str(inbox)})
+    defs = build_definitions(
+        tmp_path / "home",
+        env={
+            **PIXELS,
+            "GMV_TRAIN_SOURCE": str(image_folders[0]),
+            "GMV_GENERATED_SOURCE": str(image_folders[1]),
+            "GMV_INBOX": str(inbox),
+        },
+    )
     instance = dg.DagsterInstance.ephemeral()
 
     # An empty inbox: only the configured source's batch is registered, with no run.
@@ -76,8 +83,15 @@ def test_complete_batches_become_partitions_with_runs_and_partial_ones_wait(tmp_
 def test_inbox_folder_named_like_the_source_batch_is_refused(tmp_path, image_folders, drop_batch):
     inbox = tmp_path / "inbox"
     drop_batch(inbox, "generated", [2])
-    defs = build_definitions(tmp_path / "home", env={**PIXELS, "GMV_TRAIN_SOURCE": str(image_folders[0]),
-                                                   "GMV_GENERATED_SOURCE": str(image_folders[1]), "GMV_INBOX": str(inbox)})
+    defs = build_definitions(
+        tmp_path / "home",
+        env={
+            **PIXELS,
+            "GMV_TRAIN_SOURCE": str(image_folders[0]),
+            "GMV_GENERATED_SOURCE": str(image_folders[1]),
+            "GMV_INBOX": str(inbox),
+        },
+    )
     result, log = tick(defs, dg.DagsterInstance.ephemeral())
     assert result.run_requests == []
     # the source's own batch is registered (no run), and the folder is named as skipped, with why

@@ -61,7 +61,9 @@ def test_skip_values_the_good_images_and_lists_every_bad_file(tmp_path):
     assert set(reasons) == {"a_truncated.png", "b_corrupt.png", "c_empty.jpg", "d_text.png", "notes.txt"}
     assert reasons["c_empty.jpg"] == "empty file (0 bytes)"
     assert reasons["notes.txt"].startswith("not a PNG or JPEG file")
-    assert all(reasons[n].startswith("not a readable image") for n in ("a_truncated.png", "b_corrupt.png", "d_text.png"))
+    assert all(
+        reasons[n].startswith("not a readable image") for n in ("a_truncated.png", "b_corrupt.png", "d_text.png")
+    )
     images = load_images(scan.manifest["uri"].to_list())  # every mode decodes to uint8 grey or RGB
     assert all(img.dtype == np.uint8 and img.ndim in (2, 3) and img.size for img in images)
 
@@ -82,12 +84,15 @@ def test_non_finite_pixels_in_an_npz_are_bad_images(tmp_path):
     assert scan.manifest["id"].to_list() == [f"gen:{i:06d}" for i in (0, 1, 2, 4)]
 
 
-@pytest.mark.parametrize("csv_text, expected", [
-    ("file,style\nl.png,a\nl.png,b\n", r"line 3: a second row for 'l.png'"),
-    ("file,style\nl.png\n", r"line 2: wrong number of fields"),
-    ("file\nl.png\n", r"needs a header with a file-name column and at least one attribute"),
-    ("file,style\nmissing.png,a\n", r"line 2: 'missing.png' is not an image"),
-])
+@pytest.mark.parametrize(
+    "csv_text, expected",
+    [
+        ("file,style\nl.png,a\nl.png,b\n", r"line 3: a second row for 'l.png'"),
+        ("file,style\nl.png\n", r"line 2: wrong number of fields"),
+        ("file\nl.png\n", r"needs a header with a file-name column and at least one attribute"),
+        ("file,style\nmissing.png,a\n", r"line 2: 'missing.png' is not an image"),
+    ],
+)
 def test_malformed_attributes_csv_names_the_line(tmp_path, csv_text, expected):
     GOOD["good/l.png"].save(tmp_path / "l.png")
     (tmp_path / "attributes.csv").write_text(csv_text)
@@ -104,7 +109,9 @@ def test_attributes_of_a_skipped_image_are_not_an_error(tmp_path):
 
 
 def test_an_unknown_policy_stops_the_definitions_with_the_variable_named(tmp_path):
-    with pytest.raises(ValueError, match=r"on_bad_image must be one of \('fail', 'skip'\) \(GMV_ON_BAD_IMAGE\), got 'ignore'"):
+    with pytest.raises(
+        ValueError, match=r"on_bad_image must be one of \('fail', 'skip'\) \(GMV_ON_BAD_IMAGE\), got 'ignore'"
+    ):
         build_resources(tmp_path, {"GMV_ON_BAD_IMAGE": "ignore"})
 
 

@@ -29,7 +29,7 @@ def test_folder_manifest_labels_attributes_and_modes(tmp_path):
     (tmp_path / "dog").mkdir()
     Image.fromarray(np.full((10, 12), 100, np.uint8)).save(tmp_path / "cat" / "a.png")
     Image.fromarray(np.full((20, 20, 3), 50, np.uint8)).convert("RGBA").save(tmp_path / "cat" / "b.png")
-    Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(tmp_path / "dog" / "c.png")
+    Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(tmp_path / "dog" / "c.png")
     Image.fromarray(np.full((9, 9, 3), 200, np.uint8)).save(tmp_path / "dog" / "d.JPG")
     (tmp_path / "attributes.csv").write_text("file,hat\ncat/a.png,1\nc.png,0\n")
     df = manifest_from_path(str(tmp_path)).manifest
@@ -84,7 +84,9 @@ def test_npz_source(tmp_path):
     assert load_images(df["uri"].to_list())[0].shape == (5, 5)
 
 
-@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored: memory-mapped", "compressed: read whole"])
+@pytest.mark.parametrize(
+    "save", [np.savez, np.savez_compressed], ids=["stored: memory-mapped", "compressed: read whole"]
+)
 def test_npz_arrays_read_back_exactly_whether_stored_or_compressed(tmp_path, save):
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 256, (6, 5, 7, 3), dtype=np.uint8)
@@ -132,7 +134,9 @@ def _pil_pixels(data: bytes) -> np.ndarray:
 
 
 def _chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
+    )
 
 
 def _with_chunk(data: bytes, kind: bytes, body: bytes, crc: int | None = None) -> bytes:
@@ -144,18 +148,17 @@ def _with_chunk(data: bytes, kind: bytes, body: bytes, crc: int | None = None) -
 ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
 
 
-def _handmade_png(pixels: np.ndarray, interlace: bool = False, size: tuple[int, int] | None = None,
-                  filtering: int = 0) -> bytes:
+def _handmade_png(
+    pixels: np.ndarray, interlace: bool = False, size: tuple[int, int] | None = None, filtering: int = 0
+) -> bytes:
     """An 8-bit grey or RGB PNG written here, byte by byte (PIL writes no interlaced files): rows unfiltered,
     in Adam7's passes where `interlace`; `size` and `filtering` override the header's."""
     h, w = pixels.shape[:2]
     passes = ADAM7 if interlace else [(0, 0, 1, 1)]
-    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx]
-                   if row.size)
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx] if row.size)
     width, height = size or (w, h)
     header = struct.pack(">IIBBBBB", width, height, 8, 2 if pixels.ndim == 3 else 0, 0, filtering, int(interlace))
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw))
-            + _chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
@@ -167,14 +170,19 @@ def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
     big = rng.integers(0, 256, (300, 310, 3), np.uint8)  # incompressible: PIL splits its pixels over IDAT chunks
     alpha = rng.integers(0, 256, (37, 53, 1), np.uint8)
     plain = {
-        "grey": _png(Image.fromarray(grey)), "rgb": _png(Image.fromarray(rgb)),
-        "rgba": _png(Image.fromarray(np.concatenate([rgb, alpha], 2))), "grey+alpha": _png(Image.fromarray(grey).convert("LA")),
-        "rgb, several IDAT": _png(Image.fromarray(big)), "grey, made here": _handmade_png(grey),
+        "grey": _png(Image.fromarray(grey)),
+        "rgb": _png(Image.fromarray(rgb)),
+        "rgba": _png(Image.fromarray(np.concatenate([rgb, alpha], 2))),
+        "grey+alpha": _png(Image.fromarray(grey).convert("LA")),
+        "rgb, several IDAT": _png(Image.fromarray(big)),
+        "grey, made here": _handmade_png(grey),
     }
     other = {
-        "palette": _png(Image.fromarray(rgb).convert("P")), "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
+        "palette": _png(Image.fromarray(rgb).convert("P")),
+        "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
         "1-bit": _png(Image.fromarray(grey).convert("1")),
-        "grey, interlaced": _handmade_png(grey, interlace=True), "rgb, interlaced": _handmade_png(rgb, interlace=True),
+        "grey, interlaced": _handmade_png(grey, interlace=True),
+        "rgb, interlaced": _handmade_png(rgb, interlace=True),
         "grey, transparent 7": _png(Image.fromarray(grey), transparency=7),
         "rgb, transparent colour": _png(Image.fromarray(rgb), transparency=(1, 2, 3)),
         "rgb, gamma chunk": _with_chunk(_png(Image.fromarray(rgb)), b"gAMA", struct.pack(">I", 30000)),
@@ -190,7 +198,9 @@ def test_pngs_read_as_pil_reads_them_whichever_decoder_reads_them(tmp_path):
     for name in ("grey, made here", "grey, interlaced", "rgb, interlaced"):  # and what was written comes back
         assert np.array_equal(load_images([str(tmp_path / f"{name}.png")])[0], rgb if "rgb" in name else grey), name
     Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=90)
-    assert np.array_equal(load_images([str(tmp_path / "photo.jpg")])[0], _pil_pixels((tmp_path / "photo.jpg").read_bytes()))
+    assert np.array_equal(
+        load_images([str(tmp_path / "photo.jpg")])[0], _pil_pixels((tmp_path / "photo.jpg").read_bytes())
+    )
 
 
 def test_a_broken_png_is_left_to_pil_which_names_the_file(tmp_path):
@@ -203,22 +213,35 @@ def test_a_broken_png_is_left_to_pil_which_names_the_file(tmp_path):
     length = struct.unpack_from(">I", data, at - 4)[0]
     flipped = bytearray(data[at + 4 : at + 4 + length])
     flipped[length // 2] ^= 0x55
-    crc_fixed = data[: at + 4] + bytes(flipped) + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(flipped))) + data[at + 8 + length :]
+    crc_fixed = (
+        data[: at + 4]
+        + bytes(flipped)
+        + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(flipped)))
+        + data[at + 8 + length :]
+    )
     made = _handmade_png(pixels)
     idat = made.index(b"IDAT") - 4
     body = made[idat + 8 : len(made) - 24]  # the one IDAT's body: its CRC and IEND are the last 24 bytes
-    interrupted = made[:idat] + _chunk(b"IDAT", body[:50]) + _chunk(b"tEXt", b"a\x00b") + _chunk(b"IDAT", body[50:]) + made[-12:]
-    broken = {"truncated": data[: len(data) // 2], "pixels, crc fails": data[: at + 4] + bytes(flipped) + data[at + 4 + length :],
-              "pixels, crc recomputed": crc_fixed, "text chunk, crc fails": _with_chunk(data, b"tEXt", b"a\x00b", crc=0),
-              "no pixels": made[:idat] + made[-12:], "size 0": _handmade_png(pixels[:0], size=(0, 0)),
-              "filter method 1": _handmade_png(pixels, filtering=1), "pixels interrupted": interrupted}
+    interrupted = (
+        made[:idat] + _chunk(b"IDAT", body[:50]) + _chunk(b"tEXt", b"a\x00b") + _chunk(b"IDAT", body[50:]) + made[-12:]
+    )
+    broken = {
+        "truncated": data[: len(data) // 2],
+        "pixels, crc fails": data[: at + 4] + bytes(flipped) + data[at + 4 + length :],
+        "pixels, crc recomputed": crc_fixed,
+        "text chunk, crc fails": _with_chunk(data, b"tEXt", b"a\x00b", crc=0),
+        "no pixels": made[:idat] + made[-12:],
+        "size 0": _handmade_png(pixels[:0], size=(0, 0)),
+        "filter method 1": _handmade_png(pixels, filtering=1),
+        "pixels interrupted": interrupted,
+    }
     for name, bad in broken.items():
         assert decode_plain_png(bad) is None, name
         path = tmp_path / f"{name}.png"
         path.write_bytes(bad)
         with pytest.raises(SourceError, match=f"cannot read image .*{name}.png"):
             load_images([str(path)])
-        with pytest.raises(Exception):
+        with pytest.raises(OSError):  # PIL's decode errors (UnidentifiedImageError is one)
             _pil_pixels(bad)
 
 

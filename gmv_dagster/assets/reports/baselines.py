@@ -1,6 +1,5 @@
 """GMValuator and every baseline on the pipeline's own data, and the kit the criterion assets share."""
 
-
 from dataclasses import dataclass, fields
 
 import dagster as dg
@@ -74,15 +73,28 @@ class ReportKit:
     def fit_quality(self, train_images: list[np.ndarray], tag: str) -> QualityModel:
         """The scorer refit as the pipeline fits it, on a seeded reference sample of these training images."""
         rows = seeded_rows(len(train_images), self.reference_size, self.quality_seed)
-        return self.quality_scorer.fit([train_images[i] for i in rows], self.quality_device.torch_device(),
-                                       self.quality_seed, self.gmv_home.subdir(f"reports/{tag}"))
+        return self.quality_scorer.fit(
+            [train_images[i] for i in rows],
+            self.quality_device.torch_device(),
+            self.quality_seed,
+            self.gmv_home.subdir(f"reports/{tag}"),
+        )
 
-    def generator(self, spec: GeneratorSpec, images: list[np.ndarray], hashes: list[str], labels: list[str]) -> DemoGenerator:
+    def generator(
+        self, spec: GeneratorSpec, images: list[np.ndarray], hashes: list[str], labels: list[str]
+    ) -> DemoGenerator:
         return train_demo_generator(self.log, spec, images, hashes, labels, self.gmv_home, self.generator_device)[0]
 
-    def value(self, train_ids: list[str], train_images: list[np.ndarray], train_labels: list[str],
-              generations: Generations, generator: DemoGenerator | None, quality: QualityModel,
-              train_emb: np.ndarray | None = None) -> tuple[list[MethodOutput], dict[str, str]]:
+    def value(
+        self,
+        train_ids: list[str],
+        train_images: list[np.ndarray],
+        train_labels: list[str],
+        generations: Generations,
+        generator: DemoGenerator | None,
+        quality: QualityModel,
+        train_emb: np.ndarray | None = None,
+    ) -> tuple[list[MethodOutput], dict[str, str]]:
         """Every method on a training set and a generated set that the pipeline did not see."""
         if train_emb is None:
             train_emb = self.embed(train_images)
@@ -94,30 +106,64 @@ class ReportKit:
             top = min(quality.references, params.k)
             references = [[train_images[i] for i in row[:top] if i >= 0] for row in idx]
         _, q = quality.score(generations.images, references=references)
-        sets = EmbeddedSets(train_ids, generations.ids, train_emb, gen_emb, pl.DataFrame({"gen_id": generations.ids, "q": q}))
-        return run_methods(self.suite, sets, lambda rows: [train_images[i] for i in rows], train_labels, generations,
-                           generator, exact_search=self.index_mode == "exact", log=self.log)
+        sets = EmbeddedSets(
+            train_ids, generations.ids, train_emb, gen_emb, pl.DataFrame({"gen_id": generations.ids, "q": q})
+        )
+        return run_methods(
+            self.suite,
+            sets,
+            lambda rows: [train_images[i] for i in rows],
+            train_labels,
+            generations,
+            generator,
+            exact_search=self.index_mode == "exact",
+            log=self.log,
+        )
 
 
-def report_kit(context, gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
-               report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
-               generator_device: DeviceResource, matching_device: DeviceResource) -> ReportKit:
+def report_kit(
+    context,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
+) -> ReportKit:
     # The index settings of the latest train_index materialisation (every shard is built with one config).
     index_md = latest_metadata(context, "train_index")
     hnsw = HnswParams(**{f.name: index_md[f.name] for f in fields(HnswParams)})
     matches_md, credits_md = latest_metadata(context, "matches"), latest_metadata(context, "credits")
-    quality_md, generator_md = latest_metadata(context, "quality_calibration"), latest_metadata(context, "demo_generator")
+    quality_md, generator_md = (
+        latest_metadata(context, "quality_calibration"),
+        latest_metadata(context, "demo_generator"),
+    )
     if matches_md.get("rerank", "none") != "none":
-        raise ValueError("the reports compare re-rank choices themselves and start from matches without re-ranking: "
-                         "materialise matches with rerank: none, then the reports")
+        raise ValueError(
+            "the reports compare re-rank choices themselves and start from matches without re-ranking: "
+            "materialise matches with rerank: none, then the reports"
+        )
     match = MatchParams(k=int(matches_md["k"]), candidates=int(matches_md["candidates"]), metric=hnsw.metric)
     setup = SimilaritySetup(MethodSettings(match, hnsw, float(credits_md["temperature"])))
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None
     return ReportKit(
-        context, setup, index_md["mode"], report_settings.suite(setup, matching_device.torch_device(), embedder.backbone),
-        embedder.load_stored(gmv_home), embedding_device, quality_scorer, quality_device, generator_device, gmv_home, spec,
-        int(generator_md.get("n_samples", 0)), spec.params.seed if spec else 0,
-        int(quality_md.get("reference_size", 1000)), int(quality_md.get("seed", 0)),
+        context,
+        setup,
+        index_md["mode"],
+        report_settings.suite(setup, matching_device.torch_device(), embedder.backbone),
+        embedder.load_stored(gmv_home),
+        embedding_device,
+        quality_scorer,
+        quality_device,
+        generator_device,
+        gmv_home,
+        spec,
+        int(generator_md.get("n_samples", 0)),
+        spec.params.seed if spec else 0,
+        int(quality_md.get("reference_size", 1000)),
+        int(quality_md.get("seed", 0)),
     )
 
 
@@ -125,62 +171,119 @@ def pipeline_generator(kit: ReportKit, training_images: pl.DataFrame, images: li
     """The demo generator that made the generated images (from its checkpoint), or None for user data."""
     if kit.generator_spec is None:
         return None
-    return kit.generator(kit.generator_spec, images, training_images["content_hash"].to_list(),
-                         training_images["label"].to_list())
+    return kit.generator(
+        kit.generator_spec, images, training_images["content_hash"].to_list(), training_images["label"].to_list()
+    )
 
 
 @dg.multi_asset(
     outs={
-        "method_values": dg.AssetOut(description="Value of every training image by GMValuator, its ablations and the baselines (method, train_id, value)."),
-        "method_contributors": dg.AssetOut(description="Each method's ranked contributors per generated image (method, gen_id, train_id, rank)."),
-        "method_timings": dg.AssetOut(description="Seconds per stage of each method on the pipeline's data (method, stage, seconds, n_generated)."),
+        "method_values": dg.AssetOut(
+            description="Value of every training image by GMValuator, its ablations and the baselines "
+            "(method, train_id, value)."
+        ),
+        "method_contributors": dg.AssetOut(
+            description="Each method's ranked contributors per generated image (method, gen_id, train_id, rank)."
+        ),
+        "method_timings": dg.AssetOut(
+            description="Seconds per stage of each method on the pipeline's data (method, stage, seconds, n_generated)."
+        ),
     },
-    group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM,
+    group_name="reports",
+    code_version="1",
+    op_tags=GPU_TAGS,
+    deps=SETTINGS_FROM,
 )
 def method_valuations(
-    context, training_images: pl.DataFrame, generated_images: pl.DataFrame, train_embeddings: pl.DataFrame,
-    generated_embeddings: pl.DataFrame, quality_scores: pl.DataFrame, training_values: pl.DataFrame,
-    image_sources: ImageSources, gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
-    report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
-    generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    train_embeddings: pl.DataFrame,
+    generated_embeddings: pl.DataFrame,
+    quality_scores: pl.DataFrame,
+    training_values: pl.DataFrame,
+    image_sources: ImageSources,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ):
     """GMValuator (as the pipeline ran it), q = 1, exact search, each re-rank, random, uniform and TracIn."""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     train_images = ImageSequence(training_images["uri"].to_list())  # loaded when a method asks for a row
     # Batches are stored table by table; line the manifest up with the embeddings by id, not by position.
-    generated_images = generated_images.join(generated_embeddings.select("id").with_row_index("_row"), on="id").sort("_row")
+    generated_images = generated_images.join(generated_embeddings.select("id").with_row_index("_row"), on="id").sort(
+        "_row"
+    )
     gen_images = load_images(generated_images["uri"].to_list())
-    sets = EmbeddedSets(train_embeddings["id"].to_list(), generated_embeddings["id"].to_list(),
-                        np.asarray(train_vectors(gmv_home, train_embeddings)), embedding_matrix(generated_embeddings),
-                        quality_scores.select("gen_id", "q"))
+    sets = EmbeddedSets(
+        train_embeddings["id"].to_list(),
+        generated_embeddings["id"].to_list(),
+        np.asarray(train_vectors(gmv_home, train_embeddings)),
+        embedding_matrix(generated_embeddings),
+        quality_scores.select("gen_id", "q"),
+    )
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     # Stages the pipeline already ran, timed by its own assets: shared by every similarity variant.
-    md = {name: latest_metadata(context, name)
-          for name in ("train_embeddings", "generated_embeddings", "train_index", "quality_calibration", "quality_scores")}
-    shared = {"embed_train": md["train_embeddings"].get("seconds"), "embed_generated": md["generated_embeddings"].get("seconds"),
-              "index": md["train_index"].get("build_seconds"),
-              "quality": (md["quality_calibration"].get("fit_seconds") or 0) + (md["quality_scores"].get("score_seconds") or 0)}
+    md = {
+        name: latest_metadata(context, name)
+        for name in ("train_embeddings", "generated_embeddings", "train_index", "quality_calibration", "quality_scores")
+    }
+    shared = {
+        "embed_train": md["train_embeddings"].get("seconds"),
+        "embed_generated": md["generated_embeddings"].get("seconds"),
+        "index": md["train_index"].get("build_seconds"),
+        "quality": (md["quality_calibration"].get("fit_seconds") or 0)
+        + (md["quality_scores"].get("score_seconds") or 0),
+    }
     generations = Generations(sets.gen_ids, gen_images, generated_images["label"].to_list())
     outputs, skipped = run_methods(
-        kit.suite, sets, lambda rows: [train_images[i] for i in rows], training_images["label"].to_list(), generations,
-        pipeline_generator(kit, training_images, train_images), shards=shards,
+        kit.suite,
+        sets,
+        lambda rows: [train_images[i] for i in rows],
+        training_images["label"].to_list(),
+        generations,
+        pipeline_generator(kit, training_images, train_images),
+        shards=shards,
         exact_search=all(spec["mode"] == "exact" for spec in specs),
-        gmv_seconds={k: float(v) for k, v in shared.items() if v is not None}, log=kit.log)
+        gmv_seconds={k: float(v) for k, v in shared.items() if v is not None},
+        log=kit.log,
+    )
 
     gmv = next(o for o in outputs if o.method == "gmv").values
     gap = gmv.join(training_values.select("train_id", "value"), on="train_id", suffix="_pipeline")
     max_gap = float((gap["value"] - gap["value_pipeline"]).abs().max())
     if gap.height != training_values.height or max_gap > 1e-9:
-        raise ValueError(f"GMValuator rerun for the reports differs from training_values (max gap {max_gap:.3g}): "
-                         "rematerialise the pipeline and the reports in one run")
+        raise ValueError(
+            f"GMValuator rerun for the reports differs from training_values (max gap {max_gap:.3g}): "
+            "rematerialise the pipeline and the reports in one run"
+        )
     values, contributors = method_values_table(outputs), method_contributors_table(outputs)
     timings = pl.DataFrame(
-        [{"method": o.method, "stage": stage, "seconds": float(sec), "n_generated": len(sets.gen_ids)}
-         for o in outputs for stage, sec in o.seconds.items()],
+        [
+            {"method": o.method, "stage": stage, "seconds": float(sec), "n_generated": len(sets.gen_ids)}
+            for o in outputs
+            for stage, sec in o.seconds.items()
+        ],
         schema={"method": pl.String, "stage": pl.String, "seconds": pl.Float64, "n_generated": pl.Int64},
     )
     not_run = dg.MetadataValue.json(skipped)
     yield dg.Output(values, "method_values", metadata=table_metadata(values, not_run=not_run, gmv_equals_pipeline=True))
-    yield dg.Output(contributors, "method_contributors", metadata=table_metadata(contributors, depth=kit.suite.setup.depth))
+    yield dg.Output(
+        contributors, "method_contributors", metadata=table_metadata(contributors, depth=kit.suite.setup.depth)
+    )
     yield dg.Output(timings, "method_timings", metadata=table_metadata(timings, preview_rows=40))

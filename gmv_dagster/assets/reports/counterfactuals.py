@@ -1,6 +1,5 @@
 """Criteria that plant known answers or retrain the demo generator: reasonableness, C3, fidelity, consistency, LDS."""
 
-
 import time
 from dataclasses import replace
 
@@ -71,38 +70,63 @@ class ReasonablenessConfig(dg.Config):
 
 @dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
 def criterion_reasonableness(
-    context, config: ReasonablenessConfig, training_images: pl.DataFrame, train_embeddings: pl.DataFrame,
-    gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
-    report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
-    generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    config: ReasonablenessConfig,
+    training_images: pl.DataFrame,
+    train_embeddings: pl.DataFrame,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Reasonableness: generated near-copies of known training images must name their source as top contributor."""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     rows = Rows("reasonableness")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
     # Loaded a row at a time where a method asks for one (the demo generator, retrained on all of them, reads all).
     images = ImageSequence(training_images["uri"].to_list())
     rng = np.random.default_rng(config.seed)
     sources = seeded_rows(len(ids), config.n_copies, config.seed)
-    planted = Generations([f"copy:{ids[r]}" for r in sources], [near_copy(images[r], rng) for r in sources],
-                          [labels[r] for r in sources])
+    planted = Generations(
+        [f"copy:{ids[r]}" for r in sources], [near_copy(images[r], rng) for r in sources], [labels[r] for r in sources]
+    )
     generator = pipeline_generator(kit, training_images, images)
     # Rankings do not depend on q, so the copies are not scored (q = 1) and no scorer is fit here.
     unit_quality = load_quality_model(Calibration("none"))
-    outputs, skipped = kit.value(ids, images, labels, planted, generator, unit_quality, np.asarray(train_vectors(gmv_home, train_embeddings)))
+    outputs, skipped = kit.value(
+        ids, images, labels, planted, generator, unit_quality, np.asarray(train_vectors(gmv_home, train_embeddings))
+    )
     truth = pl.DataFrame({"gen_id": planted.ids, "source": [ids[r] for r in sources]})
     for out in outputs:
         found = out.contributors.join(truth, on="gen_id").filter(pl.col("train_id") == pl.col("source"))
         for k in (1, 10):
             hits = found.filter(pl.col("rank") <= k)["gen_id"].n_unique()
             lo, hi = wilson_interval(hits, len(sources))
-            rows.add(f"source in top-{k}", out.method, "near-copies", Measure(hits / len(sources), len(sources), lo, hi))
+            rows.add(
+                f"source in top-{k}", out.method, "near-copies", Measure(hits / len(sources), len(sources), lo, hi)
+            )
     for method, reason in skipped.items():
         rows.not_run("source in top-1", method, "near-copies", reason)
     df = rows.frame()
-    summary = (f"{len(sources)} training images planted as generated images (shifted one pixel, contrast 0.9, noise "
-               f"sd 8); share whose source is the top-1 / in the top-10 contributors.\n\n{pivot_markdown(df, columns='metric')}")
+    summary = (
+        f"{len(sources)} training images planted as generated images (shifted one pixel, contrast 0.9, noise "
+        "sd 8); share whose source is the top-1 / in the top-10 contributors.\n\n"
+        f"{pivot_markdown(df, columns='metric')}"
+    )
     plot = bar_plot(df, "metric", "Reasonableness: near-copies credit their source", "share")
     context.add_output_metadata(report_metadata(df, summary, plot))
     return df
@@ -126,19 +150,39 @@ class OodConfig(dg.Config):
 
 @dg.asset(group_name="reports", code_version="3", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
 def criterion_ood(
-    context, config: OodConfig, training_images: pl.DataFrame, gmv_home: GmvHome, embedder: EmbedderResource,
-    quality_scorer: QualityScorerResource, report_settings: ReportSettings, embedding_device: DeviceResource,
-    quality_device: DeviceResource, generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    config: OodConfig,
+    training_images: pl.DataFrame,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ) -> pl.DataFrame:
-    """C3: pollute the training set with OOD images, retrain the generator, value; AUC that OOD images get lower value."""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    """C3: pollute the training set with OOD images, retrain the generator, value; AUC that OOD images get \
+lower value."""
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     # The pipeline's settings at C3's k, its credit temperature included (fitted to the spread of 10 neighbours):
     # ranks beyond the pipeline's k get less credit than a temperature fitted at C3's k would give them; any positive
     # credit is what breaks C3's ties.
     settings = kit.suite.setup.settings
     match = replace(settings.match, k=config.k, candidates=max(settings.match.candidates, config.k))
-    kit = replace(kit, suite=replace(kit.suite, setup=replace(kit.suite.setup, settings=replace(settings, match=match))))
+    kit = replace(
+        kit, suite=replace(kit.suite, setup=replace(kit.suite.setup, settings=replace(settings, match=match)))
+    )
     rows = Rows("C3 out-of-distribution")
     if kit.generator_spec is None:
         return _not_run_without_generator(context, rows, "AUC (OOD valued lower)", "all kinds")
@@ -150,10 +194,15 @@ def criterion_ood(
     images, all_labels = clean + pollution.images, labels + pollution.labels
     kinds = np.array(["clean"] * len(clean) + pollution.kinds)
     kit.log(f"C3: {n_ood} OOD images ({', '.join(config.kinds)}) added to {len(clean)}; retraining the generator")
-    generator = kit.generator(kit.generator_spec, images, training_images["content_hash"].to_list()
-                              + [array_hash(i) for i in pollution.images], all_labels)
-    generations = _sample(kit, generator, kit.generation_seed, f"polluted-{kit.generator_spec.family}",
-                          config.n_generated)
+    generator = kit.generator(
+        kit.generator_spec,
+        images,
+        training_images["content_hash"].to_list() + [array_hash(i) for i in pollution.images],
+        all_labels,
+    )
+    generations = _sample(
+        kit, generator, kit.generation_seed, f"polluted-{kit.generator_spec.family}", config.n_generated
+    )
     outputs, skipped = kit.value(ids, images, all_labels, generations, generator, kit.fit_quality(images, "ood"))
     for out in outputs:
         v = out.values.join(pl.DataFrame({"train_id": ids, "kind": kinds}), on="train_id")
@@ -164,7 +213,13 @@ def criterion_ood(
         for k in config.kinds:
             keep = (kind == "clean") | (kind == k)
             rows.add("AUC (OOD valued lower)", out.method, k, auc_lower_value(value[keep], ood[keep]))
-        rows.add("OOD share of total value", out.method, "all kinds", float(np.clip(value[ood], 0, None).sum() / max(np.clip(value, 0, None).sum(), 1e-12)), len(value))
+        rows.add(
+            "OOD share of total value",
+            out.method,
+            "all kinds",
+            float(np.clip(value[ood], 0, None).sum() / max(np.clip(value, 0, None).sum(), 1e-12)),
+            len(value),
+        )
         # A clean image valued 0 ties with an OOD image valued 0: for values >= 0 (not TracIn's signed scores), even
         # if every OOD image got 0 the AUC could not exceed P(clean > 0) + P(clean = 0) / 2. Where that is near 0.5,
         # C3 measures the sample size, not the method.
@@ -174,34 +229,64 @@ def criterion_ood(
     for method, reason in skipped.items():
         rows.not_run("AUC (OOD valued lower)", method, "all kinds", reason)
     df = rows.frame()
-    summary = (f"{n_ood} OOD training images ({config.share:.0%} of {len(ids)}; kinds {', '.join(config.kinds)}); "
-               f"{len(generations.ids)} generations, each crediting its k = {config.k} nearest (the pipeline's "
-               f"temperature); "
-               f"bottom-k uses k = {n_ood}.\n\n{pivot_markdown(df.filter(pl.col('setting') == 'all kinds'), columns='metric')}"
-               f"\n\n### AUC by kind\n\n{pivot_markdown(df.filter(pl.col('metric') == 'AUC (OOD valued lower)'))}")
-    plot = bar_plot(df.filter(pl.col("metric") == "AUC (OOD valued lower)"), "setting", "C3: AUC that OOD images get lower value", "AUC")
-    context.add_output_metadata(report_metadata(df, summary, plot, n_ood=n_ood, k=config.k,
-                                                n_generated=len(generations.ids)))
+    summary = (
+        f"{n_ood} OOD training images ({config.share:.0%} of {len(ids)}; kinds {', '.join(config.kinds)}); "
+        f"{len(generations.ids)} generations, each crediting its k = {config.k} nearest (the pipeline's "
+        f"temperature); "
+        f"bottom-k uses k = {n_ood}.\n\n{pivot_markdown(df.filter(pl.col('setting') == 'all kinds'), columns='metric')}"
+        f"\n\n### AUC by kind\n\n{pivot_markdown(df.filter(pl.col('metric') == 'AUC (OOD valued lower)'))}"
+    )
+    plot = bar_plot(
+        df.filter(pl.col("metric") == "AUC (OOD valued lower)"),
+        "setting",
+        "C3: AUC that OOD images get lower value",
+        "AUC",
+    )
+    context.add_output_metadata(
+        report_metadata(df, summary, plot, n_ood=n_ood, k=config.k, n_generated=len(generations.ids))
+    )
     return df
 
 
 class FidelityConfig(dg.Config):
     share: float = Field(default=0.10, gt=0, lt=1, description="share p of the training set removed")
-    methods: list[str] = Field(default=["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "tracin", "random"],
-                               description="methods whose top / bottom p% are removed (each: two retrains)")
+    methods: list[str] = Field(
+        default=["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "tracin", "random"],
+        description="methods whose top / bottom p% are removed (each: two retrains)",
+    )
     seed: int = 0
 
 
 @dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
 def criterion_fidelity(
-    context, config: FidelityConfig, method_values: pl.DataFrame, training_images: pl.DataFrame,
-    train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame, gmv_home: GmvHome, embedder: EmbedderResource,
-    quality_scorer: QualityScorerResource, report_settings: ReportSettings, embedding_device: DeviceResource,
-    quality_device: DeviceResource, generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    config: FidelityConfig,
+    method_values: pl.DataFrame,
+    training_images: pl.DataFrame,
+    train_embeddings: pl.DataFrame,
+    generated_embeddings: pl.DataFrame,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ) -> pl.DataFrame:
-    """Remove the top / a random / the bottom p% by value, retrain, regenerate from the same noise: how far do generations move?"""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    """Remove the top / a random / the bottom p% by value, retrain, regenerate from the same noise: how far do \
+generations move?"""
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     rows = Rows("fidelity")
     if kit.generator_spec is None:
         return _not_run_without_generator(context, rows, "distance_to_removed_gain", "all")
@@ -213,8 +298,12 @@ def criterion_fidelity(
     measured: dict[tuple[str, ...], dict] = {}  # removal set -> measures (the random arm is shared)
     available = set(method_values["method"].unique())
     if "uniform" in available and "uniform" not in config.methods:
-        rows.not_run("distance_to_removed_gain", "uniform", f"top {config.share:.0%}",
-                     "every value is equal: there is no top or bottom")
+        rows.not_run(
+            "distance_to_removed_gain",
+            "uniform",
+            f"top {config.share:.0%}",
+            "every value is equal: there is no top or bottom",
+        )
     for method in config.methods:
         if method not in available:
             rows.not_run("distance_to_removed_gain", method, "all", "this method did not run (see method_values)")
@@ -226,39 +315,71 @@ def criterion_fidelity(
                 dropped = set(removed)
                 keep = [r for r in range(len(ids)) if ids[r] not in dropped]
                 kit.log(f"fidelity: {method} {arm} {config.share:.0%} removed; retraining on {len(keep)} images")
-                generator = kit.generator(kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep],
-                                          [labels[r] for r in keep])
+                generator = kit.generator(
+                    kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep], [labels[r] for r in keep]
+                )
                 after = kit.embed(_sample(kit, generator, kit.generation_seed, "retrained").images)
-                measured[removed] = fidelity_measures(before, after, train_emb[[position[i] for i in removed]], train_emb)
+                measured[removed] = fidelity_measures(
+                    before, after, train_emb[[position[i] for i in removed]], train_emb
+                )
             for metric, value in measured[removed].items():
                 rows.add(metric, method, f"{arm} {config.share:.0%}", value, len(removed))
     df = rows.frame()
-    summary = ("Expected order: removing the top-valued images moves generations most (top > random > bottom).\n\n"
-               + "\n\n".join(f"### {m}\n\n{pivot_markdown(df.filter(pl.col('metric') == m), digits=4)}"
-                             for m in dict.fromkeys(df["metric"].to_list())))
-    plot = bar_plot(df.filter(pl.col("metric") == "distance_to_removed_gain"), "setting",
-                    "Fidelity: gain in distance to the removed images", "cosine distance")
+    summary = (
+        "Expected order: removing the top-valued images moves generations most (top > random > bottom).\n\n"
+        + "\n\n".join(
+            f"### {m}\n\n{pivot_markdown(df.filter(pl.col('metric') == m), digits=4)}"
+            for m in dict.fromkeys(df["metric"].to_list())
+        )
+    )
+    plot = bar_plot(
+        df.filter(pl.col("metric") == "distance_to_removed_gain"),
+        "setting",
+        "Fidelity: gain in distance to the removed images",
+        "cosine distance",
+    )
     context.add_output_metadata(report_metadata(df, summary, plot, retrains=len(measured)))
     return df
 
 
 class ConsistencyConfig(dg.Config):
     second_seed: int = Field(default=1, description="generation seed compared with the pipeline's")
-    other_family: str = Field(default="auto", description="generator family compared: auto = the one the pipeline did not use")
+    other_family: str = Field(
+        default="auto", description="generator family compared: auto = the one the pipeline did not use"
+    )
 
 
 @dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
 def criterion_consistency(
-    context, config: ConsistencyConfig, method_values: pl.DataFrame, training_images: pl.DataFrame,
-    train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame, quality_scores: pl.DataFrame,
-    gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
-    report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
-    generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    config: ConsistencyConfig,
+    method_values: pl.DataFrame,
+    training_images: pl.DataFrame,
+    train_embeddings: pl.DataFrame,
+    generated_embeddings: pl.DataFrame,
+    quality_scores: pl.DataFrame,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Rank correlation of values across generation seeds, generator families, ANN vs exact and the index's precision
     (the pipeline's, bf16 by default) vs f32."""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     rows = Rows("consistency")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
     train_emb = np.asarray(train_vectors(gmv_home, train_embeddings))
@@ -273,8 +394,13 @@ def criterion_consistency(
             rows.not_run("spearman", method, setting, reason)
 
     # Search settings, on the pipeline's own embeddings and quality scores.
-    sets = EmbeddedSets(ids, generated_embeddings["id"].to_list(), train_emb, embedding_matrix(generated_embeddings),
-                        quality_scores.select("gen_id", "q"))
+    sets = EmbeddedSets(
+        ids,
+        generated_embeddings["id"].to_list(),
+        train_emb,
+        embedding_matrix(generated_embeddings),
+        quality_scores.select("gen_id", "q"),
+    )
     setup = kit.suite.setup
     searched = {"exact": similarity_method("exact", sets, setup, exact=True)}
     dtype = setup.settings.hnsw.dtype  # the pipeline's index precision, against exact search and against f32
@@ -298,12 +424,20 @@ def criterion_consistency(
         compare("generation seed", *kit.value(ids, images, labels, seeded, generator, quality, train_emb))
         other = config.other_family if config.other_family != "auto" else ("diffusion" if family == "vae" else "vae")
         kit.log(f"consistency: training the {other} generator on the same {len(ids)} images")
-        second = kit.generator(replace(kit.generator_spec, family=other), images,
-                               training_images["content_hash"].to_list(), labels)
-        compare(f"generator family ({family} vs {other})",
-                *kit.value(ids, images, labels, _sample(kit, second, kit.generation_seed, other), second, quality, train_emb))
+        second = kit.generator(
+            replace(kit.generator_spec, family=other), images, training_images["content_hash"].to_list(), labels
+        )
+        compare(
+            f"generator family ({family} vs {other})",
+            *kit.value(
+                ids, images, labels, _sample(kit, second, kit.generation_seed, other), second, quality, train_emb
+            ),
+        )
     df = rows.frame()
-    summary = f"{pivot_markdown(df.filter(pl.col('metric') == 'spearman'))}\n\n### Kendall\n\n{pivot_markdown(df.filter(pl.col('metric') == 'kendall'))}"
+    summary = (
+        f"{pivot_markdown(df.filter(pl.col('metric') == 'spearman'))}\n\n### Kendall\n\n"
+        f"{pivot_markdown(df.filter(pl.col('metric') == 'kendall'))}"
+    )
     plot = bar_plot(df.filter(pl.col("metric") == "spearman"), "setting", "Consistency: Spearman of values", "rho")
     context.add_output_metadata(report_metadata(df, summary, plot))
     return df
@@ -311,8 +445,12 @@ def criterion_consistency(
 
 # Published LDS on CIFAR-2 generated samples (D-TRAK, Zheng et al., ICLR 2024, DDPM, S = 100 half subsets):
 # validation-set samples in brackets. Another data set and generator: a scale to read ours against, not a target.
-LDS_ANCHORS = {"pixel similarity": (0.05, 0.08), "CLIP similarity": (0.04, 0.09), "TRAK": (0.16, 0.24),
-               "D-TRAK": (0.26, 0.34)}
+LDS_ANCHORS = {
+    "pixel similarity": (0.05, 0.08),
+    "CLIP similarity": (0.04, 0.09),
+    "TRAK": (0.16, 0.24),
+    "D-TRAK": (0.26, 0.34),
+}
 
 
 class LdsConfig(dg.Config):
@@ -323,18 +461,36 @@ class LdsConfig(dg.Config):
 
 @dg.asset(group_name="reports", code_version="2", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
 def criterion_lds(
-    context, config: LdsConfig, method_contributors: pl.DataFrame, training_images: pl.DataFrame,
-    generated_images: pl.DataFrame, gmv_home: GmvHome, embedder: EmbedderResource, quality_scorer: QualityScorerResource,
-    report_settings: ReportSettings, embedding_device: DeviceResource, quality_device: DeviceResource,
-    generator_device: DeviceResource, matching_device: DeviceResource,
+    context,
+    config: LdsConfig,
+    method_contributors: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    gmv_home: GmvHome,
+    embedder: EmbedderResource,
+    quality_scorer: QualityScorerResource,
+    report_settings: ReportSettings,
+    embedding_device: DeviceResource,
+    quality_device: DeviceResource,
+    generator_device: DeviceResource,
+    matching_device: DeviceResource,
 ) -> pl.DataFrame:
     """Linear datamodeling score: the demo generator retrained on S random halves of the training set (cached by
     content); per generated sample, the Spearman correlation over subsets between a method's summed attribution
     to the subset and the retrained model's output on the sample (VAE: its ELBO; DDPM: minus its denoising loss,
     evaluation/lds.model_outputs); the mean with a bootstrap 95% interval. The DDPM retrains take its full
     training each (about 160 s on 2 cores at the default 2,000 steps)."""
-    kit = report_kit(context, gmv_home, embedder, quality_scorer, report_settings, embedding_device, quality_device,
-                     generator_device, matching_device)
+    kit = report_kit(
+        context,
+        gmv_home,
+        embedder,
+        quality_scorer,
+        report_settings,
+        embedding_device,
+        quality_device,
+        generator_device,
+        matching_device,
+    )
     rows = Rows("LDS")
     setting = f"S={config.subsets}, {config.fraction:.0%} subsets"
     if kit.generator_spec is None:
@@ -348,29 +504,47 @@ def criterion_lds(
     started = time.perf_counter()
     for s, mask in enumerate(masks):
         keep = np.flatnonzero(mask)
-        generator = kit.generator(kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep],
-                                  [labels[r] for r in keep])
+        generator = kit.generator(
+            kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep], [labels[r] for r in keep]
+        )
         outputs[s] = model_outputs(generator, gen, gen_labels, seed=config.seed)
-        kit.log(f"LDS: model {s + 1}/{config.subsets} on {len(keep)} training images "
-                f"({(time.perf_counter() - started) / (s + 1):.1f} s per model)")
+        kit.log(
+            f"LDS: model {s + 1}/{config.subsets} on {len(keep)} training images "
+            f"({(time.perf_counter() - started) / (s + 1):.1f} s per model)"
+        )
     for (method,), contributors in method_contributors.group_by("method", maintain_order=True):
         if method == "uniform":
             rows.not_run("LDS", method, setting, "equal attribution to every image: every subset sums to the same")
             continue
-        result = linear_datamodeling_score(attribution_matrix(contributors, gen_ids, ids), masks, outputs,
-                                           seed=config.seed)
+        result = linear_datamodeling_score(
+            attribution_matrix(contributors, gen_ids, ids), masks, outputs, seed=config.seed
+        )
         undefined = len(gen_ids) - result.defined
-        note = f"{undefined} of {len(gen_ids)} samples undefined (no attribution varies over the subsets)" if undefined else None
-        rows.add("LDS", method, setting, Measure(None if result.defined == 0 else result.mean, result.defined,
-                                                 result.low, result.high, note))
+        note = (
+            f"{undefined} of {len(gen_ids)} samples undefined (no attribution varies over the subsets)"
+            if undefined
+            else None
+        )
+        rows.add(
+            "LDS",
+            method,
+            setting,
+            Measure(None if result.defined == 0 else result.mean, result.defined, result.low, result.high, note),
+        )
     df = rows.frame()
     anchors = "; ".join(f"{name} {test:.2f} ({val:.2f})" for name, (test, val) in LDS_ANCHORS.items())
-    output = ("minus the VAE's negative ELBO" if kit.generator_spec.family == "vae" else
-              "minus the DDPM's denoising loss (10 fixed timesteps, seeded noise)")
-    summary = (f"LDS over {config.subsets} generators retrained on random {config.fraction:.0%} subsets; model output = "
-               f"{output} of each generated sample.\n\n{pivot_markdown(df)}\n\nPublished on CIFAR-2 "
-               f"(D-TRAK's protocol; validation samples in brackets): {anchors}.")
+    output = (
+        "minus the VAE's negative ELBO"
+        if kit.generator_spec.family == "vae"
+        else "minus the DDPM's denoising loss (10 fixed timesteps, seeded noise)"
+    )
+    summary = (
+        f"LDS over {config.subsets} generators retrained on random {config.fraction:.0%} subsets; model output = "
+        f"{output} of each generated sample.\n\n{pivot_markdown(df)}\n\nPublished on CIFAR-2 "
+        f"(D-TRAK's protocol; validation samples in brackets): {anchors}."
+    )
     plot = bar_plot(df, "setting", "LDS (Spearman, mean over generated samples)", "LDS")
-    context.add_output_metadata(report_metadata(df, summary, plot, retrained=config.subsets,
-                                                seconds=round(time.perf_counter() - started, 1)))
+    context.add_output_metadata(
+        report_metadata(df, summary, plot, retrained=config.subsets, seconds=round(time.perf_counter() - started, 1))
+    )
     return df

@@ -3,10 +3,20 @@
 from . import checks, credit, embeddings, matching, quality, sources
 
 VALUATION_ASSETS = [
-    sources.training_images, sources.demo_generator, sources.generated_images,
-    embeddings.similarity_model, embeddings.embedding_model, embeddings.train_embeddings, embeddings.generated_embeddings,
-    matching.train_index, matching.credit_temperature, matching.matches,
-    quality.quality_calibration, quality.training_details, quality.quality_scores,
-    credit.credits, credit.training_values,
+    sources.training_images,
+    sources.demo_generator,
+    sources.generated_images,
+    embeddings.similarity_model,
+    embeddings.embedding_model,
+    embeddings.train_embeddings,
+    embeddings.generated_embeddings,
+    matching.train_index,
+    matching.credit_temperature,
+    matching.matches,
+    quality.quality_calibration,
+    quality.training_details,
+    quality.quality_scores,
+    credit.credits,
+    credit.training_values,
 ]
 VALUATION_CHECKS = checks.ALL_CHECKS

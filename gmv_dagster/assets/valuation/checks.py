@@ -3,7 +3,6 @@
 Blocking where a wrong number would otherwise flow downstream into the values.
 """
 
-
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -26,20 +25,30 @@ def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
     return df.filter(pl.col(column) == context.partition_key)
 
 
-def _embeddings_ok(ids: pl.Series, emb: np.ndarray, embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
+def _embeddings_ok(
+    ids: pl.Series, emb: np.ndarray, embedder: EmbedderResource, gmv_home: GmvHome
+) -> dg.AssetCheckResult:
     expected = embedder.load_stored(gmv_home).dim
     finite = finite_rows(emb)
     bad = ids.filter(~pl.Series(finite)).head(3).to_list()
     return dg.AssetCheckResult(
         passed=bool(finite.all()) and emb.shape[1] == expected,
-        metadata={"dim": int(emb.shape[1]), "expected_dim": expected, "non_finite_rows": int((~finite).sum()),
-                  "first_non_finite_ids": ", ".join(bad) or "none"},
+        metadata={
+            "dim": int(emb.shape[1]),
+            "expected_dim": expected,
+            "non_finite_rows": int((~finite).sum()),
+            "first_non_finite_ids": ", ".join(bad) or "none",
+        },
     )
 
 
 @dg.asset_check(asset=embeddings.train_embeddings, blocking=True)
-def train_embeddings_finite(context: dg.AssetCheckExecutionContext, train_embeddings: pl.DataFrame,
-                            embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
+def train_embeddings_finite(
+    context: dg.AssetCheckExecutionContext,
+    train_embeddings: pl.DataFrame,
+    embedder: EmbedderResource,
+    gmv_home: GmvHome,
+) -> dg.AssetCheckResult:
     """Every training embedding (of the shard) is finite and has the embedder's dimension (read from the vector store
     a block at a time)."""
     rows = _this_partition(context, train_embeddings, "shard")
@@ -47,8 +56,12 @@ def train_embeddings_finite(context: dg.AssetCheckExecutionContext, train_embedd
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
-def generated_embeddings_finite(context: dg.AssetCheckExecutionContext, generated_embeddings: pl.DataFrame,
-                                embedder: EmbedderResource, gmv_home: GmvHome) -> dg.AssetCheckResult:
+def generated_embeddings_finite(
+    context: dg.AssetCheckExecutionContext,
+    generated_embeddings: pl.DataFrame,
+    embedder: EmbedderResource,
+    gmv_home: GmvHome,
+) -> dg.AssetCheckResult:
     """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
     rows = _this_partition(context, generated_embeddings, "batch")
     return _embeddings_ok(rows["id"], embedding_matrix(rows), embedder, gmv_home)
@@ -61,52 +74,100 @@ class RecallCheckConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset_check(asset=matching.train_index, additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_IDS.metadata)},
-                blocking=True)
-def index_recall(context: dg.AssetCheckExecutionContext, config: RecallCheckConfig, train_embeddings: pl.DataFrame,
-                 gmv_home: GmvHome, matching_device: DeviceResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=matching.train_index,
+    additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_IDS.metadata)},
+    blocking=True,
+)
+def index_recall(
+    context: dg.AssetCheckExecutionContext,
+    config: RecallCheckConfig,
+    train_embeddings: pl.DataFrame,
+    gmv_home: GmvHome,
+    matching_device: DeviceResource,
+) -> dg.AssetCheckResult:
     """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample, above a threshold."""
     train_embeddings = _this_partition(context, train_embeddings, "shard")
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     if all(shard.index is None for shard in shards):
-        return dg.AssetCheckResult(passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold})
+        return dg.AssetCheckResult(
+            passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold}
+        )
     train = shard_vectors(shards)
-    recall = sample_recall(train, train, shards, config.k, specs[0]["params"]["metric"], config.sample, config.seed,
-                           matching_device.torch_device())
+    recall = sample_recall(
+        train,
+        train,
+        shards,
+        config.k,
+        specs[0]["params"]["metric"],
+        config.sample,
+        config.seed,
+        matching_device.torch_device(),
+    )
     return dg.AssetCheckResult(
         passed=recall >= config.threshold,
-        metadata={"mode": "hnsw", f"recall@{config.k}": recall, "threshold": config.threshold, "sample": config.sample,
-                  "vectors": len(train)},
+        metadata={
+            "mode": "hnsw",
+            f"recall@{config.k}": recall,
+            "threshold": config.threshold,
+            "sample": config.sample,
+            "vectors": len(train),
+        },
     )
 
 
 @dg.asset_check(asset=quality.quality_scores, blocking=True)
-def quality_in_unit_interval(context: dg.AssetCheckExecutionContext, quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
+def quality_in_unit_interval(
+    context: dg.AssetCheckExecutionContext, quality_scores: pl.DataFrame
+) -> dg.AssetCheckResult:
     """Every q of the batch is a number in [0, 1]."""
     quality_scores = _this_partition(context, quality_scores, "batch")
     q = quality_scores["q"]
     bad = quality_scores.filter(~q.is_between(0.0, 1.0) | q.is_nan() | q.is_null())
     return dg.AssetCheckResult(
         passed=bad.height == 0,
-        metadata={"min_q": float(q.min()) if len(q) else 0.0, "max_q": float(q.max()) if len(q) else 0.0,
-                  "out_of_range": bad.height, "first_out_of_range": ", ".join(bad["gen_id"].head(3)) or "none"},
+        metadata={
+            "min_q": float(q.min()) if len(q) else 0.0,
+            "max_q": float(q.max()) if len(q) else 0.0,
+            "out_of_range": bad.height,
+            "first_out_of_range": ", ".join(bad["gen_id"].head(3)) or "none",
+        },
     )
 
 
-@dg.asset_check(asset=credit.credits, additional_ins={"training_images": TRAIN_URIS, "generated_images": dg.AssetIn()},
-                blocking=True)
-def credits_name_known_images(context: dg.AssetCheckExecutionContext, credits: pl.DataFrame,
-                              training_images: pl.DataFrame, generated_images: pl.DataFrame) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=credit.credits,
+    additional_ins={"training_images": TRAIN_URIS, "generated_images": dg.AssetIn()},
+    blocking=True,
+)
+def credits_name_known_images(
+    context: dg.AssetCheckExecutionContext,
+    credits: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+) -> dg.AssetCheckResult:
     """No credit of the batch goes to, or comes from, an id that is not in the current manifests."""
     credits = _this_partition(context, credits, "batch")
-    unknown_train = credits.select("train_id").unique().join(training_images.select(train_id="id"), on="train_id", how="anti")
+    unknown_train = (
+        credits.select("train_id").unique().join(training_images.select(train_id="id"), on="train_id", how="anti")
+    )
     unknown_gen = credits.select("gen_id").unique().join(generated_images.select(gen_id="id"), on="gen_id", how="anti")
     return dg.AssetCheckResult(
         passed=unknown_train.height == 0 and unknown_gen.height == 0,
-        metadata={"unknown_train_ids": unknown_train.height, "unknown_generated_ids": unknown_gen.height,
-                  "examples": ", ".join(unknown_train["train_id"].head(2).to_list() + unknown_gen["gen_id"].head(2).to_list()) or "none"},
+        metadata={
+            "unknown_train_ids": unknown_train.height,
+            "unknown_generated_ids": unknown_gen.height,
+            "examples": ", ".join(unknown_train["train_id"].head(2).to_list() + unknown_gen["gen_id"].head(2).to_list())
+            or "none",
+        },
     )
 
 
-ALL_CHECKS = [train_embeddings_finite, generated_embeddings_finite, index_recall, quality_in_unit_interval,
-              credits_name_known_images, credit.values_sum_to_quality]
+ALL_CHECKS = [
+    train_embeddings_finite,
+    generated_embeddings_finite,
+    index_recall,
+    quality_in_unit_interval,
+    credits_name_known_images,
+    credit.values_sum_to_quality,
+]

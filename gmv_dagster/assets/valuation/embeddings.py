@@ -1,6 +1,5 @@
 """f(x) for every training and generated image, on the injected device; unchanged images are not embedded again."""
 
-
 import hashlib
 import json
 import os
@@ -56,19 +55,32 @@ def _chunk(device: DeviceResource) -> int:
     return max(device.batch_size * 16, 4096)
 
 
-def _embedding_metadata(model, fingerprint: str, device: DeviceResource, reused: int, embedded: int,
-                        progress: Progress) -> dict:
+def _embedding_metadata(
+    model, fingerprint: str, device: DeviceResource, reused: int, embedded: int, progress: Progress
+) -> dict:
     return dict(
-        backbone=model.name, embedder_fingerprint=fingerprint, dim=model.dim, image_size=model.image_size,
-        weights_file=model.weights_file or "none (no learned weights)", weights_sha256=model.weights_sha256 or "none",
-        reused=reused, embedded=embedded,
-        images_per_second=round(embedded / max(progress.seconds, 1e-9), 1), seconds=round(progress.seconds, 3),
+        backbone=model.name,
+        embedder_fingerprint=fingerprint,
+        dim=model.dim,
+        image_size=model.image_size,
+        weights_file=model.weights_file or "none (no learned weights)",
+        weights_sha256=model.weights_sha256 or "none",
+        reused=reused,
+        embedded=embedded,
+        images_per_second=round(embedded / max(progress.seconds, 1e-9), 1),
+        seconds=round(progress.seconds, 3),
         **{f"device/{k}": str(v) for k, v in device.describe().items()},
     )
 
 
-def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | None, embedder: EmbedderResource,
-                   device: DeviceResource, trained: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+def embed_manifest(
+    context,
+    manifest: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    embedder: EmbedderResource,
+    device: DeviceResource,
+    trained: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
     """id, content_hash, embedder (fingerprint), embedding, batch for every row of a batch's manifest.
 
     Rows of `previous` with the same id, content hash and embedder fingerprint are kept as they are;
@@ -88,12 +100,22 @@ def embed_manifest(context, manifest: pl.DataFrame, previous: pl.DataFrame | Non
     df = in_manifest_order(manifest, reused, fresh)
     context.log.info(f"{df.height} embeddings: {reused.height} reused, {todo.height} computed")
     # What determines the vectors, not the vectors: computed once here and stored with the rows.
-    return versioned(df, embeddings_version(df),
-                     **_embedding_metadata(model, fingerprint, device, reused.height, todo.height, progress))
+    return versioned(
+        df,
+        embeddings_version(df),
+        **_embedding_metadata(model, fingerprint, device, reused.height, todo.height, progress),
+    )
 
 
-def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderResource, device: DeviceResource,
-                           trained: pl.DataFrame, gmv_home: GmvHome, shard: str | None) -> dg.Output[pl.DataFrame]:
+def embed_training_vectors(
+    context,
+    manifest: pl.DataFrame,
+    embedder: EmbedderResource,
+    device: DeviceResource,
+    trained: pl.DataFrame,
+    gmv_home: GmvHome,
+    shard: str | None,
+) -> dg.Output[pl.DataFrame]:
     """The vectors of every training image of `manifest` (one shard's, or all) into the vector store, a chunk at a
     time; the table: id, content_hash, embedder (fingerprint), vector_row [, shard].
 
@@ -102,7 +124,8 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
     """
     model, dev, dtype, fingerprint = _loaded(embedder, device, trained)
     df = manifest.select("id", "content_hash").with_columns(
-        embedder=pl.lit(fingerprint), vector_row=pl.int_range(manifest.height, dtype=pl.Int64))
+        embedder=pl.lit(fingerprint), vector_row=pl.int_range(manifest.height, dtype=pl.Int64)
+    )
     version = embeddings_version(df)
     path = train_vectors_file(gmv_home, shard, version)
     complete = _complete(path, df.height, model.dim)  # this version's file exists: nothing to write
@@ -120,8 +143,9 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
             part = plan.slice(start, stop - start)
             fresh = np.flatnonzero(part["source"].to_numpy() < 0)
             if len(fresh):
-                out[fresh] = model.embed(load_images([uris[start + i] for i in fresh]), dev, device.batch_size, dtype,
-                                         progress)
+                out[fresh] = model.embed(
+                    load_images([uris[start + i] for i in fresh]), dev, device.batch_size, dtype, progress
+                )
             for (source,), group in part.with_row_index("_at").filter(pl.col("source") >= 0).group_by("source"):
                 out[group["_at"].to_numpy()] = sources[source][1][group["row"].to_numpy()]
             return out
@@ -130,15 +154,22 @@ def embed_training_vectors(context, manifest: pl.DataFrame, embedder: EmbedderRe
     # Files out of date for their own shard (older than its stored file), or of a shard no version names (another
     # layout's) and older than every stored file, go; the stored ones, this run's, and any newer one stay (the table
     # may still name the stored one if this run's write fails).
-    live = {train_vectors_name(key): train_vectors_file(gmv_home, key, version)
-            for key, version in gmv_home.content_versions("train_embeddings").items()}
+    live = {
+        train_vectors_name(key): train_vectors_file(gmv_home, key, version)
+        for key, version in gmv_home.content_versions("train_embeddings").items()
+    }
     remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), live)
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:
         df = df.with_columns(shard=pl.lit(shard))
-    return versioned(df, version, vectors_file=str(path), vectors_bytes=path.stat().st_size,
-                     **_embedding_metadata(model, fingerprint, device, reused, len(todo), progress))
+    return versioned(
+        df,
+        version,
+        vectors_file=str(path),
+        vectors_bytes=path.stat().st_size,
+        **_embedding_metadata(model, fingerprint, device, reused, len(todo), progress),
+    )
 
 
 def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[tuple[pl.DataFrame, np.ndarray]]:
@@ -159,8 +190,10 @@ def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[
             [(_, _, _, vectors)] = stored_train_vectors(gmv_home, stored[start:stop])
             sources.append((stored[start:stop].select("id", "content_hash", "embedder"), vectors))
         except (FileNotFoundError, ValueError) as e:
-            log.warning(f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "
-                        "their images are embedded again")
+            log.warning(
+                f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "
+                "their images are embedded again"
+            )
     return sources
 
 
@@ -180,18 +213,38 @@ class SimilarityConfig(dg.Config):
     seed: int = Field(default=_SIM.seed, description="seed of the sample, the initial weights and the augmentations")
 
     def params(self) -> SimilarityParams:
-        return replace(_SIM, image_size=self.image_size, dim=self.dim, steps=self.steps,
-                       max_train_images=self.max_train_images, seed=self.seed)
+        return replace(
+            _SIM,
+            image_size=self.image_size,
+            dim=self.dim,
+            steps=self.steps,
+            max_train_images=self.max_train_images,
+            seed=self.seed,
+        )
 
 
-SIMILARITY_SCHEMA = {"weights_file": pl.String, "weights_sha256": pl.String, "state_sha256": pl.String,
-                     "training_key": pl.String, "channels": pl.Int64, "dim": pl.Int64, "image_size": pl.Int64,
-                     "train_images": pl.Int64, "reused": pl.Boolean}
+SIMILARITY_SCHEMA = {
+    "weights_file": pl.String,
+    "weights_sha256": pl.String,
+    "state_sha256": pl.String,
+    "training_key": pl.String,
+    "channels": pl.Int64,
+    "dim": pl.Int64,
+    "image_size": pl.Int64,
+    "train_images": pl.Int64,
+    "reused": pl.Boolean,
+}
 
 
 @dg.asset(group_name="embeddings", code_version="1", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
-def similarity_model(context, config: SimilarityConfig, training_images: pl.DataFrame, embedder: EmbedderResource,
-                     embedding_device: DeviceResource, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
+def similarity_model(
+    context,
+    config: SimilarityConfig,
+    training_images: pl.DataFrame,
+    embedder: EmbedderResource,
+    embedding_device: DeviceResource,
+    gmv_home: GmvHome,
+) -> dg.Output[pl.DataFrame]:
     """The similarity learned from the training images (contrastive, method/similarity.py), when the embedder's
     backbone is `similarity`; no row for any other backbone. Its weights are saved under GMV_HOME/similarity, named
     by what decides them (training images in order, their content hashes, the config): while those are unchanged
@@ -200,8 +253,16 @@ def similarity_model(context, config: SimilarityConfig, training_images: pl.Data
         context.log.info(f"backbone {embedder.backbone} is not learned: no similarity to train")
         return versioned(pl.DataFrame(schema=SIMILARITY_SCHEMA), backbone=embedder.backbone)
     params = config.params()
-    key = hashlib.sha256(json.dumps([SIMILARITY_FORMAT, params.to_dict(), training_images["id"].to_list(),
-                                     training_images["content_hash"].to_list()]).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                SIMILARITY_FORMAT,
+                params.to_dict(),
+                training_images["id"].to_list(),
+                training_images["content_hash"].to_list(),
+            ]
+        ).encode()
+    ).hexdigest()
     path = gmv_home.subdir("similarity") / f"similarity-{key[:16]}.pt"
     reused = path.is_file()
     device = embedding_device.torch_device()
@@ -209,57 +270,105 @@ def similarity_model(context, config: SimilarityConfig, training_images: pl.Data
         model = load_similarity(path)
         context.log.info(f"similarity for these training images and config exists: reusing {path}")
     else:
-        progress = Progress(context.log, f"training the similarity ({params.dim}-d, {params.image_size} px)", params.steps)
-        model = train_similarity(ImageSequence(training_images["uri"].to_list()), params, device,
-                                 lambda step, steps: progress(step - progress.done, steps))
+        progress = Progress(
+            context.log, f"training the similarity ({params.dim}-d, {params.image_size} px)", params.steps
+        )
+        model = train_similarity(
+            ImageSequence(training_images["uri"].to_list()),
+            params,
+            device,
+            lambda step, steps: progress(step - progress.done, steps),
+        )
         write_atomically(path, model.save)
         context.log.info(f"similarity trained on {model.info['train_images']} images in {model.info['seconds']} s")
-    row = {"weights_file": str(path), "weights_sha256": sha256_file(path), "state_sha256": model.sha256,
-           "training_key": key, "channels": model.channels, "dim": model.dim, "image_size": model.image_size,
-           "train_images": int(model.info.get("train_images", 0)), "reused": reused}
+    row = {
+        "weights_file": str(path),
+        "weights_sha256": sha256_file(path),
+        "state_sha256": model.sha256,
+        "training_key": key,
+        "channels": model.channels,
+        "dim": model.dim,
+        "image_size": model.image_size,
+        "train_images": int(model.info.get("train_images", 0)),
+        "reused": reused,
+    }
     info = {k: v for k, v in model.info.items() if isinstance(v, (int, float, str, bool))}
     # The data version is the weights' hash: downstream re-embeds only when the weights change.
-    return versioned(pl.DataFrame([row], schema=SIMILARITY_SCHEMA), version=model.sha256[:24], **row,
-                     **{f"training/{k}": v for k, v in info.items()}, device=str(device),
-                     seconds=float(info.get("seconds", 0.0)) if not reused else 0.0, **config_metadata(config))
+    return versioned(
+        pl.DataFrame([row], schema=SIMILARITY_SCHEMA),
+        version=model.sha256[:24],
+        **row,
+        **{f"training/{k}": v for k, v in info.items()},
+        device=str(device),
+        seconds=float(info.get("seconds", 0.0)) if not reused else 0.0,
+        **config_metadata(config),
+    )
 
 
 @dg.asset(group_name="embeddings", code_version="2")
-def embedding_model(embedder: EmbedderResource, embedding_device: DeviceResource,
-                    similarity_model: pl.DataFrame) -> dg.MaterializeResult:
+def embedding_model(
+    embedder: EmbedderResource, embedding_device: DeviceResource, similarity_model: pl.DataFrame
+) -> dg.MaterializeResult:
     """The feature extractor f as data: its fingerprint (backbone, weights sha256, input size, precision) is the
     data version, so a new backbone or weights file re-embeds every training image and every batch."""
     model = embedder.load(similarity_model)
     fingerprint = model.fingerprint(embedding_device.torch_dtype())
     version = hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
     return dg.MaterializeResult(
-        metadata={"backbone": model.name, "embedder_fingerprint": fingerprint, "dim": model.dim,
-                  "image_size": model.image_size, "weights_file": model.weights_file or "none (no learned weights)",
-                  "weights_sha256": model.weights_sha256 or "none", "content_version": version},
+        metadata={
+            "backbone": model.name,
+            "embedder_fingerprint": fingerprint,
+            "dim": model.dim,
+            "image_size": model.image_size,
+            "weights_file": model.weights_file or "none (no learned weights)",
+            "weights_sha256": model.weights_sha256 or "none",
+            "content_version": version,
+        },
         data_version=dg.DataVersion(version),
     )
 
 
-@dg.asset(group_name="embeddings", code_version="5", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS,
-          deps=[embedding_model])
+@dg.asset(
+    group_name="embeddings",
+    code_version="5",
+    op_tags=GPU_TAGS,
+    automation_condition=FOLLOWS_INPUTS,
+    deps=[embedding_model],
+)
 def train_embeddings(
-    context, training_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
-    embedding_device: DeviceResource, gmv_home: GmvHome
+    context,
+    training_images: pl.DataFrame,
+    similarity_model: pl.DataFrame,
+    embedder: EmbedderResource,
+    embedding_device: DeviceResource,
+    gmv_home: GmvHome,
 ) -> dg.Output[pl.DataFrame]:
     """L2-normalised feature vector of every training image (of one shard, where GMV_TRAIN_SHARDS > 1); new images
     are embedded, the rest reused. The vectors go to GMV_HOME/vectors (memory-mapped by their readers), the table
     holds the rows and their version (docs/DESIGN.md "Storage at scale")."""
-    # Reuse draws on every shard's stored vectors: a changed shard count moves images between shards, not re-embeds them.
+    # Reuse draws on every shard's stored vectors: a changed shard count moves images between shards, not re-embeds
+    # them.
     key = own_partition(context)
     manifest = training_images if key is None else training_images[shard_slice(training_images.height, key)]
     return embed_training_vectors(context, manifest, embedder, embedding_device, similarity_model, gmv_home, key)
 
 
-@dg.asset(group_name="embeddings", code_version="3", op_tags=GPU_TAGS, partitions_def=generated_batches,
-          metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS, deps=[embedding_model])
+@dg.asset(
+    group_name="embeddings",
+    code_version="3",
+    op_tags=GPU_TAGS,
+    partitions_def=generated_batches,
+    metadata=BATCH_TABLE,
+    automation_condition=FOLLOWS_INPUTS,
+    deps=[embedding_model],
+)
 def generated_embeddings(
-    context, generated_images: pl.DataFrame, similarity_model: pl.DataFrame, embedder: EmbedderResource,
-    embedding_device: DeviceResource, gmv_home: GmvHome
+    context,
+    generated_images: pl.DataFrame,
+    similarity_model: pl.DataFrame,
+    embedder: EmbedderResource,
+    embedding_device: DeviceResource,
+    gmv_home: GmvHome,
 ) -> dg.Output[pl.DataFrame]:
     """L2-normalised feature vector of every generated image of one batch."""
     previous = gmv_home.stored_rows("generated_embeddings", batch=context.partition_key)

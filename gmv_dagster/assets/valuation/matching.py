@@ -1,6 +1,5 @@
 """The index over training embeddings, and each generated image's top-k matches."""
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -51,14 +50,22 @@ _M, _H = DEFAULTS.match, DEFAULTS.hnsw
 
 
 class TrainIndexConfig(dg.Config):
-    index_mode: str = Field(default=_M.index_mode, description=f"{' | '.join(INDEX_MODES)}; auto = exact below exact_below")
-    exact_below: int = Field(default=_M.exact_below, ge=0, description="training images below which auto uses exact search")
+    index_mode: str = Field(
+        default=_M.index_mode, description=f"{' | '.join(INDEX_MODES)}; auto = exact below exact_below"
+    )
+    exact_below: int = Field(
+        default=_M.exact_below, ge=0, description="training images below which auto uses exact search"
+    )
     metric: str = Field(default=_M.metric, description=" | ".join(METRICS))
     dtype: str = Field(default=_H.dtype, description=f"{' | '.join(DTYPES)} (vectors stored in the index)")
     connectivity: int = Field(default=_H.connectivity, gt=0)
     expansion_add: int = Field(default=_H.expansion_add, gt=0)
     expansion_search: int = Field(default=_H.expansion_search, gt=0)
-    threads: int = Field(default=1, ge=0, description="build threads; 1 = identical index on every run, 0 = all cores (faster, not reproducible)")
+    threads: int = Field(
+        default=1,
+        ge=0,
+        description="build threads; 1 = identical index on every run, 0 = all cores (faster, not reproducible)",
+    )
     rebuild: bool = Field(default=False, description="build from scratch even where the index could be extended")
     recall_k: int = Field(default=10, gt=0)
     recall_sample: int = Field(default=200, gt=0, description="queries for recall@k against exact")
@@ -66,8 +73,13 @@ class TrainIndexConfig(dg.Config):
 
 
 @dg.asset(group_name="matching", code_version="4", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
-def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFrame, gmv_home: GmvHome,
-                matching_device: DeviceResource) -> dg.MaterializeResult:
+def train_index(
+    context,
+    config: TrainIndexConfig,
+    train_embeddings: pl.DataFrame,
+    gmv_home: GmvHome,
+    matching_device: DeviceResource,
+) -> dg.MaterializeResult:
     """usearch HNSW index over the training embeddings (files under GMV_HOME/index), or exact mode.
 
     New training images are added to the existing index and removed ones dropped from it, where the
@@ -80,21 +92,41 @@ def train_index(context, config: TrainIndexConfig, train_embeddings: pl.DataFram
     embedder = train_embeddings["embedder"][0] if train_embeddings.height else ""
     spec = index_spec(mode, params, train, embedder, version)
     build = build_or_extend(folder, spec, train, train_embeddings, config.threads, config.rebuild)
-    metadata: dict = {"mode": spec["mode"], "n": len(train), "dim": spec["dim"], **params.as_dict(), **config_metadata(config)}
+    metadata: dict = {
+        "mode": spec["mode"],
+        "n": len(train),
+        "dim": spec["dim"],
+        **params.as_dict(),
+        **config_metadata(config),
+    }
     if spec["mode"] == "hnsw":
         # Queries: a seeded sample of training vectors (each finds itself; the rest is the test).
-        recall = sample_recall(train, train, [build.shard], min(config.recall_k, len(train)), config.metric,
-                               config.recall_sample, config.seed, matching_device.torch_device())
+        recall = sample_recall(
+            train,
+            train,
+            [build.shard],
+            min(config.recall_k, len(train)),
+            config.metric,
+            config.recall_sample,
+            config.seed,
+            matching_device.torch_device(),
+        )
         path = folder / "train_index.usearch"
-        metadata.update({
-            "build_seconds": round(build.seconds, 3), "action": build.action, "path": str(path),
-            "size_bytes": path.stat().st_size, f"recall@{config.recall_k}": recall,
-            "vectors_per_second": round(len(train) / max(build.seconds, 1e-9), 1),
-            "simd": str(build.shard.index.hardware_acceleration),  # usearch's distance kernel here ("serial": none)
-        })
+        metadata.update(
+            {
+                "build_seconds": round(build.seconds, 3),
+                "action": build.action,
+                "path": str(path),
+                "size_bytes": path.stat().st_size,
+                f"recall@{config.recall_k}": recall,
+                "vectors_per_second": round(len(train) / max(build.seconds, 1e-9), 1),
+                "simd": str(build.shard.index.hardware_acceleration),  # usearch's distance kernel here ("serial": none)
+            }
+        )
         context.log.info(f"HNSW over {len(train)} vectors {build.action} in {build.seconds:.3f} s, recall {recall:.4f}")
-    return dg.MaterializeResult(metadata={**metadata, "content_version": build.version},
-                                data_version=dg.DataVersion(build.version))
+    return dg.MaterializeResult(
+        metadata={**metadata, "content_version": build.version}, data_version=dg.DataVersion(build.version)
+    )
 
 
 def index_folder(gmv_home: GmvHome, shard: str | None) -> Path:
@@ -111,8 +143,14 @@ def open_index_shards(gmv_home: GmvHome, train_embeddings: pl.DataFrame) -> tupl
     """
     specs, shards = [], []
     for key, rows, version, vectors in stored_train_vectors(gmv_home, train_embeddings):
-        spec, shard = open_index(index_folder(gmv_home, key), train_embeddings["id"][rows], version, vectors, rows.start,
-                                 f"train_index shard {key}" if key else "train_index")
+        spec, shard = open_index(
+            index_folder(gmv_home, key),
+            train_embeddings["id"][rows],
+            version,
+            vectors,
+            rows.start,
+            f"train_index shard {key}" if key else "train_index",
+        )
         specs.append(spec)
         shards.append(shard)
     if len({spec["params"]["metric"] for spec in specs}) > 1:
@@ -125,8 +163,11 @@ class RankingConfig(dg.Config):
 
     k: int = Field(default=_M.k, gt=0, description="contributors kept per generated image (top k)")
     candidates: int = Field(default=_M.candidates, gt=0, description="K': recalled before re-ranking")
-    rerank: str = Field(default="none", description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), aligned (offline, "
-                                                     "robust to shifts of up to 3 px), lpips (local AlexNet file)")
+    rerank: str = Field(
+        default="none",
+        description=f"{' | '.join(RERANKERS)}: none, l2 (pixels), aligned (offline, "
+        "robust to shifts of up to 3 px), lpips (local AlexNet file)",
+    )
     rerank_weights_path: str | None = Field(default=None, description="AlexNet state dict for rerank=lpips")
 
     def match_params(self, metric: str) -> MatchParams:
@@ -138,9 +179,13 @@ class RankingConfig(dg.Config):
 
 
 class MatchesConfig(RankingConfig):
-    recall_sample: int = Field(default=200, ge=0, description="generated images checked against exact search over "
-                               "every training vector (the one part of a batch that grows with n: 1.5 s at 1M x 128); "
-                               "0: none (train_index's check still measures the index's recall)")
+    recall_sample: int = Field(
+        default=200,
+        ge=0,
+        description="generated images checked against exact search over "
+        "every training vector (the one part of a batch that grows with n: 1.5 s at 1M x 128); "
+        "0: none (train_index's check still measures the index's recall)",
+    )
     seed: int = 0
 
 
@@ -152,9 +197,11 @@ def _train_loader(training_images: pl.DataFrame):
 
 def _check_current(train_embeddings: pl.DataFrame, training_images: pl.DataFrame) -> None:
     if not train_embeddings["id"].equals(training_images["id"]):
-        raise ValueError("train_embeddings do not hold the current training images in their order (a shard was not "
-                         "rematerialised after training_images changed): materialise every shard of train_embeddings "
-                         "and train_index")
+        raise ValueError(
+            "train_embeddings do not hold the current training images in their order (a shard was not "
+            "rematerialised after training_images changed): materialise every shard of train_embeddings "
+            "and train_index"
+        )
 
 
 class CreditTemperatureConfig(RankingConfig):
@@ -163,11 +210,22 @@ class CreditTemperatureConfig(RankingConfig):
     seed: int = 0
 
 
-@dg.asset(group_name="matching", code_version="1", op_tags=GPU_TAGS,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
-          automation_condition=FOLLOWS_INPUTS)
-def credit_temperature(context, config: CreditTemperatureConfig, train_embeddings: pl.DataFrame,
-                       training_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource) -> dg.Output[pl.DataFrame]:
+@dg.asset(
+    group_name="matching",
+    code_version="1",
+    op_tags=GPU_TAGS,
+    deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)],
+    ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
+    automation_condition=FOLLOWS_INPUTS,
+)
+def credit_temperature(
+    context,
+    config: CreditTemperatureConfig,
+    train_embeddings: pl.DataFrame,
+    training_images: pl.DataFrame,
+    gmv_home: GmvHome,
+    matching_device: DeviceResource,
+) -> dg.Output[pl.DataFrame]:
     """tau of the credit softmax, fitted to the similarity's own distance scale: the median gap between the 1st
     and the k-th nearest other training image of a seeded sample of training images, found the way `matches`
     finds a generated image's (same index, K' and re-rank), divided by `divisor` (method/core.py)."""
@@ -177,23 +235,50 @@ def credit_temperature(context, config: CreditTemperatureConfig, train_embedding
     params = config.match_params(specs[0]["params"]["metric"])
     device = matching_device.torch_device()
     pair_distance = make_pair_distance(config.rerank, config.rerank_weights_path, device)
-    progress = Progress(context.log, f"re-ranking training neighbours with {config.rerank}", min(config.sample, len(train)))
+    progress = Progress(
+        context.log, f"re-ranking training neighbours with {config.rerank}", min(config.sample, len(train))
+    )
     timings: dict = {}
     with timed(timings, "seconds"):
-        fit = fit_temperature(train, params, shards, device, pair_distance, _train_loader(training_images),
-                              config.sample, config.seed, config.divisor, lambda _: progress(1))
-    context.log.info(f"temperature {fit.temperature:.4g} = median spread {fit.median_spread:.4g} / {fit.divisor:g} "
-                     f"({fit.queries} training images, k = {fit.k}, rerank {config.rerank})")
+        fit = fit_temperature(
+            train,
+            params,
+            shards,
+            device,
+            pair_distance,
+            _train_loader(training_images),
+            config.sample,
+            config.seed,
+            config.divisor,
+            lambda _: progress(1),
+        )
+    context.log.info(
+        f"temperature {fit.temperature:.4g} = median spread {fit.median_spread:.4g} / {fit.divisor:g} "
+        f"({fit.queries} training images, k = {fit.k}, rerank {config.rerank})"
+    )
     row = {**config.ranking(), **fit.as_dict()}
     return versioned(pl.DataFrame([row]), **row, **timings, **config_metadata(config))
 
 
-@dg.asset(group_name="matching", code_version="2", op_tags=GPU_TAGS, partitions_def=generated_batches,
-          deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)], ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
-          metadata=BATCH_TABLE, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(
+    group_name="matching",
+    code_version="2",
+    op_tags=GPU_TAGS,
+    partitions_def=generated_batches,
+    deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)],
+    ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
+    metadata=BATCH_TABLE,
+    automation_condition=FOLLOWS_INPUTS,
+)
 def matches(
-    context, config: MatchesConfig, train_embeddings: pl.DataFrame, generated_embeddings: pl.DataFrame,
-    training_images: pl.DataFrame, generated_images: pl.DataFrame, gmv_home: GmvHome, matching_device: DeviceResource,
+    context,
+    config: MatchesConfig,
+    train_embeddings: pl.DataFrame,
+    generated_embeddings: pl.DataFrame,
+    training_images: pl.DataFrame,
+    generated_images: pl.DataFrame,
+    gmv_home: GmvHome,
+    matching_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
     """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
     _check_current(train_embeddings, training_images)
@@ -206,17 +291,27 @@ def matches(
     if pair_distance is not None:
         progress = Progress(context.log, f"re-ranking with {config.rerank}", len(gen))
         # One generated image at a time (a batch of large images is never held whole), with its candidates' images.
-        reranking = Reranking(pair_distance, ImageSequence(generated_images["uri"].to_list()),
-                              _train_loader(training_images), lambda _: progress(1))
+        reranking = Reranking(
+            pair_distance,
+            ImageSequence(generated_images["uri"].to_list()),
+            _train_loader(training_images),
+            lambda _: progress(1),
+        )
     timings: dict = {}
     idx, dist = match(train, gen, params, shards, device, reranking, timings)
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
-        batch=pl.lit(context.partition_key))
+        batch=pl.lit(context.partition_key)
+    )
     modes = sorted({spec["mode"] for spec in specs})
-    extra = {"mode": "+".join(modes), "shards": len(shards), **config.ranking(),
-             **{k: round(v, 3) for k, v in timings.items()},
-             **config_metadata(config)}
+    extra = {
+        "mode": "+".join(modes),
+        "shards": len(shards),
+        **config.ranking(),
+        **{k: round(v, 3) for k, v in timings.items()},
+        **config_metadata(config),
+    }
     if "hnsw" in modes and config.recall_sample:
         extra[f"recall@{config.k}_vs_exact"] = sample_recall(
-            train, gen, shards, config.k, params.metric, config.recall_sample, config.seed, device)
+            train, gen, shards, config.k, params.metric, config.recall_sample, config.seed, device
+        )
     return versioned(df, **extra)

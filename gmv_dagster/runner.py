@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
 from .assets.automation import generated_batches
 from .definitions import build_definitions, definitions_from_environment
@@ -22,6 +22,10 @@ from .sources.batches import scan_inbox
 
 # What workers of a distributed executor (celery, k8s) load: the definitions their environment describes.
 CODE_POINTER = ("gmv_dagster.definitions", "definitions_from_environment")
+# The code location's name in workspace.yaml, pyproject.toml's [tool.dagster] and [tool.dg.project] (a test keeps
+# them equal), and the name Dagster gives the repository that a Definitions object makes.
+CODE_LOCATION, REPOSITORY = "gmv_dagster", "__repository__"
+LAUNCHED_BY = "gmv/launched_by"  # a run's tag: which command launched it (the UI lists tags under the run)
 
 
 def batch_keys(image_sources) -> list[str]:
@@ -40,16 +44,44 @@ def _run_config_for(job: dg.JobDefinition, run_config: dict, selection: list[dg.
 Step = tuple[str, "str | None", "list[dg.AssetKey] | None"]  # job, partition, assets (None: all the job's)
 
 
-def _in_process(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step):
+def _job_origin(job_name: str):
+    """The code location's job as a run's origin: the UI files such a run under the location's job (timeline,
+    re-execution, launched-by) as if the webserver had launched it. The location is named, not loaded: it is
+    the one `dagster dev` (workspace.yaml) and `dg dev` (pyproject.toml) serve as CODE_LOCATION."""
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+    return RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin(CODE_LOCATION), REPOSITORY), job_name)
+
+
+def _execute(job, job_def: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, step: Step):
+    """Create the run of the code location's own job definition (its snapshot: the UI sees the same version) with
+    the location as origin, then execute it from this process with the job's executor."""
+    from dagster._core.execution.api import execute_run
+    from dagster._core.execution.execute_in_process import merge_run_tags
+
     name, key, selection = step
-    job = defs.resolve_job_def(name)
-    return job.execute_in_process(
-        run_config=_run_config_for(job, run_config, selection),
-        instance=instance,
-        partition_key=key,
-        asset_selection=selection,
-        raise_on_error=False,
+    tags = merge_run_tags(job_def, key, {LAUNCHED_BY: "gmv run"}, selection, instance, run_config)
+    run = instance.create_run_for_job(
+        job_def=job_def,
+        run_config=run_config,
+        tags=tags,
+        asset_selection=frozenset(selection) if selection else None,
+        remote_job_origin=_job_origin(name),
+        job_code_origin=job.get_python_origin() if isinstance(job, ReconstructableJob) else None,
     )
+    return execute_run(job, run, instance, raise_on_error=False)
+
+
+def _in_process(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step):
+    """Every step in this process: Dagster's default executor told so in the run config (not a job of its own,
+    whose snapshot the UI would call another version); a configured executor (GMV_EXECUTOR) as it is."""
+    from dagster._core.definitions.job_base import InMemoryJob
+
+    job_def = defs.resolve_job_def(step[0])
+    config = _run_config_for(job_def, run_config, step[2])
+    if job_def.executor_def is dg.multi_or_in_process_executor and "execution" not in config:
+        config = {**config, "execution": {"config": {"in_process": {}}}}
+    return _execute(InMemoryJob(job_def), job_def, instance, config, step)
 
 
 @dataclass(frozen=True)
@@ -60,19 +92,13 @@ class RunOutcome:
 
 def _distributed(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict, step: Step) -> RunOutcome:
     """One run whose steps the configured executor sends to its workers; this process only coordinates."""
-    name, key, selection = step
+    name, _, selection = step
     recon = ReconstructableRepository.for_module(*CODE_POINTER, working_directory=os.getcwd()).get_reconstructable_job(
         name
     )
-    with dg.execute_job(
-        recon,
-        instance,
-        run_config=_run_config_for(defs.resolve_job_def(name), run_config, selection),
-        tags={"dagster/partition": key} if key else None,
-        asset_selection=selection,
-        raise_on_error=False,
-    ) as result:
-        return RunOutcome(result.success, result.run_id)
+    job_def = defs.resolve_job_def(name)
+    result = _execute(recon, job_def, instance, _run_config_for(job_def, run_config, selection), step)
+    return RunOutcome(result.success, result.run_id)
 
 
 def _distributed_in_child(run_config: dict, step: Step) -> RunOutcome:

@@ -1,5 +1,6 @@
 """Shared fixtures: small image sets that the tests make, with a known answer; a real `dagster dev`."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -197,28 +198,21 @@ def busiest_processes() -> str:
     ]
 
 
-@pytest.fixture
-def dagster_dev(tmp_path, dagster_env):
-    """`dagster dev` on a free loopback port, up and serving assets; stopped (its whole process group) after."""
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+@contextlib.contextmanager
+def serve_dagster_dev(folder: Path, env: dict):
+    """`dagster dev` on README's workspace.yaml (the code location as users serve it, by its name) on a free
+    loopback port, up and serving assets; stopped (its whole process group) after. Its log: folder/dev.log."""
     port = free_port()
-    log = tmp_path / "dev.log"
+    log = folder / "dev.log"
     # dagster dev ignores SIGINT/SIGTERM from a script unless their default handlers are restored.
+    command = ["setsid", "env", "--default-signal=INT,TERM", str(BIN / "dagster"), "dev", "-w", str(WORKSPACE)]
     proc = subprocess.Popen(
-        [
-            "setsid",
-            "env",
-            "--default-signal=INT,TERM",
-            str(BIN / "dagster"),
-            "dev",
-            "-m",
-            "gmv_dagster.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=dagster_env,
-        cwd=tmp_path,
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=folder,
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
     )
@@ -240,6 +234,18 @@ def dagster_dev(tmp_path, dagster_env):
         yield server
     finally:
         stop_group(proc)
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, dagster_env):
+    with serve_dagster_dev(tmp_path, dagster_env) as server:
+        yield server
+
+
+@pytest.fixture
+def start_dagster_dev(tmp_path, dagster_env):
+    """start_dagster_dev(): the context manager of `dagster_dev`, for a test that must do something first."""
+    return lambda: serve_dagster_dev(tmp_path, dagster_env)
 
 
 @pytest.fixture

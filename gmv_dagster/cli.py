@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from .pipeline.database import DATABASE
+
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
@@ -50,10 +52,10 @@ def _instance(home: Path):
 
 
 def _query(home: Path, sql: str, params: list | None = None):
-    database = home / "gmv.duckdb"
+    database = home / DATABASE
     if not database.is_file():
         sys.exit(f"no results yet: {database} does not exist; run `gmv run` first")
-    from .resources.warehouse import connect
+    from .pipeline.database import connect
 
     # Waits (with back-off) while a run in another process writes; a read-only open would fail at once.
     con = connect(database)
@@ -72,36 +74,102 @@ def top(home: Path, n: int):
     )
 
 
-def _execute(args, job: str):
-    """Value every batch in-process on the GMV_HOME instance, then `job`'s reports: (result, home, seconds)."""
-    from .runner import run_valuation
-
-    home = _home(args)
+def _run_config(args) -> dict:
     run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": args.log_level}}})
+    return run_config
+
+
+def _execute(home: Path, run_config: dict, job: str, batches: list[str] | None = None):
+    """Value the batches (None: every batch) in-process on the GMV_HOME instance, then `job`'s reports:
+    (result, seconds)."""
+    from .runner import run_valuation
+
     start = time.perf_counter()
     try:
-        result = run_valuation(
-            home, _instance(home), run_config, with_reports=job == "criteria", batches=getattr(args, "batch", None)
-        )
+        result = run_valuation(home, _instance(home), run_config, with_reports=job == "criteria", batches=batches)
     except ValueError as exc:  # a batch that does not exist: say which ones do
         sys.exit(f"gmv: {exc}")
     elapsed = time.perf_counter() - start
     if not result.success:
         print(f"{job} failed after {elapsed:.0f} s; see the error above (run id {result.run_id})", file=sys.stderr)
-    return result, home, elapsed
+    return result, elapsed
+
+
+def _valuation_inputs(home: Path, run_config: dict):
+    """This run's inputs as pipeline/inputs.py digests them, from the environment as build_resources reads it
+    (no Dagster import: `gmv run` with nothing new must answer in about a second)."""
+    from .pipeline.inputs import valuation_inputs
+    from .sources.batches import DEMO, configured_batch_key, inbox_folder, scan_inbox
+    from .sources.fashion_mnist import DEBIAN_FASHION_MNIST
+
+    env = os.environ
+    train, generated = env.get("GMV_TRAIN_SOURCE", DEMO), env.get("GMV_GENERATED_SOURCE", DEMO)
+    demo = [env.get("GMV_FASHION_MNIST_DIR"), DEBIAN_FASHION_MNIST, home / "datasets"]  # where the demo data may be
+    key = configured_batch_key(generated)
+    inbox = inbox_folder(home, env)
+    batches = {key: demo if generated == DEMO else [generated]}
+    batches |= {k: [inbox / k] for k in scan_inbox(inbox)[0] if k != key}
+    return valuation_inputs(env, run_config, demo if train == DEMO else [train], batches)
+
+
+def _values_version(home: Path) -> str | None:
+    import duckdb
+
+    from .pipeline.database import read_content_version
+
+    try:
+        return read_content_version(home / DATABASE, "training_values")
+    except duckdb.Error:  # unreadable (a run holding it past the back-off): not known to be unchanged
+        return None
+
+
+def _print_top(home: Path, n: int, headline: str) -> None:
+    import polars as pl
+
+    with pl.Config(tbl_rows=n, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print(headline)
+        print(f"results: {home / DATABASE}  (tables training_values, credits, matches, quality_scores, ...)")
+        print(f"top {n} training images by value:\n{top(home, n)}")
 
 
 def cmd_run(args) -> int:
-    result, home, elapsed = _execute(args, "valuation")
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from .pipeline.inputs import Plan, plan_run, read_state, write_state
+
+    home, run_config = _home(args), _run_config(args)
+    inputs, previous = _valuation_inputs(home, run_config), read_state(home)
+    if args.batch:
+        plan = Plan(False, args.batch, reason="--batch")
+    elif args.force:
+        plan = Plan(True, reason="--force")
+    else:
+        plan = plan_run(previous, inputs, _values_version(home))
+    if plan.nothing_new:
+        _print_top(
+            home,
+            args.n,
+            f"nothing new since run {previous.run_id} ({previous.finished}): the settings, the code, the training "
+            f"images and the {len(inputs.batches)} batch(es) are as they were valued (gmv run --force runs anyway)",
+        )
+        return 0
+    steps = "every step runs" if plan.everything else "their steps, then the sum"
+    print(f"gmv: {plan.reason}: {steps}", file=sys.stderr)
+    result, elapsed = _execute(home, run_config, "valuation", None if plan.everything else plan.batches)
     if not result.success:
         return 1
-    import polars as pl
-
-    with pl.Config(tbl_rows=args.n, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
-        print(f"\nvaluation finished in {elapsed:.0f} s (run {result.run_id})")
-        print(f"results: {home / 'gmv.duckdb'}  (tables training_values, credits, matches, quality_scores, ...)")
-        print(f"top {args.n} training images by value:\n{top(home, args.n)}")
+    if not plan.everything and (previous is None or previous.common != inputs.common):
+        valued = {}  # batches valued against a training side this record does not vouch for: record none
+    else:
+        kept = {} if plan.everything else {k: v for k, v in previous.batches.items() if k in inputs.batches}
+        valued = kept | {k: v for k, v in inputs.batches.items() if plan.everything or k in plan.batches}
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    if valued:
+        state = replace(inputs, batches=valued, run_id=result.run_id, finished=finished)
+        write_state(home, replace(state, values_version=_values_version(home)))
+    _print_top(home, args.n, f"\nvaluation finished in {elapsed:.0f} s (run {result.run_id})")
     return 0
 
 
@@ -110,7 +178,8 @@ def cmd_report(args) -> int:
 
     from .assets.reports.tables import results_markdown
 
-    result, home, elapsed = _execute(args, "criteria")
+    home = _home(args)
+    result, elapsed = _execute(home, _run_config(args), "criteria")
     if not result.success:
         return 1
     df = _query(home, "SELECT * FROM criterion_report")
@@ -122,7 +191,7 @@ def cmd_report(args) -> int:
         "# Results on the demo\n\nWritten by `gmv report` (regenerate: `" + command + "`), "
         f"{time.strftime('%Y-%m-%d')}, in {elapsed / 60:.1f} minutes on {os.cpu_count()} CPU cores "
         f"({platform.processor() or platform.machine()}), {counts['n'][0]:,} training and {counts['m'][0]:,} generated "
-        f"images. Every number is a row of the `criterion_report` table in `{home.name}/gmv.duckdb`; intervals "
+        f"images. Every number is a row of the `criterion_report` table in `{home.name}/{DATABASE}`; intervals "
         "are there too (`ci_low`, `ci_high`). Methods: `gmv` = GMValuator as the pipeline ran it; `gmv_q1` without "
         "quality (q = 1); `gmv_exact` exact search instead of HNSW; `gmv_rerank_*` re-ranked candidates; `random`, "
         "`uniform`; `tracin` = TracIn on the demo VAE (gradients over 3 checkpoints, Kronecker random projection).\n"
@@ -253,7 +322,7 @@ def cmd_audit(args) -> int:
         )
         value = _query(home, "SELECT value, rank FROM training_values WHERE train_id = ?", [args.id])
         if value.is_empty():
-            print(f"{args.id!r} is not a training image in {home / 'gmv.duckdb'}", file=sys.stderr)
+            print(f"{args.id!r} is not a training image in {home / DATABASE}", file=sys.stderr)
             return 1
         events = {b: latest_materialization(instance, "credits", b) for b in df["batch"].unique().to_list()}
         runs = {b: event.run_id if event else None for b, event in events.items()}
@@ -273,7 +342,7 @@ def cmd_audit(args) -> int:
             [args.id],
         )
         if df.is_empty():
-            print(f"{args.id!r} is not a valued generated image in {home / 'gmv.duckdb'}", file=sys.stderr)
+            print(f"{args.id!r} is not a valued generated image in {home / DATABASE}", file=sys.stderr)
             return 1
         batch = df["batch"][0]
         title = f"generated image {args.id} (batch {batch}): {df.height} contributors"
@@ -309,7 +378,7 @@ def cmd_batches(args) -> int:
         "WHERE s.batch = g.batch) AS sum_q FROM generated_images g GROUP BY g.batch ORDER BY g.batch",
     )
     with pl.Config(tbl_rows=1000, tbl_hide_dataframe_shape=True):
-        print(f"batches in {home / 'gmv.duckdb'}:\n{stored}")
+        print(f"batches in {home / DATABASE}:\n{stored}")
     new = [k for k in ready if k not in set(stored["batch"]) and k != sources.source_batch]
     print(
         f"\ninbox {sources.inbox_path()}: {len(ready)} complete folder(s), {len(new)} not valued yet"
@@ -400,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="Dagster run config (YAML) for the assets")
     run.add_argument("-n", type=int, default=10, help="top-valued images to print")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
+    run.add_argument(
+        "--force", action="store_true", help="run every step even when no input changed since the last gmv run"
+    )
     run.add_argument(
         "--batch",
         action="append",

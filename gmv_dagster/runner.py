@@ -18,7 +18,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob, Reconstruc
 from .assets.automation import generated_batches
 from .definitions import build_definitions, definitions_from_environment
 from .jobs import REPORTS
-from .sources.batches import scan_inbox
+from .sources.batches import batch_order
 
 # What workers of a distributed executor (celery, k8s) load: the definitions their environment describes.
 CODE_POINTER = ("gmv_dagster.definitions", "definitions_from_environment")
@@ -30,8 +30,7 @@ LAUNCHED_BY = "gmv/launched_by"  # a run's tag: which command launched it (the U
 
 def batch_keys(image_sources) -> list[str]:
     """The batches to value: the configured source's, then each complete inbox folder (name order)."""
-    ready, _ = scan_inbox(image_sources.inbox_path())
-    return [image_sources.source_batch] + [k for k in ready if k != image_sources.source_batch]
+    return batch_order(image_sources.source_batch, image_sources.inbox_path())
 
 
 def _run_config_for(job: dg.JobDefinition, run_config: dict, selection: list[dg.AssetKey] | None) -> dict:

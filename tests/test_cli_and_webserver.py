@@ -1,6 +1,7 @@
 """Headless CLI (`dagster asset materialize`) and `dagster dev` serving GraphQL, as real processes."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -174,3 +175,34 @@ def test_a_batch_dropped_in_the_inbox_is_valued_with_no_other_action(tmp_path, d
     assert run_valuation(fresh, dg.DagsterInstance.ephemeral(), env=fresh_env).success
     with duckdb.connect(str(fresh / "gmv.duckdb"), read_only=True) as con:
         assert con.execute("SELECT * FROM training_values").pl().equals(incremental)
+
+
+def test_gmv_run_runs_only_what_changed_since_the_last(tmp_path, dagster_env, drop_batch):
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(dagster_env["DAGSTER_HOME"])
+
+    def runs() -> list[tuple[str, str | None]]:
+        """(job, partition) of every run so far, oldest first."""
+        return [(r.job_name, r.tags.get("dagster/partition")) for r in reversed(instance.get_runs())]
+
+    first = gmv(dagster_env, "run", "-n", "3")
+    assert first.returncode == 0 and "no earlier run recorded in this home: every step runs" in first.stderr
+    assert runs() == [("valuation", "generated")]
+    again = gmv(dagster_env, "run", "-n", "3")
+    assert again.returncode == 0 and again.stdout.startswith("nothing new since run "), again.stderr[:300]
+    assert runs() == [("valuation", "generated")]  # nothing launched
+    assert again.stdout.split("top 3")[1] == first.stdout.split("top 3")[1]  # the same table, from the stored values
+    # a new inbox batch: its own steps, then the sum; nothing of the training side or the other batch
+    drop_batch(Path(dagster_env["GMV_HOME"]) / "inbox", "b2", [2, 8, 30])
+    batch = gmv(dagster_env, "run", "-n", "3")
+    assert batch.returncode == 0 and "new or changed batch(es): b2: their steps, then the sum" in batch.stderr
+    assert runs()[1:] == [("value_batch", "b2"), ("valuation", "generated")]
+    assert gmv(dagster_env, "run").stdout.startswith("nothing new since run ")
+    # a training image rewritten: everything runs again
+    train = Path(dagster_env["GMV_TRAIN_SOURCE"]) / "bar" / "t000.png"
+    os.utime(train, ns=(train.stat().st_atime_ns, train.stat().st_mtime_ns + 1))
+    changed = gmv(dagster_env, "run")
+    assert changed.returncode == 0 and "the training images changed: every step runs" in changed.stderr
+    assert runs()[3:] == [("valuation", "generated"), ("value_batch", "b2"), ("valuation", "generated")]
+    assert gmv(dagster_env, "run", "--force").stderr.count("gmv: job ") == 3  # --force: every step regardless

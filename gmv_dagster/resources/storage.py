@@ -9,7 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from ..method.embedders import DEFAULT_BACKBONE
-from ..sources.batches import source_batch_key
+from ..sources.batches import DEMO, configured_batch_key, inbox_folder
 from ..sources.manifests import check_policy
 from .device import DeviceResource
 from .embedder import EmbedderResource
@@ -21,8 +21,6 @@ from .warehouse import (
     read_content_versions,
     read_stored_rows,
 )
-
-DEMO = "demo"
 
 
 class GmvHome(dg.ConfigurableResource):
@@ -77,7 +75,7 @@ class ImageSources(dg.ConfigurableResource):
     @property
     def source_batch(self) -> str:
         """The batch key of the configured generated source."""
-        return DEMO if self.generated_is_demo else source_batch_key(self.generated)
+        return configured_batch_key(self.generated)
 
     def inbox_path(self) -> Path:
         return Path(self.inbox).expanduser().resolve()
@@ -106,7 +104,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
         "image_sources": ImageSources(
             train=env.get("GMV_TRAIN_SOURCE", DEMO),
             generated=env.get("GMV_GENERATED_SOURCE", DEMO),
-            inbox=env.get("GMV_INBOX") or str(home / "inbox"),
+            inbox=str(inbox_folder(home, env)),
             fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
             on_bad_image=env.get("GMV_ON_BAD_IMAGE", "fail"),
         ),

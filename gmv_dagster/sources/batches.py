@@ -9,7 +9,7 @@ and are left alone. The name is the batch's key (its Dagster partition), and eve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from .images import SourceError
 from .manifests import Scan, manifest_from_path
 
 COMPLETE_MARKER = "_COMPLETE"
+DEMO = "demo"  # a source so named is the built-in demo: Fashion-MNIST and the demo generator's images
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -34,6 +35,22 @@ def source_batch_key(source: str) -> str:
     stem = Path(source.rstrip("/")).stem
     key = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("_.-")[:100]
     return key or "generated"
+
+
+def configured_batch_key(generated: str) -> str:
+    """The batch key of the configured generated source (GMV_GENERATED_SOURCE): `demo`, or its name as a key."""
+    return DEMO if generated == DEMO else source_batch_key(generated)
+
+
+def inbox_folder(home: Path, env: Mapping[str, str]) -> Path:
+    """Where new batches arrive: GMV_INBOX, else GMV_HOME/inbox."""
+    return Path(env.get("GMV_INBOX") or home / "inbox").expanduser().resolve()
+
+
+def batch_order(source_key: str, inbox: Path) -> list[str]:
+    """The batches to value: the configured source's, then each complete inbox folder (name order)."""
+    ready, _ = scan_inbox(inbox)
+    return [source_key] + [key for key in ready if key != source_key]
 
 
 def scan_inbox(inbox: Path) -> tuple[list[str], dict[str, str]]:

@@ -17,7 +17,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob, Reconstruc
 
 from .assets.automation import generated_batches
 from .definitions import build_definitions, definitions_from_environment
-from .jobs import REPORTS
+from .jobs import PER_BATCH, REPORTS
 from .sources.batches import batch_order
 
 # What workers of a distributed executor (celery, k8s) load: the definitions their environment describes.
@@ -167,10 +167,9 @@ def _run_stages(
         )
     known = set(instance.get_dynamic_partitions(generated_batches.name))
     instance.add_dynamic_partitions(generated_batches.name, [k for k in keys if k not in known])
-    total: Step = ("valuation", keys[0], [dg.AssetKey("training_values")])
     stages: list[list[Step]]  # the steps of a stage may run at once
     if batches:
-        stages = [[("value_batch", key, None)] for key in batches] + [[total]]
+        stages = _batches_then_sum(defs, batches)
     else:
         stages, first = [], ("valuation", keys[0], None)
         shards = _shard_keys(defs)
@@ -178,8 +177,7 @@ def _run_stages(
             stages = [[("refresh_sources", None, None)], [("train_shard", s, None) for s in shards]]
             done = _assets_of(defs, "refresh_sources")
             first = ("valuation", keys[0], sorted(_assets_of(defs, "valuation") - done))
-        stages += [[first]] + [[("value_batch", key, None)] for key in keys[1:]]
-        stages += [[total]] if len(keys) > 1 else []
+        stages += [[first]] + _batches_then_sum(defs, keys[1:])
     if with_reports:
         stages.append([("criteria", keys[0], sorted(REPORTS.resolve(defs.resolve_asset_graph())))])
     for stage in stages:
@@ -199,6 +197,15 @@ def _run_stages(
         if failed:
             return failed[0]
     return results[-1]
+
+
+def _batches_then_sum(defs: dg.Definitions, batches: list[str]) -> list[list[Step]]:
+    """Each batch's own assets, one run each, the last batch's run summing every batch too (one run fewer to
+    launch: a run covers one partition and the unpartitioned assets below it)."""
+    if not batches:
+        return []
+    last = sorted(PER_BATCH.resolve(defs.resolve_asset_graph()) | {dg.AssetKey("training_values")})
+    return [[("value_batch", key, None)] for key in batches[:-1]] + [[("valuation", batches[-1], last)]]
 
 
 def _assets_of(defs: dg.Definitions, job: str) -> set[dg.AssetKey]:

@@ -193,16 +193,19 @@ def test_gmv_run_runs_only_what_changed_since_the_last(tmp_path, dagster_env, dr
     assert again.returncode == 0 and again.stdout.startswith("nothing new since run "), again.stderr[:300]
     assert runs() == [("valuation", "generated")]  # nothing launched
     assert again.stdout.split("top 3")[1] == first.stdout.split("top 3")[1]  # the same table, from the stored values
-    # a new inbox batch: its own steps, then the sum; nothing of the training side or the other batch
+    # a new inbox batch: its own steps and the sum, in one run; nothing of the training side or the other batch
     drop_batch(Path(dagster_env["GMV_HOME"]) / "inbox", "b2", [2, 8, 30])
     batch = gmv(dagster_env, "run", "-n", "3")
     assert batch.returncode == 0 and "new or changed batch(es): b2: their steps, then the sum" in batch.stderr
-    assert runs()[1:] == [("value_batch", "b2"), ("valuation", "generated")]
+    assert runs()[1:] == [("valuation", "b2")]
+    assert sorted(k.to_user_string() for k in instance.get_runs()[0].asset_selection) == sorted(
+        ["generated_images", "generated_embeddings", "quality_scores", "matches", "credits", "training_values"]
+    )
     assert gmv(dagster_env, "run").stdout.startswith("nothing new since run ")
     # a training image rewritten: everything runs again
     train = Path(dagster_env["GMV_TRAIN_SOURCE"]) / "bar" / "t000.png"
     os.utime(train, ns=(train.stat().st_atime_ns, train.stat().st_mtime_ns + 1))
     changed = gmv(dagster_env, "run")
     assert changed.returncode == 0 and "the training images changed: every step runs" in changed.stderr
-    assert runs()[3:] == [("valuation", "generated"), ("value_batch", "b2"), ("valuation", "generated")]
-    assert gmv(dagster_env, "run", "--force").stderr.count("gmv: job ") == 3  # --force: every step regardless
+    assert runs()[2:] == [("valuation", "generated"), ("valuation", "b2")]
+    assert gmv(dagster_env, "run", "--force").stderr.count("gmv: job ") == 2  # --force: every step regardless

@@ -48,7 +48,15 @@ def _instance(home: Path):
     # schema's version row; whoever comes second waits here and finds it made.
     with open(Path(os.environ["DAGSTER_HOME"]) / ".gmv-instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.get()
+        # The UI's job page shows the pre-sensor auto-materialize flag (unset reads as paused) although the
+        # automation sensor runs regardless; set, so the page says "on" (no effect on what runs: automation runs
+        # through sensors). Dagster's own GraphQL mutation calls the same function.
+        from dagster._daemon.asset_daemon import get_auto_materialize_paused, set_auto_materialize_paused
+
+        if get_auto_materialize_paused(instance):
+            set_auto_materialize_paused(instance, False)
+        return instance
 
 
 def _query(home: Path, sql: str, params: list | None = None):

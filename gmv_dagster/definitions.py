@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets import ALL_ASSETS, ALL_CHECKS
+from .assets import ALL_ASSETS, valuation_checks
 from .assets.automation import with_train_shards
 from .executors import executor_from_env
 from .jobs import build_jobs
@@ -31,14 +31,18 @@ def build_definitions(
     env = os.environ if env is None else env
     interval = int(env.get("GMV_SENSOR_INTERVAL", "30"))
     shards = train_shards_from_env(env)
+    resources = build_resources(home, env, **resource_overrides)
     return dg.Definitions(
         assets=with_train_shards(ALL_ASSETS, shards),
-        asset_checks=ALL_CHECKS,
+        asset_checks=valuation_checks(shards),
         jobs=build_jobs(sharded=shards > 1),
         executor=executor_from_env(env),
-        sensors=[build_inbox_sensor(interval), build_automation_sensor(interval)],
+        sensors=[
+            build_inbox_sensor(interval, resources["image_sources"].inbox_path()),
+            build_automation_sensor(interval),
+        ],
         schedules=[build_revaluation_schedule(env.get("GMV_REVALUATION_CRON", DEFAULT_CRON))],
-        resources=build_resources(home, env, **resource_overrides),
+        resources=resources,
     )
 
 

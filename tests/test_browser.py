@@ -6,9 +6,11 @@ Screenshots are kept in $GMV_TEST_ARTIFACTS (default: test-artifacts/ in the che
 import os
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ARTIFACTS = Path(os.environ.get("GMV_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -64,7 +66,7 @@ def _dismiss_dialogs(drv) -> None:
         button.click()
 
 
-def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagster_dev, browser, asset_names):
+def test_ui_shows_every_asset_runs_a_launch_and_shows_the_pictures_in_place(dagster_dev, browser, asset_names):
     from selenium.webdriver.common.by import By
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -129,28 +131,53 @@ def test_ui_shows_every_asset_runs_a_launch_and_renders_the_values_gallery(dagst
     )
     assert status == "SUCCESS", dagster_dev.log.read_text()[-3000:]
 
-    # training_values' page renders the gallery: a decoded PNG, several tiles wide and tall.
-    browser.get(f"{dagster_dev.url}/assets/training_values")
-    _wait(lambda: "gallery" in _page_text(browser), 60, "training_values' metadata")
-    _dismiss_dialogs(browser)
-    labels = browser.find_elements(
-        By.XPATH, "//*[normalize-space()='gallery']/ancestor::tr[1]//*[normalize-space()='[Show Markdown]']"
+    # training_values' and quality_scores' pages show their pictures in place, without a click: short markdown
+    # linking PNGs that the webserver serves from the compute logs (assets/galleries.py, `picture`).
+    # (asset, its pictures' metadata keys, their files' prefix: a partitioned asset's files name the batch)
+    pages = (
+        ("training_values", ("histogram", "gallery"), "training_values"),
+        ("quality_scores", ("q_histogram", "gallery"), "quality_scores_generated"),
     )
-    assert labels, "no gallery entry in training_values' metadata"
-    labels[-1].click()  # the innermost match: wrappers share its text
-    try:
-        sizes = _wait(
-            lambda: browser.execute_script(
-                "return Array.from(document.images)"
-                ".filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0)"
-                ".map(i => [i.naturalWidth, i.naturalHeight])"
-            ),
-            30,
-            "the gallery image",
-        )
-    finally:
-        dialogs = browser.find_elements(By.XPATH, "//*[@role='dialog']")
-        target = dialogs[-1] if dialogs else browser
-        target.screenshot(str(ARTIFACTS / "training_values_gallery.png"))
-    width, height = sizes[0]
-    assert width >= 2 * 56 and height >= 5 * 56, sizes
+    for asset, names, prefix in pages:
+        browser.get(f"{dagster_dev.url}/assets/{asset}")
+        _wait(lambda: "gallery" in _page_text(browser), 60, f"{asset}'s metadata")
+        _dismiss_dialogs(browser)
+        shot = ARTIFACTS / f"{asset}_pictures.png"
+        try:
+            shown = _wait(
+                lambda names=names: len(loaded := _loaded_pictures(browser)) >= len(names) and loaded,
+                60,
+                f"{asset}'s pictures, loaded",
+            )
+        finally:
+            _screenshot_metadata(browser, shot)
+        by_name = {src.rsplit("/", 2)[-2]: (src, size) for src, *size in shown}
+        assert sorted(by_name) == sorted(f"{prefix}_{name}" for name in names), f"{shown}; see {shot}"
+        for name in names:
+            hidden = browser.find_elements(
+                By.XPATH, f"//*[normalize-space()='{name}']/ancestor::tr[1]//*[normalize-space()='[Show Markdown]']"
+            )
+            assert not hidden, f"{asset}'s {name} is still behind a link; see {shot}"
+        src, (width, height) = by_name[f"{prefix}_gallery"]
+        assert width >= 2 * 64 and height >= 4 * 64, (src, width, height)  # rows of 64-px tiles, several wide
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(src, timeout=30) as resp:
+            assert resp.headers["Content-Type"] == "image/png" and resp.read(8) == b"\x89PNG\r\n\x1a\n", src
+
+
+def _loaded_pictures(drv) -> list:
+    """[src, naturalWidth, naturalHeight] of the page's decoded images that link the compute logs' pictures."""
+    return drv.execute_script(
+        "return Array.from(document.images)"
+        ".filter(i => i.src.includes('/logs/gmv_pictures/') && i.complete && i.naturalWidth > 0)"
+        ".map(i => [i.src, i.naturalWidth, i.naturalHeight])"
+    )
+
+
+def _screenshot_metadata(drv, path: Path) -> None:
+    """The page down to its last picture (the window is 9000 px tall for the asset graphs)."""
+    bottom = drv.execute_script(
+        "return Math.max(600, ...Array.from(document.images).map(i => i.getBoundingClientRect().bottom + 40))"
+    )
+    drv.save_screenshot(str(path))
+    with Image.open(path) as full:
+        full.crop((0, 0, full.width, min(full.height, int(bottom)))).save(path)

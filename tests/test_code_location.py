@@ -72,6 +72,10 @@ def test_gmv_runs_are_the_code_locations_runs_in_the_ui(tmp_path, dagster_env, s
         # the job page lists the run (runs are filed by their origin) and sees the version it runs now
         assert job["__typename"] == "Pipeline" and [r["runId"] for r in job["runs"]] == [run["runId"]]
         assert job["pipelineSnapshotId"] == run["pipelineSnapshotId"]
+        # the job page's automation tag reads this flag: "on", as the automation sensor is
+        assert server.graphql("{ instance { autoMaterializePaused } }")["data"]["instance"] == {
+            "autoMaterializePaused": False
+        }
         # re-executed from the UI: the webserver launches it from its own code location, and it succeeds
         again = server.graphql(REEXECUTE, {"parent": run["runId"]})["data"]["launchPipelineReexecution"]
         assert again["__typename"] == "LaunchRunSuccess", again

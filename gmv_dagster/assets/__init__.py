@@ -3,7 +3,7 @@ automation (batch partitions, automation conditions), metadata, galleries. Each 
 packages (method, sources, evaluation, demo)."""
 
 from .reports import REPORT_ASSETS
-from .valuation import VALUATION_ASSETS, VALUATION_CHECKS
+from .valuation import VALUATION_ASSETS, valuation_checks
 
 ALL_ASSETS = VALUATION_ASSETS + REPORT_ASSETS
-ALL_CHECKS = VALUATION_CHECKS
+__all__ = ["ALL_ASSETS", "valuation_checks"]

@@ -24,7 +24,8 @@ TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
 # Matching reads the training ids (and each vector's row) only: the vectors come memory-mapped from the vector store
 # that train_embeddings writes (pipeline/vectors.py).
 TRAIN_IDS = dg.AssetIn(partition_mapping=ALL_SHARDS, metadata={"columns": ["id", "vector_row"]})
-TRAIN_URIS = dg.AssetIn(metadata={"columns": ["id", "uri"]})
+# Consumers that read or show training images: their files and their classes (the galleries label tiles with them).
+TRAIN_URIS = dg.AssetIn(metadata={"columns": ["id", "uri", "label"]})
 
 
 def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> list[dg.AssetsDefinition]:
@@ -33,14 +34,19 @@ def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> l
     Each shard is a slice of the training manifest (pipeline/shards.py) with its own rows in the
     train_embeddings table (column `shard`) and its own index; one shard is the unsharded pipeline.
     """
-    if n_shards == 1:
+    shards = train_shards(n_shards)
+    if shards is None:
         return list(assets)
-    shards = dg.StaticPartitionsDefinition(shard_keys(n_shards))
 
     def split(spec: dg.AssetSpec) -> dg.AssetSpec:
         return spec.replace_attributes(partitions_def=shards, metadata={**spec.metadata, "partition_expr": "shard"})
 
     return [dg.map_asset_specs(split, [a])[0] if set(a.keys) & set(TRAIN_SHARDED) else a for a in assets]
+
+
+def train_shards(n_shards: int) -> dg.StaticPartitionsDefinition | None:
+    """The training side's partitions, one per shard (pipeline/shards.py); None when it is one table and one index."""
+    return dg.StaticPartitionsDefinition(shard_keys(n_shards)) if n_shards > 1 else None
 
 
 _input_changed = AC.any_deps_match(

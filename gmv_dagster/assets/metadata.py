@@ -22,11 +22,11 @@ GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": 
 
 
 def table_metadata(df: pl.DataFrame, preview_rows: int = 10, **extra) -> dict:
-    columns = [dg.TableColumn(name, str(dtype)) for name, dtype in df.schema.items()]
+    """Row count and a preview; the IO manager adds the column schema, with each column's description, as it stores
+    the table (resources/warehouse.py)."""
     shown = df.head(preview_rows).select([c for c, t in df.schema.items() if not isinstance(t, (pl.Array, pl.List))])
     return {
         "dagster/row_count": df.height,
-        "dagster/column_schema": dg.TableSchema(columns=columns),
         "preview": dg.MetadataValue.md(_markdown(shown)),
         **extra,
     }

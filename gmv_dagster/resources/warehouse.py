@@ -12,7 +12,6 @@ import dagster as dg
 import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
 from dagster_duckdb.io_manager import (
     DuckDbClient,
     DuckDBIOManager,
@@ -20,31 +19,19 @@ from dagster_duckdb.io_manager import (
 )
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
+from ..pipeline import database as database_files
+from ..pipeline.database import VERSIONS_TABLE, connect, table_exists
 from ..sources.batches import is_batch_key
+from .columns import column_description
 
 
 class LayoutChangedError(RuntimeError):
     """A partitioned table holds batches written with other columns than this batch has."""
 
 
-# The IO manager's connection options; a second connection in one process must use the same ones.
-CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
-
-
-# Waiting for another process's lock on the file: attempts within a step (exponential back-off, about
-# 100 s in all), then the step itself is retried later, as a transient failure, this many times.
-LOCK_RETRIES = 10
+# Waiting for another process's lock: pipeline/database.connect's back-off within a step, then the step itself is
+# retried later, as a transient failure, this many times.
 STEP_RETRY = {"max_retries": 3, "seconds_to_wait": 30}
-
-
-def connect(database: str | Path):
-    """A connection to the DuckDB file, retried while another process holds its lock."""
-    return backoff(
-        fn=duckdb.connect,
-        retry_on=(RuntimeError, duckdb.IOException),
-        kwargs={"database": str(database), "read_only": False, "config": CONNECTION_CONFIG},
-        max_retries=LOCK_RETRIES,
-    )
 
 
 def connect_in_step(database: str | Path):
@@ -62,6 +49,12 @@ class _TransactionalClient(DuckDbClient):
     @staticmethod
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
         """Deferred to the type handler, which deletes and writes in one transaction."""
+
+    @staticmethod
+    def get_table_name(table_slice: TableSlice) -> str:
+        """`dagster/table_name`: catalog.schema.table as SQL on the file names it (DuckDB calls a file's catalog by
+        its stem: gmv.main.training_values), not the file's path with the schema and table appended."""
+        return f"{Path(table_slice.database).stem}.{table_slice.schema}.{table_slice.table}"
 
     @staticmethod
     @contextmanager
@@ -97,19 +90,6 @@ def _has_partition_column(connection, table: str, table_slice: TableSlice) -> bo
     return all(d.partition_expr in columns for d in table_slice.partition_dimensions)
 
 
-def _exists(connection, schema: str, table: str) -> bool:
-    return bool(
-        connection.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-        ).fetchall()
-    )
-
-
-# Each write's content version (the asset's data version), stored in the write's own transaction: readers take a
-# table's version from here instead of hashing a table that grows with the training set again.
-VERSIONS_TABLE = "gmv_content_versions"
-
-
 def _partition_label(table_slice: TableSlice) -> str:
     """The written partition(s) as one key ('' for an unpartitioned table)."""
     return "|".join(",".join(map(str, d.partitions)) for d in table_slice.partition_dimensions or [])
@@ -139,7 +119,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
         connection.register("gmv_output", obj.to_arrow())
         connection.execute("BEGIN TRANSACTION")
         try:
-            if not _exists(connection, table_slice.schema, table_slice.table):
+            if not table_exists(connection, table_slice.schema, table_slice.table):
                 connection.execute(f"CREATE TABLE {table} AS SELECT * FROM gmv_output")
             elif not table_slice.partition_dimensions or not _has_partition_column(connection, table, table_slice):
                 # unpartitioned, or written before the asset had batches: the new rows replace it whole
@@ -165,7 +145,7 @@ class _TransactionalPolarsHandler(DuckDBPolarsTypeHandler):
             raise
         finally:
             connection.unregister("gmv_output")
-        return None
+        return {"dagster/column_schema": column_schema(table_slice.table, obj)}
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pl.DataFrame:
         """Rows in the order they were written (batch by batch, in key order): SQL promises no order otherwise,
@@ -207,33 +187,24 @@ class GmvDuckDBIOManager(DuckDBIOManager):
         )
 
 
-def _query_table(database: Path, table: str, sql: str, params: list):
-    """The result of `sql` (with `params`) as polars, or None while the database or its table `table` does not exist."""
-    if not database.is_file():
-        return None
-    con = connect_in_step(database)
-    try:
-        if not _exists(con, "main", table):
-            return None
-        return con.execute(sql, params).pl()
-    finally:
-        con.close()
+def column_schema(table: str, df: pl.DataFrame) -> dg.TableSchema:
+    """The stored table's columns, their types and what each holds (columns.py)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=column_description(table, name))
+            for name, dtype in df.schema.items()
+        ]
+    )
 
 
 def read_content_version(database: Path, table: str, partition: str | None = None) -> str | None:
     """The content version the latest write of `table` (of `partition`) stored with its rows; None if none did."""
-    return read_content_versions(database, table).get(partition or "")
+    return database_files.read_content_version(database, table, partition, connect_in_step)
 
 
 def read_content_versions(database: Path, table: str) -> dict[str, str]:
     """{partition key ('' unpartitioned): content version} of every stored write of `table`."""
-    rows = _query_table(
-        database,
-        VERSIONS_TABLE,
-        f"SELECT partition_key, content_version FROM main.{VERSIONS_TABLE} WHERE table_name = ?",
-        [table],
-    )
-    return {} if rows is None else dict(rows.iter_rows())
+    return database_files.read_content_versions(database, table, connect_in_step)
 
 
 def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl.DataFrame | None:
@@ -242,5 +213,7 @@ def read_stored_rows(database: Path, table: str, batch: str | None = None) -> pl
     `table` is one of our asset names, never user input; the batch is a query parameter.
     """
     if batch is None:
-        return _query_table(database, table, f"SELECT * FROM main.{table}", [])
-    return _query_table(database, table, f"SELECT * FROM main.{table} WHERE batch = ?", [batch])
+        return database_files.query_table(database, table, f"SELECT * FROM main.{table}", [], connect_in_step)
+    return database_files.query_table(
+        database, table, f"SELECT * FROM main.{table} WHERE batch = ?", [batch], connect_in_step
+    )

@@ -5,7 +5,6 @@ import polars as pl
 
 from gmv_dagster.assets.metadata import embedding_frame
 from gmv_dagster.assets.valuation.checks import (
-    _this_partition,
     credits_name_known_images,
     generated_embeddings_finite,
     quality_in_unit_interval,
@@ -17,52 +16,35 @@ def test_embeddings_check_flags_non_finite_rows_and_a_wrong_dimension(tmp_path):
     embedder = EmbedderResource(backbone="pixels")  # 32 px: 1024 dimensions
     home = GmvHome(path=str(tmp_path))
     good = embedding_frame(pl.DataFrame({"id": ["a", "b"]}), np.ones((2, 1024), np.float32))
-    assert generated_embeddings_finite(context=None, generated_embeddings=good, embedder=embedder, gmv_home=home).passed
+    assert generated_embeddings_finite(generated_embeddings=good, embedder=embedder, gmv_home=home).passed
     bad = np.ones((2, 1024), np.float32)
     bad[1, 5] = np.nan
     result = generated_embeddings_finite(
-        context=None,
         generated_embeddings=embedding_frame(pl.DataFrame({"id": ["a", "b"]}), bad),
         embedder=embedder,
         gmv_home=home,
     )
     assert not result.passed and result.metadata["first_non_finite_ids"].value == "b"
     short = embedding_frame(pl.DataFrame({"id": ["a"]}), np.ones((1, 16), np.float32))
-    result = generated_embeddings_finite(context=None, generated_embeddings=short, embedder=embedder, gmv_home=home)
+    result = generated_embeddings_finite(generated_embeddings=short, embedder=embedder, gmv_home=home)
     assert not result.passed and result.metadata["dim"].value == 16
 
 
 def test_quality_check_flags_q_outside_the_unit_interval():
     ok = pl.DataFrame({"gen_id": ["g0", "g1"], "raw_score": [1.0, 2.0], "q": [0.0, 1.0], "batch": ["b1", "b1"]})
-    assert quality_in_unit_interval(context=None, quality_scores=ok).passed
+    assert quality_in_unit_interval(quality_scores=ok).passed
     bad = ok.with_columns(q=pl.Series([1.5, float("nan")]))
-    result = quality_in_unit_interval(context=None, quality_scores=bad)
+    result = quality_in_unit_interval(quality_scores=bad)
     assert not result.passed and result.metadata["out_of_range"].value == 2
-
-
-class BatchRun:
-    """The two attributes of a check's context that _this_partition reads (Dagster cannot build a partitioned one)."""
-
-    has_partition_key, partition_key = True, "b1"
-
-
-def test_checks_of_a_batch_judge_that_batch_only():
-    """A check loads every stored batch; a bad row of another batch is not this run's fault."""
-    scores = pl.DataFrame(
-        {"gen_id": ["b1/g0", "b2/g0"], "raw_score": [1.0, 2.0], "q": [0.5, 7.0], "batch": ["b1", "b2"]}
-    )
-    assert _this_partition(BatchRun(), scores, "batch")["gen_id"].to_list() == ["b1/g0"]
-    assert quality_in_unit_interval(context=None, quality_scores=_this_partition(BatchRun(), scores, "batch")).passed
-    assert not quality_in_unit_interval(context=None, quality_scores=scores).passed
 
 
 def test_credit_check_flags_unknown_training_and_generated_ids():
     train = pl.DataFrame({"id": ["t0", "t1"]})
     gen = pl.DataFrame({"id": ["g0"]})
     credits = pl.DataFrame({"gen_id": ["g0", "g0"], "train_id": ["t0", "t1"], "credit": [0.5, 0.5]})
-    assert credits_name_known_images(context=None, credits=credits, training_images=train, generated_images=gen).passed
+    assert credits_name_known_images(credits=credits, training_images=train, generated_images=gen).passed
     stale = credits.with_columns(train_id=pl.Series(["t0", "t9"]))
-    result = credits_name_known_images(context=None, credits=stale, training_images=train, generated_images=gen)
+    result = credits_name_known_images(credits=stale, training_images=train, generated_images=gen)
     assert (
         not result.passed
         and result.metadata["unknown_train_ids"].value == 1

@@ -5,6 +5,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from gmv_dagster.assets.reports import REPORT_ASSETS
 from gmv_dagster.assets.reports.tables import results_markdown
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.runner import run_valuation
@@ -139,3 +140,15 @@ def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criter
     assert "60 generations, each crediting its k = 20 nearest (the pipeline's temperature)" in c3["summary"].value
     page = results_markdown(report, "# header\n")
     assert "## Headline" in page and "| gmv |" in page and "| tracin |" in page and "C3 AUC" in page
+
+
+def test_report_tables_describe_every_column(criteria_run):
+    result = criteria_run[0]
+    described = set()
+    for assets in REPORT_ASSETS:
+        for materialisation in result.asset_materializations_for_node(assets.node_def.name):
+            table = materialisation.asset_key.to_user_string()
+            columns = materialisation.metadata["dagster/column_schema"].value.columns
+            assert [c.name for c in columns if not c.description] == [], table
+            described.add(materialisation.asset_key)
+    assert described == {key for assets in REPORT_ASSETS for key in assets.keys}

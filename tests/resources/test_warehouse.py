@@ -104,6 +104,7 @@ def test_a_lock_held_by_another_process_is_a_transient_failure_and_the_step_is_r
     import subprocess
     import sys
 
+    from gmv_dagster.pipeline import database as database_files
     from gmv_dagster.resources import warehouse
 
     database = tmp_path / "w.duckdb"
@@ -118,7 +119,7 @@ def test_a_lock_held_by_another_process_is_a_transient_failure_and_the_step_is_r
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
-    monkeypatch.setattr(warehouse, "LOCK_RETRIES", 1)  # give up within the step at once ...
+    monkeypatch.setattr(database_files, "LOCK_RETRIES", 1)  # give up within the step at once ...
     monkeypatch.setattr(warehouse, "STEP_RETRY", {"max_retries": 6, "seconds_to_wait": 1.5})  # ... and retry the step
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("test_batches", ["b1"])

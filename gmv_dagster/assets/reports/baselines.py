@@ -180,13 +180,17 @@ def pipeline_generator(kit: ReportKit, training_images: pl.DataFrame, images: li
     outs={
         "method_values": dg.AssetOut(
             description="Value of every training image by GMValuator, its ablations and the baselines "
-            "(method, train_id, value)."
+            "(method, train_id, value).",
+            kinds={"duckdb", "polars", "pytorch"},
         ),
         "method_contributors": dg.AssetOut(
-            description="Each method's ranked contributors per generated image (method, gen_id, train_id, rank)."
+            description="Each method's ranked contributors per generated image (method, gen_id, train_id, rank).",
+            kinds={"duckdb", "polars", "pytorch"},
         ),
         "method_timings": dg.AssetOut(
-            description="Seconds per stage of each method on the pipeline's data (method, stage, seconds, n_generated)."
+            description="Seconds per stage of each method on the pipeline's data "
+            "(method, stage, seconds, n_generated).",
+            kinds={"duckdb", "polars", "pytorch"},
         ),
     },
     group_name="reports",

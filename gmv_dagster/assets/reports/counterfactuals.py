@@ -68,7 +68,9 @@ class ReasonablenessConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+@dg.asset(
+    group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+)
 def criterion_reasonableness(
     context,
     config: ReasonablenessConfig,
@@ -148,7 +150,9 @@ class OodConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="reports", code_version="3", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+@dg.asset(
+    group_name="reports", code_version="3", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+)
 def criterion_ood(
     context,
     config: OodConfig,
@@ -257,7 +261,9 @@ class FidelityConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+@dg.asset(
+    group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+)
 def criterion_fidelity(
     context,
     config: FidelityConfig,
@@ -349,7 +355,9 @@ class ConsistencyConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+@dg.asset(
+    group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+)
 def criterion_consistency(
     context,
     config: ConsistencyConfig,
@@ -459,7 +467,9 @@ class LdsConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the subsets (the generator retrains from the pipeline's seed)")
 
 
-@dg.asset(group_name="reports", code_version="2", op_tags=GPU_TAGS, deps=SETTINGS_FROM)
+@dg.asset(
+    group_name="reports", code_version="2", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+)
 def criterion_lds(
     context,
     config: LdsConfig,

@@ -34,7 +34,7 @@ def _keys(manifest: pl.DataFrame, column: str = "label") -> pl.DataFrame:
     return manifest.select("id", pl.col(column).alias("key"))
 
 
-@dg.asset(group_name="reports", code_version="1")
+@dg.asset(group_name="reports", code_version="1", kinds={"duckdb", "polars"})
 def criterion_classes(
     context,
     config: ClassesConfig,
@@ -81,7 +81,7 @@ def criterion_classes(
     return df
 
 
-@dg.asset(group_name="reports", code_version="1")
+@dg.asset(group_name="reports", code_version="1", kinds={"duckdb", "polars"})
 def criterion_diversity(context, method_values: pl.DataFrame, training_images: pl.DataFrame) -> pl.DataFrame:
     """How widely each method spreads value: coverage, entropy, Gini, and the share of value per class."""
     rows = Rows("diversity")
@@ -108,7 +108,7 @@ def criterion_diversity(context, method_values: pl.DataFrame, training_images: p
 AMORTISED = {"embed_train", "index", "gradients"}
 
 
-@dg.asset(group_name="reports", code_version="1")
+@dg.asset(group_name="reports", code_version="1", kinds={"duckdb", "polars"})
 def criterion_efficiency(context, method_timings: pl.DataFrame) -> pl.DataFrame:
     """C4: seconds per generated image for each stage of each method and end to end."""
     rows = Rows("C4 efficiency")
@@ -129,7 +129,7 @@ def criterion_efficiency(context, method_timings: pl.DataFrame) -> pl.DataFrame:
     return df
 
 
-@dg.asset(group_name="reports", code_version="1")
+@dg.asset(group_name="reports", code_version="1", kinds={"duckdb", "polars"})
 def criterion_report(
     context,
     criterion_classes: pl.DataFrame,

@@ -19,4 +19,4 @@ VALUATION_ASSETS = [
     credit.credits,
     credit.training_values,
 ]
-VALUATION_CHECKS = checks.ALL_CHECKS
+valuation_checks = checks.valuation_checks

@@ -3,6 +3,8 @@
 Blocking where a wrong number would otherwise flow downstream into the values.
 """
 
+import warnings
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -11,18 +13,15 @@ from pydantic import Field
 from ...method.matching import sample_recall, shard_vectors
 from ...pipeline.vectors import finite_rows
 from ...resources import DeviceResource, EmbedderResource, GmvHome
-from ..automation import TRAIN_IDS, TRAIN_URIS
+from ..automation import TRAIN_IDS, TRAIN_URIS, generated_batches, train_shards
 from ..metadata import embedding_matrix, train_vectors
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
 
-
-def _this_partition(context, df: pl.DataFrame, column: str) -> pl.DataFrame:
-    """A check of a partitioned asset loads every stored partition (batch or training shard); it judges the one this
-    run wrote. Another shard may be mid-run in a run of its own."""
-    if context is None or not context.has_partition_key or column not in df.columns:
-        return df
-    return df.filter(pl.col(column) == context.partition_key)
+# Checks partitioned as their assets (valuation_checks); Dagster 1.13 calls the parameter preview.
+warnings.filterwarnings(
+    "ignore", message=r"Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 
 def _embeddings_ok(
@@ -42,29 +41,24 @@ def _embeddings_ok(
     )
 
 
-@dg.asset_check(asset=embeddings.train_embeddings, blocking=True)
 def train_embeddings_finite(
-    context: dg.AssetCheckExecutionContext,
     train_embeddings: pl.DataFrame,
     embedder: EmbedderResource,
     gmv_home: GmvHome,
 ) -> dg.AssetCheckResult:
     """Every training embedding (of the shard) is finite and has the embedder's dimension (read from the vector store
     a block at a time)."""
-    rows = _this_partition(context, train_embeddings, "shard")
-    return _embeddings_ok(rows["id"], train_vectors(gmv_home, rows), embedder, gmv_home)
+    return _embeddings_ok(train_embeddings["id"], train_vectors(gmv_home, train_embeddings), embedder, gmv_home)
 
 
-@dg.asset_check(asset=embeddings.generated_embeddings, blocking=True)
+@dg.asset_check(asset=embeddings.generated_embeddings, blocking=True, partitions_def=generated_batches)
 def generated_embeddings_finite(
-    context: dg.AssetCheckExecutionContext,
     generated_embeddings: pl.DataFrame,
     embedder: EmbedderResource,
     gmv_home: GmvHome,
 ) -> dg.AssetCheckResult:
     """Every generated-image embedding of the batch is finite and has the embedder's dimension."""
-    rows = _this_partition(context, generated_embeddings, "batch")
-    return _embeddings_ok(rows["id"], embedding_matrix(rows), embedder, gmv_home)
+    return _embeddings_ok(generated_embeddings["id"], embedding_matrix(generated_embeddings), embedder, gmv_home)
 
 
 class RecallCheckConfig(dg.Config):
@@ -74,20 +68,13 @@ class RecallCheckConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset_check(
-    asset=matching.train_index,
-    additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_IDS.metadata)},
-    blocking=True,
-)
 def index_recall(
-    context: dg.AssetCheckExecutionContext,
     config: RecallCheckConfig,
     train_embeddings: pl.DataFrame,
     gmv_home: GmvHome,
     matching_device: DeviceResource,
 ) -> dg.AssetCheckResult:
     """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample, above a threshold."""
-    train_embeddings = _this_partition(context, train_embeddings, "shard")
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     if all(shard.index is None for shard in shards):
         return dg.AssetCheckResult(
@@ -116,12 +103,9 @@ def index_recall(
     )
 
 
-@dg.asset_check(asset=quality.quality_scores, blocking=True)
-def quality_in_unit_interval(
-    context: dg.AssetCheckExecutionContext, quality_scores: pl.DataFrame
-) -> dg.AssetCheckResult:
+@dg.asset_check(asset=quality.quality_scores, blocking=True, partitions_def=generated_batches)
+def quality_in_unit_interval(quality_scores: pl.DataFrame) -> dg.AssetCheckResult:
     """Every q of the batch is a number in [0, 1]."""
-    quality_scores = _this_partition(context, quality_scores, "batch")
     q = quality_scores["q"]
     bad = quality_scores.filter(~q.is_between(0.0, 1.0) | q.is_nan() | q.is_null())
     return dg.AssetCheckResult(
@@ -139,15 +123,14 @@ def quality_in_unit_interval(
     asset=credit.credits,
     additional_ins={"training_images": TRAIN_URIS, "generated_images": dg.AssetIn()},
     blocking=True,
+    partitions_def=generated_batches,
 )
 def credits_name_known_images(
-    context: dg.AssetCheckExecutionContext,
     credits: pl.DataFrame,
     training_images: pl.DataFrame,
     generated_images: pl.DataFrame,
 ) -> dg.AssetCheckResult:
     """No credit of the batch goes to, or comes from, an id that is not in the current manifests."""
-    credits = _this_partition(context, credits, "batch")
     unknown_train = (
         credits.select("train_id").unique().join(training_images.select(train_id="id"), on="train_id", how="anti")
     )
@@ -163,11 +146,23 @@ def credits_name_known_images(
     )
 
 
-ALL_CHECKS = [
-    train_embeddings_finite,
-    generated_embeddings_finite,
-    index_recall,
-    quality_in_unit_interval,
-    credits_name_known_images,
-    credit.values_sum_to_quality,
-]
+def valuation_checks(n_shards: int = 1) -> list[dg.AssetChecksDefinition]:
+    """Every check. A check of a partitioned asset is partitioned as it is: it reads only the batch or shard its run
+    wrote (another shard may be mid-run in a run of its own) and its result names that partition. The training side's
+    are made here, as its partitions depend on GMV_TRAIN_SHARDS (automation.with_train_shards)."""
+    shards = train_shards(n_shards)
+    return [
+        dg.asset_check(asset=embeddings.train_embeddings, blocking=True, partitions_def=shards)(
+            train_embeddings_finite
+        ),
+        generated_embeddings_finite,
+        dg.asset_check(
+            asset=matching.train_index,
+            additional_ins={"train_embeddings": dg.AssetIn(metadata=TRAIN_IDS.metadata)},
+            blocking=True,
+            partitions_def=shards,
+        )(index_recall),
+        quality_in_unit_interval,
+        credits_name_known_images,
+        credit.values_sum_to_quality,
+    ]

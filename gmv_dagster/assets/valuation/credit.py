@@ -8,7 +8,7 @@ from ...common.timing import timed
 from ...method.credit import compute_credits
 from ...method.credit import training_values as value_training_images
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
-from ..galleries import contributors_gallery, histogram, values_gallery
+from ..galleries import contributors_image, picture, values_gallery_image, values_histogram_image
 from ..metadata import config_metadata, latest_metadata, versioned
 
 SUM_TOLERANCE = 1e-6  # relative
@@ -31,6 +31,7 @@ class CreditConfig(dg.Config):
     metadata=BATCH_TABLE,
     ins={"training_images": TRAIN_URIS},
     automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars"},
 )
 def credits(
     context,
@@ -55,7 +56,19 @@ def credits(
         mean_top1_weight=float(top1.mean() or 0.0),
         **timings,
         **config_metadata(config),
-        contributors=dg.MetadataValue.md(contributors_gallery(df, training_images, generated_images, shown)),
+        contributors=picture(
+            context,
+            "contributors",
+            contributors_image(
+                df,
+                training_images,
+                generated_images,
+                shown,
+                caption=f"The first {len(shown)} generated images of batch {context.partition_key} (by id), each beside"
+                " its contributors by rank: weight w, credit = q * w.",
+            ),
+            "generated images beside their top contributors",
+        ),
     )
 
 
@@ -77,7 +90,11 @@ def fitted_temperature(context, credit_temperature: pl.DataFrame) -> float:
 
 
 @dg.asset(
-    group_name="credit", code_version="2", ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS
+    group_name="credit",
+    code_version="2",
+    ins={"training_images": TRAIN_URIS},
+    automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars"},
 )
 def training_values(
     context, credits: pl.DataFrame, training_images: pl.DataFrame, generated_images: pl.DataFrame
@@ -98,8 +115,13 @@ def training_values(
         n_generated=int(credits["gen_id"].n_unique()),
         n_batches=batches.height,
         batches=dg.MetadataValue.json(dict(batches.iter_rows())),
-        histogram=dg.MetadataValue.md(histogram(df["value"].to_numpy(), "values")),
-        gallery=dg.MetadataValue.md(values_gallery(df, credits, training_images, generated_images)),
+        histogram=picture(context, "histogram", values_histogram_image(df["value"].to_numpy()), "values histogram"),
+        gallery=picture(
+            context,
+            "gallery",
+            values_gallery_image(df, credits, training_images, generated_images),
+            "top and bottom training images by value, beside the generated images that credit them",
+        ),
     )
 
 

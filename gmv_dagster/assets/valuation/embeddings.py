@@ -236,7 +236,13 @@ SIMILARITY_SCHEMA = {
 }
 
 
-@dg.asset(group_name="embeddings", code_version="1", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(
+    group_name="embeddings",
+    code_version="1",
+    op_tags=GPU_TAGS,
+    automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars", "pytorch"},
+)
 def similarity_model(
     context,
     config: SimilarityConfig,
@@ -305,7 +311,7 @@ def similarity_model(
     )
 
 
-@dg.asset(group_name="embeddings", code_version="2")
+@dg.asset(group_name="embeddings", code_version="2", kinds={"pytorch"})
 def embedding_model(
     embedder: EmbedderResource, embedding_device: DeviceResource, similarity_model: pl.DataFrame
 ) -> dg.MaterializeResult:
@@ -334,6 +340,7 @@ def embedding_model(
     op_tags=GPU_TAGS,
     automation_condition=FOLLOWS_INPUTS,
     deps=[embedding_model],
+    kinds={"duckdb", "polars", "pytorch", "numpy"},
 )
 def train_embeddings(
     context,
@@ -361,6 +368,7 @@ def train_embeddings(
     metadata=BATCH_TABLE,
     automation_condition=FOLLOWS_INPUTS,
     deps=[embedding_model],
+    kinds={"duckdb", "polars", "pytorch"},
 )
 def generated_embeddings(
     context,

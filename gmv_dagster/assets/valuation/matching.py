@@ -72,7 +72,13 @@ class TrainIndexConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="matching", code_version="4", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(
+    group_name="matching",
+    code_version="4",
+    op_tags=GPU_TAGS,
+    automation_condition=FOLLOWS_INPUTS,
+    kinds={"usearch", "pytorch"},
+)
 def train_index(
     context,
     config: TrainIndexConfig,
@@ -217,6 +223,7 @@ class CreditTemperatureConfig(RankingConfig):
     deps=[dg.AssetDep(train_index, partition_mapping=ALL_SHARDS)],
     ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
     automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars", "pytorch"},
 )
 def credit_temperature(
     context,
@@ -269,6 +276,7 @@ def credit_temperature(
     ins={"train_embeddings": TRAIN_IDS, "training_images": TRAIN_URIS},
     metadata=BATCH_TABLE,
     automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars", "pytorch"},
 )
 def matches(
     context,

@@ -15,6 +15,7 @@ from ...method.quality import DEFAULT_METRIC, Calibration, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
+from ..galleries import picture, quality_gallery_image, quality_histogram_image
 from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
 
 
@@ -29,6 +30,7 @@ class QualityConfig(dg.Config):
     op_tags=GPU_TAGS,
     ins={"training_images": TRAIN_URIS},
     automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars", "pytorch"},
 )
 def quality_calibration(
     context,
@@ -88,7 +90,11 @@ DETAILS_SCHEMA = {
 
 
 @dg.asset(
-    group_name="quality", code_version="1", ins={"training_images": TRAIN_URIS}, automation_condition=FOLLOWS_INPUTS
+    group_name="quality",
+    code_version="1",
+    ins={"training_images": TRAIN_URIS},
+    automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars"},
 )
 def training_details(
     context, training_images: pl.DataFrame, quality_scorer: QualityScorerResource
@@ -130,6 +136,7 @@ def training_details(
     metadata=BATCH_TABLE,
     ins={"training_images": TRAIN_URIS},
     automation_condition=FOLLOWS_INPUTS,
+    kinds={"duckdb", "polars", "pytorch"},
 )
 def quality_scores(
     context,
@@ -199,6 +206,14 @@ def quality_scores(
         seed=row["seed"],
         **timings,
         calibration=dg.MetadataValue.json(json.loads(json.dumps(row))),
+        q_histogram=picture(context, "q_histogram", quality_histogram_image(q, context.partition_key), "q histogram"),
+        # a handful of images: the extremes, where a wrong q shows first
+        gallery=picture(
+            context,
+            "gallery",
+            quality_gallery_image(df, matches, training_images, generated_images, references=model.references or 3),
+            "lowest-q and highest-q generated images beside their matched training images",
+        ),
     )
 
 

@@ -30,7 +30,7 @@ class TrainingImagesConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the demo subset")
 
 
-@dg.asset(group_name="sources", code_version="1")
+@dg.asset(group_name="sources", code_version="1", kinds={"duckdb", "polars"})
 def training_images(
     context, config: TrainingImagesConfig, image_sources: ImageSources, gmv_home: GmvHome
 ) -> dg.Output[pl.DataFrame]:
@@ -98,7 +98,13 @@ def train_demo_generator(
     )
 
 
-@dg.asset(group_name="sources", code_version="3", op_tags=GPU_TAGS, automation_condition=FOLLOWS_INPUTS)
+@dg.asset(
+    group_name="sources",
+    code_version="3",
+    op_tags=GPU_TAGS,
+    automation_condition=FOLLOWS_INPUTS,
+    kinds={"pytorch", "numpy"},
+)
 def demo_generator(
     context,
     config: DemoGeneratorConfig,
@@ -150,6 +156,7 @@ def demo_generator(
     partitions_def=generated_batches,
     metadata=BATCH_TABLE,
     automation_condition=REFRESHES_WITH_INPUTS,
+    kinds={"duckdb", "polars"},
 )
 def generated_images(context, image_sources: ImageSources, gmv_home: GmvHome) -> dg.Output[pl.DataFrame]:
     """One batch of generated images: id (`<batch>/<name>`), uri, content hash, label (demo: the class), batch.

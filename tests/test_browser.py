@@ -181,3 +181,38 @@ def _screenshot_metadata(drv, path: Path) -> None:
     drv.save_screenshot(str(path))
     with Image.open(path) as full:
         full.crop((0, 0, full.width, min(full.height, int(bottom)))).save(path)
+
+
+def test_a_gmv_run_is_on_the_overview_timeline_under_its_job(tmp_path, dagster_env, start_dagster_dev, browser):
+    """`gmv run` executes in its own process, but its runs are the code location's (runner.py): the Overview
+    timeline draws them in the job's row, as it draws the runs the webserver launched."""
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+
+    from gmv_dagster.runner import CODE_LOCATION
+
+    gmv = Path(sys.executable).parent / "gmv"
+    done = subprocess.run(
+        [str(gmv), "run", "-n", "1"], env=dagster_env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with start_dagster_dev() as server:
+        browser.get(f"{server.url}/overview/activity/timeline")
+        shot = ARTIFACTS / "timeline_gmv_run.png"
+        try:
+            _wait(lambda: "valuation" in _page_text(browser), 90, "the valuation job's row on the timeline")
+            _dismiss_dialogs(browser)
+
+            # a job has a row only where it has runs (or ticks) in the window: valuation has no schedule, so its row,
+            # under the code location and linking the location's job, is gmv run's run
+            def job_row() -> bool:
+                hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+                return any(href.endswith(f"/locations/{CODE_LOCATION}/jobs/valuation") for href in hrefs)
+
+            _wait(job_row, 60, "the valuation job's row, linking the job of the code location")
+        finally:
+            browser.save_screenshot(str(shot))
+        assert "No runs or scheduled ticks in this time period" not in _page_text(browser), f"see {shot}"

@@ -512,5 +512,18 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+def entry() -> None:
+    """The `gmv` command: main(), then out without the interpreter's teardown. Freeing what a run loaded (torch,
+    Dagster's definitions, the index) takes about 1.6 s on 2 cores after the last line is printed, and nothing is
+    left to save by then: every result is committed (DuckDB, the Dagster instance), the logs are flushed here."""
+    import logging
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import linalg, stats
 
 Z95 = 1.959963984540054
 
@@ -88,6 +87,8 @@ def rank_auc(above: np.ndarray, below: np.ndarray) -> float:
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if not len(a) or not len(b):
         return float("nan")
+    from scipy import stats  # loaded where used: scipy.stats is 0.6 s of every `gmv run`'s launch
+
     ranks = stats.rankdata(np.concatenate([a, b]))  # ascending, ties averaged
     return float((ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b)))
 
@@ -173,6 +174,8 @@ def rank_correlations(a: pl.DataFrame, b: pl.DataFrame) -> dict[str, Measure]:
     if n < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         note = "undefined: one ranking is constant"
         return {"spearman": Measure(None, n, note=note), "kendall": Measure(None, n, note=note)}
+    from scipy import stats
+
     return {
         "spearman": Measure(float(stats.spearmanr(x, y).statistic), n),
         "kendall": Measure(float(stats.kendalltau(x, y).statistic), n),
@@ -189,6 +192,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     # tr sqrt(A B) = sum sqrt(eig(A^1/2 B A^1/2)): symmetric, so it stays real and defined when A or B
     # is singular (fewer samples than dimensions), where sqrtm(A B) is not.
+    from scipy import linalg
+
     w, v = linalg.eigh(cov_a)
     root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     trace_root = np.sqrt(np.clip(linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()

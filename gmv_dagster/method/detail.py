@@ -72,7 +72,7 @@ class DetailParams:
     grid were compared on the 256 and 512 px photo domains, validation for that choice; the drawing, flat-colour and
     symbol domains saw no setting. Against the point before 2026-12-07 (the highest clean q that just meets every
     target: noise margin 0.5, blocking 0.5 / 1), a JPEG-saved clean photo copy rarely falls to q = 0 by its blocking
-    alone (photos-256: 6.3% -> 4.3% of clean images under q = 0.1, photos-512: 3.3% -> 1.3%) and noise ranks below
+    alone (photos-256: 6.0% -> 3.3% of clean images under q = 0.1, photos-512: 3.3% -> 0.7%) and noise ranks below
     clean in photos (sd 25: AUC 0.970 -> 0.987); the demo's C3 stays (0.836)."""
 
     blur_margin: float = 0.25

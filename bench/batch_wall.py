@@ -23,11 +23,9 @@ Last line: `ms_per_image_10k_60k=<x> s_1k_60k=<y> s_100k_1m=<z>` (`nan` where th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline_scale import training_set  # noqa: E402
+from pipeline_scale import RssSampler, training_set  # noqa: E402
 
 from gmv_dagster.sources.batches import write_inbox_batch  # noqa: E402
 from gmv_dagster.sources.fashion_mnist import DEBIAN_FASHION_MNIST  # noqa: E402
@@ -60,26 +58,21 @@ def environment(work: Path) -> dict:
 def gmv_run(env: dict) -> tuple[float, float, subprocess.CompletedProcess, float]:
     """`gmv run` in a fresh process: (wall seconds, start time, the process, its peak RSS in GB sampled every
     0.05 s); raises if it failed."""
-    import psutil
-
     start_time = time.time()
     start = time.perf_counter()
     proc = subprocess.Popen(
         [str(GMV), "run", "-n", "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    watched, peak = psutil.Process(proc.pid), 0
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.extend(proc.communicate()), daemon=True)
-    reader.start()
-    while reader.is_alive():
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, watched.memory_info().rss)
-        time.sleep(0.05)
+    sampler = RssSampler(every=0.05, pid=proc.pid)
+    sampler.start()
+    out = proc.communicate()
     wall = time.perf_counter() - start
+    sampler.stopped.set()
+    sampler.join()
     done = subprocess.CompletedProcess(proc.args, proc.returncode, *out)
     if done.returncode:
         raise SystemExit(f"gmv run failed:\n{done.stderr[-4000:]}")
-    return wall, start_time, done, peak / 1e9
+    return wall, start_time, done, max((rss for _, rss in sampler.samples), default=0) / 1e9
 
 
 def prepare_home(n: int, work: Path) -> None:

@@ -62,14 +62,19 @@ def training_set(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RssSampler(threading.Thread):
-    def __init__(self, every: float = 0.1):
+    """Resident set size of a process (this one, or `pid`) every `every` seconds until stopped or the process ends."""
+
+    def __init__(self, every: float = 0.1, pid: int | None = None):
         super().__init__(daemon=True)
         self.every, self.samples, self.stopped = every, [], threading.Event()
-        self.process = psutil.Process()
+        self.process = psutil.Process(pid)
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.samples.append((time.time(), self.process.memory_info().rss))
+            try:
+                self.samples.append((time.time(), self.process.memory_info().rss))
+            except psutil.Error:  # a watched child that has exited
+                return
             time.sleep(self.every)
 
     def peak(self, start: float, end: float) -> int:

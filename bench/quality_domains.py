@@ -188,8 +188,8 @@ def tune(results: dict[str, dict]) -> detail.DetailParams:
     (TARGETS: blur 2 and 3, noise 25, JPEG 15 and 10, in every tuning domain) is largest, then the largest mean lead,
     then the highest clean q. Before 2026-12-07 the rule took the highest clean q among the points that just meet
     every target: a point on the targets' edge, which the held-out photo domains then fell below (noise 25 AUC 0.97,
-    6% of clean JPEG-saved copies under q = 0.1); rules and grids were compared on the 256 and 512 px photos, which
-    are therefore validation, not held out, for this choice."""
+    6% of clean JPEG-saved copies under q = 0.1); rules and grids were compared on the VALIDATION domains (the 256
+    and 512 px photos, the drawings), which are therefore not held out for this choice."""
     grid = dict(
         blur_margin=(0.1, 0.25, 0.5, 0.75),
         blur_scale=(2.0,),  # held: 3 and 4 cost the demo's C3 (0.837 -> 0.809, 0.769; detail.DetailParams)

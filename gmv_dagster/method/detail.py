@@ -69,11 +69,11 @@ class DetailParams:
     most of their credit, the one furthest from the AUC targets there (blur 0.95, noise 0.99, JPEG 0.90: the largest
     smallest lead), with the blur scale held at 2: a laxer blur penalty (3, which the rule picks when allowed) lets
     blurry generations of the demo's planted noise images keep credit (C3 AUC 0.837 -> 0.809). The rule and the
-    grid were compared on the 256 and 512 px photo domains, validation for that choice; the drawing, flat-colour and
-    symbol domains saw no setting. Against the point before 2026-12-07 (the highest clean q that just meets every
-    target: noise margin 0.5, blocking 0.5 / 1), a JPEG-saved clean photo copy rarely falls to q = 0 by its blocking
-    alone (photos-256: 6.0% -> 3.3% of clean images under q = 0.1, photos-512: 3.3% -> 0.7%) and noise ranks below
-    clean in photos (sd 25: AUC 0.970 -> 0.987); the demo's C3 stays (0.836)."""
+    grid were compared on the 256 and 512 px photo domains and the drawings, validation for that choice; the
+    flat-colour and symbol domains saw no setting. Against the point before 2026-12-07 (the highest clean q that just
+    meets every target: noise margin 0.5, blocking 0.5 / 1), a JPEG-saved clean photo copy rarely falls to q = 0 by
+    its blocking alone (photos-256: 6.0% -> 3.3% of clean images under q = 0.1, photos-512: 3.3% -> 0.7%) and noise
+    ranks below clean in photos (sd 25: AUC 0.970 -> 0.987); the demo's C3 stays (0.836)."""
 
     blur_margin: float = 0.25
     blur_scale: float = 2.0

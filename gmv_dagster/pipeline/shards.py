@@ -21,6 +21,14 @@ def shard_keys(n_shards: int) -> list[str]:
     return [f"{i:0{width}d}-of-{n_shards}" for i in range(n_shards)]
 
 
+def sibling_keys(key: str) -> list[str]:
+    """Every key of the layout shard `key` ('i-of-n') belongs to, itself included."""
+    match = _KEY.match(key)
+    if not match:
+        raise ValueError(f"{key!r} is not a training shard key (i-of-n, 0 <= i < n)")
+    return shard_keys(int(match[2]))
+
+
 def shard_slice(n_rows: int, key: str) -> slice:
     """The manifest rows of shard `key` ('i-of-n'): rows [i*n_rows//n, (i+1)*n_rows//n)."""
     match = _KEY.match(key)

@@ -10,7 +10,7 @@ n x d matrix in its own memory (docs/DESIGN.md "Storage at scale").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +63,17 @@ def write_vectors(path: Path, n: int, dim: int, fill: Callable[[int, int], np.nd
     return write_atomically(path, write)
 
 
-def remove_superseded(folder: Path, name: str, live: dict[str, Path]) -> list[Path]:
+def remove_superseded(folder: Path, name: str, live: dict[str, Path], layout: Iterable[str] = ()) -> list[Path]:
     """Delete the vector files of `name` and of its partitions (`name@<key>`), and temporary files of killed writes,
     that no stored version names and that are out of date. `live`: {file name stem (`name` or `name@<key>`): the
     file its stored version names}, for every partition the table stores now. A partition's other files go when they
     are older than its stored file (a committed write superseded them); files of a partition with no stored version
-    (another layout's, left when the table was replaced) go when older than every stored file. A newer file is kept:
-    it may be a concurrent run's, written and not yet committed (a run that reuses a complete file touches it first).
-    A reader that has a deleted file open keeps its pages (the file is unlinked, not truncated)."""
+    (another layout's, left when the table was replaced) go when older than every stored file. `layout`: the stems
+    of the writer's own layout (every shard of it); a file of one of them that has no stored version yet is kept
+    whatever its age: it is this run's or a concurrent shard's, written and not yet committed (on a first sharded
+    run one shard commits while another is still cleaning up). A newer file is kept too: it may be a concurrent
+    run's (a run that reuses a complete file touches it first). A reader that has a deleted file open keeps its
+    pages (the file is unlinked, not truncated)."""
     mtimes = {}
     for stem, path in live.items():
         try:
@@ -79,10 +82,12 @@ def remove_superseded(folder: Path, name: str, live: dict[str, Path]) -> list[Pa
             return []  # a stored version without its file: remove nothing, the readers will say what to do
     if not mtimes:
         return []
-    oldest, named = min(mtimes.values()), set(live.values())
+    oldest, named, pending = min(mtimes.values()), set(live.values()), set(layout) - set(live)
     removed = []
     for path in [*folder.glob(f"{name}.*{SUFFIX}"), *folder.glob(f"{name}@*{SUFFIX}")]:
         stem = path.name.split(".", 1)[0]
+        if stem in pending:
+            continue
         try:
             if path in named or path.stat().st_mtime >= mtimes.get(stem, oldest):
                 continue

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from gmv_dagster.pipeline.reuse import reuse_plan
+from gmv_dagster.pipeline.shards import sibling_keys
 from gmv_dagster.pipeline.vectors import (
     finite_rows,
     open_vectors,
@@ -99,6 +100,30 @@ def test_superseded_files_go_per_shard_and_another_layouts_when_older_than_every
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - gone)
     assert remove_superseded(tmp_path, "train_embeddings", {}) == []
     assert remove_superseded(tmp_path, "train_embeddings", {"train_embeddings": tmp_path / "gone.npy"}) == []
+
+
+def test_a_first_sharded_run_keeps_its_shards_uncommitted_files_when_another_shard_committed_first(tmp_path):
+    """The race a two-worker Celery run met: shard 1 committed while shard 0, whose file was written earlier, was
+    still cleaning up; without its layout shard 0 took its own file for another layout's and deleted it."""
+    ages = {
+        "train_embeddings@0-of-3.v1.npy": 30,  # written first, not yet committed
+        "train_embeddings@1-of-3.v2.npy": 20,  # committed: the only stored version
+        "train_embeddings@2-of-3.v3.npy": 25,  # not yet committed
+        "train_embeddings@0-of-2.v4.npy": 40,  # another layout's, older than every stored file
+    }
+    now = time.time()
+    for name, age in ages.items():
+        np.save(tmp_path / name, np.zeros((1, 1), np.float32))
+        os.utime(tmp_path / name, (now - age, now - age))
+    live = {"train_embeddings@1-of-3": tmp_path / "train_embeddings@1-of-3.v2.npy"}
+    layout = [f"train_embeddings@{k}" for k in sibling_keys("0-of-3")]
+    removed = remove_superseded(tmp_path, "train_embeddings", live, layout)
+    assert [p.name for p in removed] == ["train_embeddings@0-of-2.v4.npy"]
+    # Without the layout the two uncommitted shards' files would go with it.
+    assert sorted(p.name for p in remove_superseded(tmp_path, "train_embeddings", live)) == [
+        "train_embeddings@0-of-3.v1.npy",
+        "train_embeddings@2-of-3.v3.npy",
+    ]
 
 
 def test_finite_rows_reads_block_by_block():

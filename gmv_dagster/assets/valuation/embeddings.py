@@ -19,7 +19,7 @@ from ...pipeline.reuse import (
     reuse_plan,
     still_to_embed,
 )
-from ...pipeline.shards import shard_slice
+from ...pipeline.shards import shard_slice, sibling_keys
 from ...pipeline.vectors import open_vectors, remove_superseded, write_vectors
 from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
@@ -151,14 +151,15 @@ def embed_training_vectors(
             return out
 
         write_vectors(path, df.height, model.dim, fill, _chunk(device))
-    # Files out of date for their own shard (older than its stored file), or of a shard no version names (another
-    # layout's) and older than every stored file, go; the stored ones, this run's, and any newer one stay (the table
-    # may still name the stored one if this run's write fails).
+    # Files out of date for their own shard (older than its stored file), or of another layout's shard and older than
+    # every stored file, go; the stored ones, this layout's not yet stored (this run's, a concurrent shard's) and any
+    # newer one stay (the table may still name the stored one if this run's write fails).
     live = {
         train_vectors_name(key): train_vectors_file(gmv_home, key, version)
         for key, version in gmv_home.content_versions("train_embeddings").items()
     }
-    remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), live)
+    layout = [train_vectors_name(k) for k in ([None] if shard is None else sibling_keys(shard))]
+    remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), live, layout)
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:

@@ -38,6 +38,8 @@ METHODS = (
     "gmv",
     "gmv_q1",
     "gmv_exact",
+    "gmv_flips",
+    "gmv_upright",
     "gmv_pixels",
     "gmv_efficientnet_lite0",
     "gmv_rerank_l2",
@@ -115,6 +117,14 @@ def run_methods(
     outputs.append(similarity_method("gmv", sets, setup, **search, device=suite.device))
     outputs.append(similarity_method("gmv_q1", sets, setup, **search, unit_quality=True, device=suite.device))
     outputs.append(similarity_method("gmv_exact", sets, setup, exact=True, device=suite.device))
+    # The flips setting the pipeline did not use, beside it (the temperature is the pipeline's, fitted on upright
+    # training images either way): gmv_flips matches both orientations, gmv_upright the generated images as they are.
+    flips = not setup.settings.match.flips
+    if flips and sets.gen_mirrored is None:
+        skipped["gmv_flips"] = "no embeddings of the generated images' mirror images given"
+    else:
+        name = "gmv_flips" if flips else "gmv_upright"
+        outputs.append(similarity_method(name, sets, setup, **search, flips=flips, device=suite.device))
     own_scale = replace(setup, settings=replace(setup.settings, temperature=None))
     for name, embedder in suite.embedders.items():  # the same method on another backbone's distances
         embedded: dict[str, float] = {}

@@ -46,6 +46,7 @@ class EmbeddedSets:
     train: np.ndarray  # (n, d) embeddings
     gen: np.ndarray  # (m, d)
     quality: pl.DataFrame  # gen_id, q
+    gen_mirrored: np.ndarray | None = None  # (m, d) the generated images' mirror images, for matching with flips
 
 
 def timed_call(seconds: dict, key: str, fn: Callable, *args, **kwargs):
@@ -66,8 +67,10 @@ def similarity_method(
     gen_images: list[np.ndarray] | None = None,
     device="cpu",
     seed: int = 0,
+    flips: bool | None = None,
 ) -> MethodOutput:
-    """GMValuator with one change: exact search, given indexes, q = 1, or a re-rank distance.
+    """GMValuator with one change: exact search, given indexes, q = 1, a re-rank distance, or `flips` (None: as
+    `setup`'s settings say; matching then needs `sets.gen_mirrored`).
 
     The temperature is `setup.settings.temperature`, or where that is None fitted to this variant's own
     distances (fit_temperature, seeded by `seed`), as the pipeline fits it to its own.
@@ -84,8 +87,13 @@ def similarity_method(
     elif shards is None:
         shards = [IndexShard(0, len(sets.train), timed_call(seconds, "index", build_hnsw, sets.train, settings.hnsw))]
     reranking = None if pair_distance is None else Reranking(pair_distance, gen_images, load_train)
+    mirrored = None
+    if settings.match.flips if flips is None else flips:
+        if sets.gen_mirrored is None:
+            raise ValueError(f"{name} matches with flips: give the generated images' mirror images' embeddings")
+        mirrored = sets.gen_mirrored
     timings: dict[str, float] = {}
-    idx, dist = match(sets.train, sets.gen, params, shards, device, reranking, timings)
+    idx, dist = match(sets.train, sets.gen, params, shards, device, reranking, timings, mirrored)
     seconds["match"] = timings["search_seconds"]
     if reranking is not None:
         seconds["rerank"] = timings["rerank_seconds"]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFAULT_STRENGTHS", "near_copy", "near_copy_set", "photo_crops"]
+__all__ = ["DEFAULT_STRENGTHS", "blend", "near_copy", "near_copy_set", "photo_crops", "transformed_copy"]
 
 DEFAULT_STRENGTHS: tuple[float, ...] = (0.5, 1.0, 1.5)
 
@@ -110,6 +110,37 @@ def near_copy(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
         x = x + np.random.default_rng(noise_seed).normal(0.0, sigma, x.shape)
         out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     return out
+
+
+def transformed_copy(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    rotation: tuple[float, float] = (2.0, 5.0),
+    rescale: tuple[float, float] = (0.05, 0.10),
+    jpeg_quality: tuple[int, int] = (40, 50),
+) -> np.ndarray:
+    """A copy rotated, rescaled and JPEG-compressed together, each drawn from its range: rotation |angle| in
+    `rotation` degrees, scale 1 +- a fraction in `rescale` (either sign), then JPEG at a quality in `jpeg_quality`
+    (inclusive); the border reflected, as near_copy's. What a generator's geometric drift does to a memorised image,
+    beyond near_copy's default mix."""
+    a = _as_uint8_image(image)
+    angle = rng.uniform(*rotation) * rng.choice([-1.0, 1.0])
+    scale = 1.0 + rng.uniform(*rescale) * rng.choice([-1.0, 1.0])
+    quality = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
+    return _jpeg(np.clip(np.rint(_geometric(a, 0.0, 0.0, scale, angle)), 0, 255).astype(np.uint8), quality)
+
+
+def blend(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarray:
+    """share x first + (1 - share) x second, rounded (uint8, same shape): the simplest image with two sources.
+    The second is resized to the first's size where they differ."""
+    a, b = _as_uint8_image(first), _as_uint8_image(second)
+    if b.shape[:2] != a.shape[:2]:
+        b = np.asarray(Image.fromarray(b).resize((a.shape[1], a.shape[0]), Image.BILINEAR))
+    if a.ndim != b.ndim:  # one grey, one colour: both as colour
+        a, b = (np.repeat(x[..., None], 3, axis=2) if x.ndim == 2 else x for x in (a, b))
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"a blend's share must be in [0, 1], got {share}")
+    return np.clip(np.rint(share * a.astype(np.float64) + (1.0 - share) * b), 0, 255).astype(np.uint8)
 
 
 def near_copy_set(

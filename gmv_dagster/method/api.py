@@ -15,7 +15,7 @@ import torch
 from ..common.sampling import seeded_rows
 from ..sources.images import load_images, normalise_array_image
 from ..sources.manifests import arrays_manifest, manifest_from_path
-from .core import MethodSettings, Reranking, fit_temperature, match, value
+from .core import MethodSettings, Reranking, fit_temperature, match, mirror, value
 from .embedders import DEFAULT_BACKBONE, Embedder, make_embedder
 from .matching import IndexShard, matches_table
 from .quality import DEFAULT_METRIC, calibrate, load_quality_model
@@ -111,7 +111,8 @@ def value_training_set(
     load_train = lambda rows: [train_images[i] for i in rows]  # noqa: E731
     reranking = None if pair_distance is None else Reranking(pair_distance, gen_images, load_train)
     shards = [IndexShard(0, len(train_emb), index)]
-    idx, dist = match(train_emb, gen_emb, m.match, shards, device, reranking)
+    mirrored = embedder.embed([mirror(image) for image in gen_images], device) if m.match.flips else None
+    idx, dist = match(train_emb, gen_emb, m.match, shards, device, reranking, mirrored=mirrored)
     matches = matches_table(gen_manifest["id"], train_manifest["id"], idx, dist, m.match.k)
 
     reference = [train_images[i] for i in seeded_rows(len(train_images), cfg.quality_reference, cfg.seed)]

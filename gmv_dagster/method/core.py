@@ -17,7 +17,7 @@ import torch
 from ..common.sampling import seeded_rows
 from ..common.timing import timed
 from .credit import compute_credits, training_values
-from .matching import IndexShard, MatchParams, search_shards
+from .matching import IndexShard, MatchParams, merge_candidates, search_shards
 from .rerank import PairDistance, rerank
 from .search import HnswParams
 
@@ -67,16 +67,40 @@ def match(
     device: str | torch.device = "cpu",
     reranking: Reranking | None = None,
     timings: dict | None = None,
+    mirrored: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' candidate training rows per generated image, sorted by distance (float64): searched over every shard
-    and merged exactly, then re-ranked with `reranking` when given. `timings` receives search / rerank seconds."""
+    and merged exactly, then re-ranked with `reranking` when given. `timings` receives search / rerank seconds.
+
+    `mirrored`: the embeddings of the generated images' mirror images (left-right), where matching is to see through
+    a flip (a generator trained with random flips emits its memorised images either way round): each training
+    image's distance is then the nearer of the two orientations', in the search and in the re-rank alike."""
     timings = {} if timings is None else timings
     with timed(timings, "search_seconds", digits=None):
         idx, dist = search_shards(train, queries, params, shards, device)
+        if mirrored is not None:
+            idx, dist = merge_candidates(
+                [(idx, dist), search_shards(train, mirrored, params, shards, device)], params.candidates
+            )
     if reranking is not None:
+        distance = reranking.distance if mirrored is None else either_orientation(reranking.distance)
         with timed(timings, "rerank_seconds", digits=None):
-            idx, dist = rerank(reranking.generated, idx, reranking.load_train, reranking.distance, reranking.on_row)
+            idx, dist = rerank(reranking.generated, idx, reranking.load_train, distance, reranking.on_row)
     return idx, dist
+
+
+def mirror(image: np.ndarray) -> np.ndarray:
+    """The left-right mirror image of an (H, W[, C]) image."""
+    return np.ascontiguousarray(np.asarray(image)[:, ::-1])
+
+
+def either_orientation(distance: PairDistance) -> PairDistance:
+    """A pair distance that sees through a left-right flip of the generated image: the nearer orientation's."""
+
+    def nearer(image: np.ndarray, train: list[np.ndarray]) -> np.ndarray:
+        return np.minimum(distance(image, train), distance(mirror(image), train))
+
+    return nearer
 
 
 @dataclass(frozen=True)

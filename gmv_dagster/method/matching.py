@@ -22,6 +22,8 @@ class MatchParams:
     metric: str = "cos"
     index_mode: str = "auto"  # auto: exact below `exact_below` training images, HNSW above
     exact_below: int = 5000
+    flips: bool = False  # the setting's default (assets' MatchesConfig.flips, api): core.match takes the mirrored
+    # queries themselves, since embedding them is the caller's work
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -183,11 +185,19 @@ def merge_candidates(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> 
     """The k best of several candidate lists per query, by (distance, row); rows are global, -1 pads.
 
     Each shard's candidates carry exact float64 distances (recall_candidates), so the top k of all shards is the
-    unsharded top k wherever each shard's search found its own share of it (always with exact search).
+    unsharded top k wherever each shard's search found its own share of it (always with exact search). A row in
+    several parts (the lists of one query's orientations, `mirrored` in core.match) counts once, at its smallest
+    distance; shards' rows are disjoint, so for them this changes nothing.
 
-    Each part is (rows, distances), (m, k_i), from one shard; the result has min(k, sum k_i) columns.
+    Each part is (rows, distances), (m, k_i); the result has min(k, sum k_i) columns.
     """
-    rows, dist = sort_neighbours(
-        np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
-    )
+    rows = np.concatenate([p[0] for p in parts], axis=1)
+    dist = np.where(rows < 0, np.inf, np.concatenate([p[1] for p in parts], axis=1))
+    if len(parts) > 1:
+        by_row = np.lexsort((dist, rows), axis=-1)  # each row's copies side by side, the nearest first
+        r, d = np.take_along_axis(rows, by_row, 1), np.take_along_axis(dist, by_row, 1)
+        again = np.zeros(r.shape, bool)
+        again[:, 1:] = (r[:, 1:] == r[:, :-1]) & (r[:, 1:] >= 0)
+        rows, dist = np.where(again, -1, r), np.where(again, np.inf, d)
+    rows, dist = sort_neighbours(rows, dist)
     return rows[:, :k], dist[:, :k]

@@ -1,9 +1,12 @@
 """The whole graph materialised in-process into a DuckDB file under tmp_path, then read back."""
 
+from dataclasses import replace
+
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.method import ValuationConfig, value_training_set
@@ -144,3 +147,47 @@ def test_a_failed_run_leaves_the_last_good_tables(tmp_path, image_folders, read)
     failed = materialise(home, bad)
     assert not failed.success and "neither a folder of images" in failure_message(failed)
     assert read(home, "training_values").equals(before)
+
+
+def test_flips_match_mirror_images_to_their_sources_as_the_api_does(tmp_path, read):
+    # Pictures a flip changes: noise with a bright bar at one of 8 columns; the generated images mirror 6 of them.
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 60, size=(36, 16, 16), dtype=np.uint8)
+    for i in range(len(train)):
+        train[i, 3:13, i % 8 : i % 8 + 3] = 255
+    sources = [0, 5, 13, 20, 27, 33]
+    mirrors = np.ascontiguousarray(train[sources][:, :, ::-1])
+    train_dir, gen_dir = tmp_path / "train", tmp_path / "generated"
+    for folder, images in ((train_dir, train), (gen_dir, mirrors)):
+        folder.mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(folder / f"{folder.name[0]}{i:03d}.png")
+    env = {"GMV_TRAIN_SOURCE": str(train_dir), "GMV_GENERATED_SOURCE": str(gen_dir), **PIXELS}
+    home = tmp_path / "home"
+
+    def top1(run_config):
+        result = materialise(home, env, run_config)
+        assert result.success, failure_message(result)
+        found = read(home, "matches", "gen_id, rank").filter(pl.col("rank") == 1)
+        meta = result.asset_materializations_for_node("matches")[0].metadata
+        return dict(zip(found["gen_id"], found["train_id"])), found["distance"].to_numpy(), meta
+
+    plain, _, meta = top1(FAST)
+    assert meta["flips"].value is False
+    training = read(home, "training_images", "id")
+    ids = dict(zip(read(home, "generated_images", "id")["id"], [training["id"][s] for s in sources]))
+    assert sum(plain[g] == t for g, t in ids.items()) < len(ids)  # the upright search misses some mirror images
+
+    flipped, distance, meta = top1({"ops": {**FAST["ops"], "matches": {"config": {"flips": True}}}})
+    assert flipped == ids
+    np.testing.assert_allclose(distance, 0.0, atol=1e-6)  # each mirror image is its source, flipped back
+    assert meta["flips"].value is True and meta["mirror_embed_seconds"].value >= 0
+
+    config = ValuationConfig(backbone="pixels", quality_reference=36)
+    config = replace(config, method=replace(config.method, match=replace(config.method.match, flips=True)))
+    api = value_training_set(train_dir, gen_dir, config, work_dir=tmp_path)
+    api_top1 = api.credits.filter(pl.col("rank") == 1)
+    # the pipeline names a generated image within its batch (here "generated/"), the api by its file alone
+    assert dict(zip(api_top1["gen_id"], api_top1["train_id"])) == {
+        g.removeprefix("generated/"): t for g, t in ids.items()
+    }

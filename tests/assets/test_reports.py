@@ -63,6 +63,10 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
         "LDS",
     ):
         assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion
+    # matching both ways round, beside gmv wherever the reports rerun the method (LDS lists its own methods)
+    for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "reasonableness"):
+        flips = report.filter((pl.col("criterion") == criterion) & (pl.col("method") == "gmv_flips"))
+        assert flips.height and flips["value"].is_not_null().any(), criterion
     # lpips has no weights here: reported as not run, with the reason, never silently replaced
     lpips = report.filter(pl.col("method") == "gmv_rerank_lpips")
     assert lpips.height and lpips["value"].is_null().all() and lpips["note"].str.contains("AlexNet").all()

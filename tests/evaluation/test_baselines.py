@@ -99,6 +99,7 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
         embed.embed(train_list),
         embed.embed(gen_list),
         pl.DataFrame({"gen_id": gen_ids, "q": np.linspace(0.5, 1.0, len(gen_ids))}),
+        embed.embed([x[:, ::-1] for x in gen_list]),
     )
     from gmv_dagster.method.rerank import l2_distance
 
@@ -114,12 +115,14 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
         exact_search=False,
     )
     names = [o.method for o in outputs]
-    assert names == ["gmv", "gmv_q1", "gmv_exact", "gmv_rerank_l2", "random", "uniform"]
+    assert names == ["gmv", "gmv_q1", "gmv_exact", "gmv_flips", "gmv_rerank_l2", "random", "uniform"]
     assert set(skipped) == {"gmv_rerank_lpips", "tracin"}
     by = {o.method: o for o in outputs}
     # two paths: gmv, gmv_q1 and gmv_rerank_l2 each search the one index for the 6 generated images, then for the 36
-    # training images of their temperature fit; gmv_exact never does (nor times an index)
-    assert len(built) == 1 and built[0].queries == [len(gen_ids), len(ids)] * 3
+    # training images of their temperature fit; gmv_flips searches it for the 6 and for their 6 mirror images first;
+    # gmv_exact never does (nor times an index)
+    m, n = len(gen_ids), len(ids)
+    assert len(built) == 1 and built[0].queries == [m, n, m, n, m, m, n, m, n]
     assert "index" in by["gmv"].seconds and "index" not in by["gmv_exact"].seconds
     top_k = {
         m: by[m].contributors.filter(pl.col("rank") <= k).sort("gen_id", "rank").select("gen_id", "train_id", "rank")
@@ -131,15 +134,21 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
     np.testing.assert_allclose(joined["value"], joined["value_exact"], rtol=0, atol=1e-12)
     # q = 1 hands out one unit per generated image
     assert by["gmv_q1"].values["value"].sum() == pytest.approx(len(gen_ids))
-    for method in ("gmv", "gmv_exact", "gmv_rerank_l2"):
+    for method in ("gmv", "gmv_exact", "gmv_flips", "gmv_rerank_l2"):  # upright copies: found either way round
         top1 = by[method].contributors.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
         assert top1 == [f"t{s:03d}" for s in sources]
-    # a second generated set gets a fresh random draw
+    # a second generated set gets a fresh random draw; a pipeline that matched with flips has gmv_upright beside it
     other = EmbeddedSets(
-        ids, [g + "x" for g in gen_ids], sets.train, sets.gen, sets.quality.with_columns(gen_id=pl.col("gen_id") + "x")
+        ids,
+        [g + "x" for g in gen_ids],
+        sets.train,
+        sets.gen,
+        sets.quality.with_columns(gen_id=pl.col("gen_id") + "x"),
+        sets.gen_mirrored,
     )
+    flipped = Suite(SimilaritySetup(MethodSettings(MatchParams(k=k, candidates=10, flips=True)), depth=10))
     again, _ = run_methods(
-        suite,
+        flipped,
         other,
         lambda rows: [train_list[i] for i in rows],
         [str(x) for x in labels],
@@ -147,7 +156,12 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
         None,
         exact_search=True,
     )
-    assert not again[4].values.equals(by["random"].values)
+    again_by = {o.method: o for o in again}
+    assert [o.method for o in again][:4] == ["gmv", "gmv_q1", "gmv_exact", "gmv_upright"]
+    assert not again_by["random"].values.equals(by["random"].values)
+    for method in ("gmv", "gmv_upright"):  # upright copies: the same sources either way round
+        top1 = again_by[method].contributors.filter(pl.col("rank") == 1).sort("gen_id")["train_id"].to_list()
+        assert top1 == [f"t{s:03d}" for s in sources]
 
 
 def _tiny_vae_and_data(n=24):

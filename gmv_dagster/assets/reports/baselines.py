@@ -16,7 +16,7 @@ from ...evaluation.methods import (
     method_contributors_table,
     method_values_table,
 )
-from ...method.core import MethodSettings, match
+from ...method.core import MethodSettings, match, mirror
 from ...method.matching import IndexShard, MatchParams
 from ...method.quality import QualityModel
 from ...method.search import HnswParams
@@ -99,15 +99,22 @@ class ReportKit:
         if train_emb is None:
             train_emb = self.embed(train_images)
         gen_emb = self.embed(generations.images)
+        gen_mirrored = self.embed([mirror(image) for image in generations.images])
         references = None
         if quality.references:  # each generation's top matches by exact search (the reports start without re-rank)
             params = self.setup.settings.match
-            idx, _ = match(train_emb, gen_emb, params, [IndexShard(0, len(train_emb))], self.suite.device)
+            shards, mirrored = [IndexShard(0, len(train_emb))], gen_mirrored if params.flips else None
+            idx, _ = match(train_emb, gen_emb, params, shards, self.suite.device, mirrored=mirrored)
             top = min(quality.references, params.k)
             references = [[train_images[i] for i in row[:top] if i >= 0] for row in idx]
         _, q = quality.score(generations.images, references=references)
         sets = EmbeddedSets(
-            train_ids, generations.ids, train_emb, gen_emb, pl.DataFrame({"gen_id": generations.ids, "q": q})
+            train_ids,
+            generations.ids,
+            train_emb,
+            gen_emb,
+            pl.DataFrame({"gen_id": generations.ids, "q": q}),
+            gen_mirrored,
         )
         return run_methods(
             self.suite,
@@ -145,7 +152,12 @@ def report_kit(
             "the reports compare re-rank choices themselves and start from matches without re-ranking: "
             "materialise matches with rerank: none, then the reports"
         )
-    match = MatchParams(k=int(matches_md["k"]), candidates=int(matches_md["candidates"]), metric=hnsw.metric)
+    match = MatchParams(
+        k=int(matches_md["k"]),
+        candidates=int(matches_md["candidates"]),
+        metric=hnsw.metric,
+        flips=bool(matches_md.get("flips", False)),  # absent: matched before the setting existed, upright
+    )
     setup = SimilaritySetup(MethodSettings(match, hnsw, float(credits_md["temperature"])))
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None
     return ReportKit(
@@ -240,6 +252,7 @@ def method_valuations(
         np.asarray(train_vectors(gmv_home, train_embeddings)),
         embedding_matrix(generated_embeddings),
         quality_scores.select("gen_id", "q"),
+        kit.embed([mirror(image) for image in gen_images]),
     )
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     # Stages the pipeline already ran, timed by its own assets: shared by every similarity variant.

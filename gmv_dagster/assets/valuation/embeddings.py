@@ -11,6 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from ...common.files import sha256_file, write_atomically
+from ...method.core import mirror
 from ...method.similarity import FORMAT as SIMILARITY_FORMAT
 from ...method.similarity import SimilarityParams, load_similarity, train_similarity
 from ...pipeline.reuse import (
@@ -105,6 +106,35 @@ def embed_manifest(
         embeddings_version(df),
         **_embedding_metadata(model, fingerprint, device, reused.height, todo.height, progress),
     )
+
+
+def mirrored_embeddings(
+    generated_images: pl.DataFrame,
+    generated_embeddings: pl.DataFrame,
+    embedder: EmbedderResource,
+    device: DeviceResource,
+    gmv_home: GmvHome,
+    log,
+) -> np.ndarray:
+    """The vectors of a batch's mirror images (left-right), by the embedder that gave the batch's own vectors (the
+    stored one, checked by its fingerprint), in the order of `generated_embeddings`: for matching through a flip."""
+    model = embedder.load_stored(gmv_home)
+    dev, dtype = device.torch_device(), device.torch_dtype()
+    model.to(dev, dtype)
+    fingerprint, used = model.fingerprint(dtype), set(generated_embeddings["embedder"].unique().to_list())
+    if used - {fingerprint}:
+        raise ValueError(
+            f"generated_embeddings were made by {sorted(used)}, not by the current embedder ({fingerprint}): "
+            "materialise generated_embeddings of this batch before its matches"
+        )
+    uris = dict(zip(generated_images["id"], generated_images["uri"]))
+    order = [uris[i] for i in generated_embeddings["id"]]
+    progress, chunk = Progress(log, f"embedding mirror images with {model.name}", len(order)), _chunk(device)
+    out = np.empty((len(order), model.dim), dtype=np.float32)
+    for s in range(0, len(order), chunk):
+        images = [mirror(image) for image in load_images(order[s : s + chunk])]
+        out[s : s + chunk] = model.embed(images, dev, device.batch_size, dtype, progress)
+    return out
 
 
 def embed_training_vectors(

@@ -26,7 +26,7 @@ from ...method.matching import (
 )
 from ...method.rerank import RERANKERS, make_pair_distance
 from ...method.search import DTYPES, METRICS, HnswParams
-from ...resources import DeviceResource, GmvHome
+from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images
 from ..automation import (
     ALL_SHARDS,
@@ -45,6 +45,7 @@ from ..metadata import (
     stored_train_vectors,
     versioned,
 )
+from .embeddings import mirrored_embeddings
 
 _M, _H = DEFAULTS.match, DEFAULTS.hnsw
 
@@ -185,6 +186,13 @@ class RankingConfig(dg.Config):
 
 
 class MatchesConfig(RankingConfig):
+    flips: bool = Field(
+        default=_M.flips,
+        description="match each generated image in both left-right orientations (a training image counts at the "
+        "nearer one's distance): finds mirror images of training images, which a generator trained with random "
+        "flips emits; off where a mirror image is another thing (a digit, a letter). Costs a second embedding "
+        "and search per generated image. The temperature is fitted on upright training images either way",
+    )
     recall_sample: int = Field(
         default=200,
         ge=0,
@@ -287,8 +295,12 @@ def matches(
     generated_images: pl.DataFrame,
     gmv_home: GmvHome,
     matching_device: DeviceResource,
+    embedder: EmbedderResource,
+    embedding_device: DeviceResource,
 ) -> dg.Output[pl.DataFrame]:
-    """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch)."""
+    """Each generated image's k nearest training images (gen_id, train_id, rank, distance, batch); with `flips`,
+    in either left-right orientation (its mirror image embedded by the embedder and device of
+    generated_embeddings)."""
     _check_current(train_embeddings, training_images)
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     train, gen = shard_vectors(shards), embedding_matrix(generated_embeddings)
@@ -306,7 +318,13 @@ def matches(
             lambda _: progress(1),
         )
     timings: dict = {}
-    idx, dist = match(train, gen, params, shards, device, reranking, timings)
+    mirrored = None
+    if config.flips:
+        with timed(timings, "mirror_embed_seconds", digits=None):
+            mirrored = mirrored_embeddings(
+                generated_images, generated_embeddings, embedder, embedding_device, gmv_home, context.log
+            )
+    idx, dist = match(train, gen, params, shards, device, reranking, timings, mirrored)
     df = matches_table(generated_embeddings["id"], train_embeddings["id"], idx, dist, config.k).with_columns(
         batch=pl.lit(context.partition_key)
     )
@@ -315,6 +333,7 @@ def matches(
         "mode": "+".join(modes),
         "shards": len(shards),
         **config.ranking(),
+        "flips": config.flips,
         **{k: round(v, 3) for k, v in timings.items()},
         **config_metadata(config),
     }

@@ -8,14 +8,14 @@ quality scores; random, uniform and TracIn are the baselines the issue names.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
 
 from ..common.timing import timed
 from ..method.core import MethodSettings, Reranking, fit_temperature, match, value
-from ..method.matching import IndexShard, MatchParams, matches_table
+from ..method.matching import IndexShard, matches_table
 from ..method.search import build_hnsw
 
 # score: the method's attribution of gen_id to train_id (higher = stronger; LDS sums it over training subsets).
@@ -81,7 +81,7 @@ def similarity_method(
     seconds: dict[str, float] = {}
     settings = setup.settings
     depth = min(max(setup.depth, settings.match.k), len(sets.train))  # the reports' listing depth, at most every image
-    params = MatchParams(k=depth, candidates=max(settings.match.candidates, depth), metric=settings.match.metric)
+    params = replace(settings.match, k=depth, candidates=max(settings.match.candidates, depth))  # flip_ratio too
     if exact:
         shards = [IndexShard(0, len(sets.train))]
     elif shards is None:

@@ -17,7 +17,7 @@ import torch
 from ..common.sampling import seeded_rows
 from ..common.timing import timed
 from .credit import compute_credits, training_values
-from .matching import IndexShard, MatchParams, merge_candidates, search_shards
+from .matching import IndexShard, MatchParams, search_shards
 from .rerank import PairDistance, rerank
 from .search import HnswParams
 
@@ -70,22 +70,30 @@ def match(
     mirrored: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K' candidate training rows per generated image, sorted by distance (float64): searched over every shard
-    and merged exactly, then re-ranked with `reranking` when given. `timings` receives search / rerank seconds.
+    and merged exactly, then re-ranked with `reranking` when given. `timings` receives search / rerank seconds
+    ("*_seconds") and, with `mirrored`, a count (below).
 
     `mirrored`: the embeddings of the generated images' mirror images (left-right), where matching is to see through
-    a flip (a generator trained with random flips emits its memorised images either way round): each training
-    image's distance is then the nearer of the two orientations', in the search and in the re-rank alike."""
+    a flip (a generator trained with random flips emits its memorised images either way round). A generated image is
+    then matched as a mirror image, all its candidates and the re-rank in that orientation, when its mirror image's
+    nearest training image is nearer than `params.flip_ratio` x its own nearest's distance (`timings` receives how
+    many were: "mirror_images"). One orientation per image, not the nearer of two per training image: that gives
+    every training image two chances to look close, and on the demo, whose generator never mirrors, the top 10 took
+    in more look-alikes of other classes (C1@10 0.773 -> 0.756; per image at ratio 0.6: 0.773)."""
     timings = {} if timings is None else timings
     with timed(timings, "search_seconds", digits=None):
         idx, dist = search_shards(train, queries, params, shards, device)
+        turned = np.zeros(len(idx), bool)
         if mirrored is not None:
-            idx, dist = merge_candidates(
-                [(idx, dist), search_shards(train, mirrored, params, shards, device)], params.candidates
-            )
+            flipped_idx, flipped_dist = search_shards(train, mirrored, params, shards, device)
+            turned = flipped_dist[:, 0] < params.flip_ratio * dist[:, 0]
+            idx = np.where(turned[:, None], flipped_idx, idx)
+            dist = np.where(turned[:, None], flipped_dist, dist)
+            timings["mirror_images"] = int(turned.sum())
     if reranking is not None:
-        distance = reranking.distance if mirrored is None else either_orientation(reranking.distance)
+        generated = reranking.generated if not turned.any() else Oriented(reranking.generated, turned)
         with timed(timings, "rerank_seconds", digits=None):
-            idx, dist = rerank(reranking.generated, idx, reranking.load_train, distance, reranking.on_row)
+            idx, dist = rerank(generated, idx, reranking.load_train, reranking.distance, reranking.on_row)
     return idx, dist
 
 
@@ -94,13 +102,17 @@ def mirror(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image)[:, ::-1])
 
 
-def either_orientation(distance: PairDistance) -> PairDistance:
-    """A pair distance that sees through a left-right flip of the generated image: the nearer orientation's."""
+class Oriented(Sequence):
+    """Generated images, those marked `turned` as their mirror images (read lazily, as the sequence they wrap)."""
 
-    def nearer(image: np.ndarray, train: list[np.ndarray]) -> np.ndarray:
-        return np.minimum(distance(image, train), distance(mirror(image), train))
+    def __init__(self, images: Sequence[np.ndarray], turned: np.ndarray):
+        self.images, self.turned = images, turned
 
-    return nearer
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        return mirror(self.images[j]) if self.turned[j] else self.images[j]
 
 
 @dataclass(frozen=True)

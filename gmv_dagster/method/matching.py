@@ -22,14 +22,19 @@ class MatchParams:
     metric: str = "cos"
     index_mode: str = "auto"  # auto: exact below `exact_below` training images, HNSW above
     exact_below: int = 5000
-    flips: bool = False  # the setting's default (assets' MatchesConfig.flips, api): core.match takes the mirrored
-    # queries themselves, since embedding them is the caller's work
+    # Matching through a left-right flip (core.match, which takes the mirror images' embeddings from its caller): a
+    # generated image is matched as a mirror image when its mirror image's nearest training image is nearer than
+    # flip_ratio x its own nearest's distance (bench/attribution.py chose both; the demo's C1@10 chose the ratio).
+    flips: bool = False
+    flip_ratio: float = 0.6
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.candidates < self.k:
             raise ValueError(f"candidates (K'={self.candidates}) must be >= k ({self.k})")
+        if not 0 < self.flip_ratio <= 1:
+            raise ValueError(f"flip_ratio must be in (0, 1], got {self.flip_ratio}")
         if self.index_mode not in INDEX_MODES:
             raise ValueError(f"index_mode must be one of {INDEX_MODES}, got {self.index_mode!r}")
 
@@ -185,19 +190,11 @@ def merge_candidates(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> 
     """The k best of several candidate lists per query, by (distance, row); rows are global, -1 pads.
 
     Each shard's candidates carry exact float64 distances (recall_candidates), so the top k of all shards is the
-    unsharded top k wherever each shard's search found its own share of it (always with exact search). A row in
-    several parts (the lists of one query's orientations, `mirrored` in core.match) counts once, at its smallest
-    distance; shards' rows are disjoint, so for them this changes nothing.
+    unsharded top k wherever each shard's search found its own share of it (always with exact search).
 
-    Each part is (rows, distances), (m, k_i); the result has min(k, sum k_i) columns.
+    Each part is (rows, distances), (m, k_i), from one shard; the result has min(k, sum k_i) columns.
     """
-    rows = np.concatenate([p[0] for p in parts], axis=1)
-    dist = np.where(rows < 0, np.inf, np.concatenate([p[1] for p in parts], axis=1))
-    if len(parts) > 1:
-        by_row = np.lexsort((dist, rows), axis=-1)  # each row's copies side by side, the nearest first
-        r, d = np.take_along_axis(rows, by_row, 1), np.take_along_axis(dist, by_row, 1)
-        again = np.zeros(r.shape, bool)
-        again[:, 1:] = (r[:, 1:] == r[:, :-1]) & (r[:, 1:] >= 0)
-        rows, dist = np.where(again, -1, r), np.where(again, np.inf, d)
-    rows, dist = sort_neighbours(rows, dist)
+    rows, dist = sort_neighbours(
+        np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
+    )
     return rows[:, :k], dist[:, :k]

@@ -16,7 +16,7 @@ from ...evaluation.methods import (
     method_contributors_table,
     method_values_table,
 )
-from ...method.core import MethodSettings, match, mirror
+from ...method.core import DEFAULTS, MethodSettings, match, mirror
 from ...method.matching import IndexShard, MatchParams
 from ...method.quality import QualityModel
 from ...method.search import HnswParams
@@ -156,7 +156,9 @@ def report_kit(
         k=int(matches_md["k"]),
         candidates=int(matches_md["candidates"]),
         metric=hnsw.metric,
-        flips=bool(matches_md.get("flips", False)),  # absent: matched before the setting existed, upright
+        # absent: matched before the setting existed, upright
+        flips=bool(matches_md.get("flips", False)),
+        flip_ratio=float(matches_md.get("flip_ratio", DEFAULTS.match.flip_ratio)),
     )
     setup = SimilaritySetup(MethodSettings(match, hnsw, float(credits_md["temperature"])))
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None

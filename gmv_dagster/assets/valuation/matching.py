@@ -1,5 +1,6 @@
 """The index over training embeddings, and each generated image's top-k matches."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -188,10 +189,17 @@ class RankingConfig(dg.Config):
 class MatchesConfig(RankingConfig):
     flips: bool = Field(
         default=_M.flips,
-        description="match each generated image in both left-right orientations (a training image counts at the "
-        "nearer one's distance): finds mirror images of training images, which a generator trained with random "
-        "flips emits; off where a mirror image is another thing (a digit, a letter). Costs a second embedding "
-        "and search per generated image. The temperature is fitted on upright training images either way",
+        description="also match each generated image's mirror image (left-right), and take that orientation when it "
+        "is much nearer (flip_ratio): finds mirror images of training images, which a generator trained with random "
+        "flips emits; off where a mirror image is another thing (a digit, a letter). Costs a second embedding and "
+        "search per generated image",
+    )
+    flip_ratio: float = Field(
+        default=_M.flip_ratio,
+        gt=0,
+        le=1,
+        description="with flips, a generated image is matched as a mirror image when its mirror image's nearest "
+        "training image is nearer than flip_ratio x its own nearest's distance",
     )
     recall_sample: int = Field(
         default=200,
@@ -201,6 +209,9 @@ class MatchesConfig(RankingConfig):
         "0: none (train_index's check still measures the index's recall)",
     )
     seed: int = 0
+
+    def match_params(self, metric: str) -> MatchParams:
+        return replace(super().match_params(metric), flips=self.flips, flip_ratio=self.flip_ratio)
 
 
 def _train_loader(training_images: pl.DataFrame):
@@ -334,6 +345,7 @@ def matches(
         "shards": len(shards),
         **config.ranking(),
         "flips": config.flips,
+        "flip_ratio": config.flip_ratio,
         **{k: round(v, 3) for k, v in timings.items()},
         **config_metadata(config),
     }

@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ from gmv_dagster.evaluation.near_copies import (  # noqa: E402
     photo_crops,
     transformed_copy,
 )
-from gmv_dagster.method.core import Reranking, fit_temperature, match, mirror  # noqa: E402
+from gmv_dagster.method.core import DEFAULTS, Reranking, fit_temperature, match, mirror  # noqa: E402
 from gmv_dagster.method.credit import softmax_weights  # noqa: E402
 from gmv_dagster.method.embedders import Embedder, make_embedder  # noqa: E402
 from gmv_dagster.method.matching import IndexShard, MatchParams  # noqa: E402
@@ -80,6 +81,7 @@ EMBEDDERS = ("pixels", "efficientnet_lite0", "similarity")
 RERANKS = ("none", "l2", "aligned")
 TARGET_TOP1 = 0.95  # issues 13 and 27: top-1 in every domain
 FLIP_COST = 0.015  # near-copy / transformed top-1 that flips may cost in a tuning domain
+FLIP_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 K, CANDIDATES = 10, 50  # the pipeline's k and K'
 
 
@@ -157,39 +159,47 @@ def _embedder(name: str, domain: Domain, params: SimilarityParams) -> tuple[Embe
     return Embedder(**embedder_kwargs(model)), time.perf_counter() - start
 
 
-def measure(domain: Domain, embedder_name: str, reranks, flips_for, params: SimilarityParams) -> list[dict]:
-    """Rows (domain, embedder, rerank, flips, case, scores, timings) for each re-rank; flips on as well for the
-    re-ranks in `flips_for`."""
+def measure(domain: Domain, embedder_name: str, reranks, flip_ratios: dict, params: SimilarityParams) -> list[dict]:
+    """Rows (domain, embedder, rerank, flips, flip_ratio, case, scores, timings) for each re-rank, upright and, for a
+    re-rank in `flip_ratios`, with flips at each of its ratios."""
     embedder, train_s = _embedder(embedder_name, domain, params)
     t = time.perf_counter()
     train_emb = embedder.embed(domain.train, batch_size=256)
     index_ms = 1e3 * (time.perf_counter() - t) / len(domain.train)
     shards = [IndexShard(0, len(domain.train))]
-    params_m = MatchParams(k=K, candidates=CANDIDATES, index_mode="exact")
+    embedded = {}
+    for case in CASES:  # each case's images and their mirror images, embedded once (timed: the per-image cost)
+        t = time.perf_counter()
+        gen = embedder.embed(domain.cases[case], batch_size=256)
+        upright_ms = 1e3 * (time.perf_counter() - t) / len(gen)
+        mirrored = embedder.embed([mirror(x) for x in domain.cases[case]], batch_size=256)
+        embedded[case] = (gen, mirrored, upright_ms, 1e3 * (time.perf_counter() - t) / len(gen))
     rows = []
     for rerank in reranks:
         distance = make_pair_distance(rerank, None, "cpu")
         load = lambda r: [domain.train[i] for i in r]  # noqa: E731
-        temperature = fit_temperature(train_emb, params_m, shards, "cpu", distance, load).temperature
-        for flips in (False, True) if rerank in flips_for else (False,):
+        upright = MatchParams(k=K, candidates=CANDIDATES, index_mode="exact")
+        temperature = fit_temperature(train_emb, upright, shards, "cpu", distance, load).temperature
+        for ratio in [None, *flip_ratios.get(rerank, ())]:
+            params_m = upright if ratio is None else replace(upright, flips=True, flip_ratio=ratio)
             for case in CASES:
                 images = domain.cases[case]
-                t = time.perf_counter()
-                gen = embedder.embed(images, batch_size=256)
-                mirrored = embedder.embed([mirror(x) for x in images], batch_size=256) if flips else None
-                embed_ms = 1e3 * (time.perf_counter() - t) / len(images)
+                gen, mirrored, upright_ms, both_ms = embedded[case]
                 timings: dict = {}
                 reranking = None if distance is None else Reranking(distance, images, load)
-                idx, dist = match(train_emb, gen, params_m, shards, "cpu", reranking, timings, mirrored)
+                idx, dist = match(
+                    train_emb, gen, params_m, shards, "cpu", reranking, timings, None if ratio is None else mirrored
+                )
                 rows.append(
                     {
                         "domain": domain.name,
                         "embedder": embedder_name,
                         "rerank": rerank,
-                        "flips": flips,
+                        "flips": ratio is not None,
+                        "flip_ratio": ratio,
                         "case": case,
                         **case_scores(idx, dist, domain.sources[case], temperature),
-                        "ms_per_image": embed_ms
+                        "ms_per_image": (upright_ms if ratio is None else both_ms)
                         + 1e3 * sum(v for k, v in timings.items() if k.endswith("_seconds")) / len(images),
                         "mirror_images": timings.get("mirror_images", 0) / len(images),
                         "train_embed_ms": index_ms,
@@ -207,10 +217,9 @@ def _describe(r: dict) -> str:
         if "top1" in r
         else f"both in top 3 {r['both_top3']:.3f}, credit on the two {r['credit_on_two']:.3f}"
     )
-    return (
-        f"[{r['domain']}] {r['embedder']} + {r['rerank']}{' + flips' if r['flips'] else ''} {r['case']}: {scores} "
-        f"({r['ms_per_image']:.1f} ms/image)"
-    )
+    flips = f" + flips at {r['flip_ratio']}" if r["flips"] else ""
+    setting = f"{r['embedder']} + {r['rerank']}{flips}"
+    return f"[{r['domain']}] {setting} {r['case']}: {scores} ({r['ms_per_image']:.1f} ms/image)"
 
 
 def pick(rows: list[dict], key: dict) -> list[dict]:
@@ -222,8 +231,9 @@ def top1(rows: list[dict], domain: str, case: str, **key) -> float:
     return row["top1"]
 
 
-def choose(rows: list[dict]) -> tuple[dict, bool, str]:
-    """(embedder and re-rank, flips, why) chosen on the tuning domains' rows (module docstring)."""
+def choose(rows: list[dict]) -> tuple[dict, float | None, str]:
+    """(embedder and re-rank, flip_ratio or None for flips off, why) chosen on the tuning domains' rows (module
+    docstring)."""
     combos = {(r["embedder"], r["rerank"]) for r in rows if not r["flips"]}
     worst = {
         c: min(top1(rows, d, "near-copy", embedder=c[0], rerank=c[1], flips=False) for d in TUNING) for c in combos
@@ -235,25 +245,26 @@ def choose(rows: list[dict]) -> tuple[dict, bool, str]:
     meeting = [c for c in combos if worst[c] >= TARGET_TOP1]
     embedder, rerank = min(meeting, key=cost.get) if meeting else max(combos, key=lambda c: (worst[c], -cost[c]))
     setting = {"embedder": embedder, "rerank": rerank}
-    if not pick(rows, {**setting, "flips": True}):
-        return setting, False, "flips not measured for this setting"
-    gains = {d: top1(rows, d, "mirror", **setting, flips=True) for d in TUNING}
-    costs = {
-        d: max(
-            top1(rows, d, c, **setting, flips=False) - top1(rows, d, c, **setting, flips=True)
-            for c in ("near-copy", "transformed")
+    why = []
+    for ratio in sorted({r["flip_ratio"] for r in pick(rows, {**setting, "flips": True})}):
+        on = {**setting, "flips": True, "flip_ratio": ratio}
+        gains = {d: top1(rows, d, "mirror", **on) for d in TUNING}
+        costs = {
+            d: max(
+                top1(rows, d, c, **setting, flips=False) - top1(rows, d, c, **on) for c in ("near-copy", "transformed")
+            )
+            for d in TUNING
+        }
+        met = min(gains.values()) >= TARGET_TOP1 and max(costs.values()) <= FLIP_COST
+        why.append(
+            f"at {ratio}: mirror top-1 "
+            + ", ".join(f"{d} {v:.3f}" for d, v in gains.items())
+            + ", near-copy / transformed top-1 lost "
+            + ", ".join(f"{d} {v:.3f}" for d, v in costs.items())
         )
-        for d in TUNING
-    }
-    flips = min(gains.values()) >= TARGET_TOP1 and max(costs.values()) <= FLIP_COST
-    why = (
-        "mirror top-1 with flips "
-        + ", ".join(f"{d} {v:.3f}" for d, v in gains.items())
-        + "; near-copy / transformed top-1 lost "
-        + ", ".join(f"{d} {v:.3f}" for d, v in costs.items())
-        + f" (on when every mirror top-1 >= {TARGET_TOP1} and every loss <= {FLIP_COST})"
-    )
-    return setting, flips, why
+        if met:
+            return setting, ratio, f"flips on at the smallest flip_ratio that meets the rule ({why[-1]})"
+    return setting, None, "flips off: no flip_ratio meets the rule (" + "; ".join(why) + ")"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -285,23 +296,24 @@ def main(argv: list[str] | None = None) -> None:
     for name in [d for d in args.tuning.split(",") if d]:
         domain = make_domain(name, n_train(name), args.queries, args.seed)
         for embedder in [e for e in args.embedders.split(",") if e]:
-            rows += measure(domain, embedder, [r for r in args.reranks.split(",") if r], {"none"}, params)
-    setting, flips, why = choose(rows)
-    print(f"chosen on {', '.join(TUNING)}: {setting}, flips {'on' if flips else 'off'}: {why}", file=sys.stderr)
+            rows += measure(domain, embedder, [r for r in args.reranks.split(",") if r], {"none": FLIP_RATIOS}, params)
+    setting, ratio, why = choose(rows)
+    print(f"chosen on {', '.join(TUNING)}: {setting}, {why}", file=sys.stderr)
+    shown = ratio or DEFAULTS.match.flip_ratio  # held out with flips at the chosen ratio, or the default's if off
     heldout = []
     for name in [d for d in args.heldout.split(",") if d]:
         if problem := missing(name):
             print(f"skipped {problem}", file=sys.stderr)
             continue
         domain = make_domain(name, n_train(name), args.queries, args.seed)
-        heldout += measure(domain, setting["embedder"], [setting["rerank"]], {setting["rerank"]}, params)
+        heldout += measure(domain, setting["embedder"], [setting["rerank"]], {setting["rerank"]: [shown]}, params)
     rows += heldout
     total = time.perf_counter() - began
-    table = _tables(rows, setting, flips)
-    last = _last_line(heldout, setting, flips)
-    print(table + "\n\n" + why + "\n\n" + last)
+    table, sweep = _table(rows, shown), _sweep(rows, setting)
+    last = _last_line(heldout, setting, ratio, shown)
+    print(f"{table}\n\n{sweep}\n\n{why}\n\n{last}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "setting": setting, "flips": flips, "seconds": total}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "setting": setting, "flip_ratio": ratio, "seconds": total}))
     if args.markdown:
         command = " ".join(["python bench/attribution.py", *(argv if argv is not None else sys.argv[1:])])
         put_marked_section(
@@ -311,40 +323,60 @@ def main(argv: list[str] | None = None) -> None:
             f"Written by `{command}` on {time.strftime('%Y-%m-%d')} ({args.queries} generated images per case; "
             f"{torch.get_num_threads()} threads; {total / 60:.0f} min in all). Settings were chosen on the tuning "
             f"domains ({', '.join(TUNING)}: their rows are in-sample); the held-out domains "
-            f"({', '.join(HELD_OUT)}) saw no setting. Chosen: embedder {setting['embedder']}, re-rank "
-            f"{setting['rerank']}, flips {'on' if flips else 'off'}: {why}.\n\n{table}\n\n`{last}`",
+            f"({', '.join(HELD_OUT)}) saw no setting. Cases and rules: the script's docstring.\n\n{table}\n\n"
+            f"Flips on the tuning domains ({setting['embedder']}, re-rank {setting['rerank']}), top-1 by flip_ratio:"
+            f"\n\n{sweep}\n\nchosen: embedder={setting['embedder']} rerank={setting['rerank']} "
+            f"flips={'on' if ratio else 'off'} flip_ratio={shown}: {why}\n\n`{last}`",
         )
 
 
-def _tables(rows: list[dict], setting: dict, flips: bool) -> str:
+def _table(rows: list[dict], shown: float) -> str:
+    """One line per domain x setting: upright, and with flips at the ratio `shown`."""
     header = (
         "| domain | training images | split | embedder | re-rank | flips | near-copy top-1 | transformed top-1 | "
         "mirror top-1 | blend: both in top 3 | blend: credit on the two | ms / image (near-copies) | "
         "train-set embed ms / image | similarity training s |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    keys = list(dict.fromkeys((r["domain"], r["embedder"], r["rerank"], r["flips"]) for r in rows))
-    for domain, embedder, rerank, flipped in keys:
-        by_case = {
-            r["case"]: r
-            for r in pick(rows, {"domain": domain, "embedder": embedder, "rerank": rerank, "flips": flipped})
-        }
+    keys = list(dict.fromkeys((r["domain"], r["embedder"], r["rerank"], r["flip_ratio"]) for r in rows))
+    for domain, embedder, rerank, ratio in keys:
+        if ratio not in (None, shown):
+            continue
+        key = {"domain": domain, "embedder": embedder, "rerank": rerank, "flip_ratio": ratio}
+        by_case = {r["case"]: r for r in pick(rows, key)}
         first = by_case["near-copy"]
         split = "tuning (in-sample)" if domain in TUNING else "held out"
+        trained = f"{first['similarity_train_s']:.0f}" if first["similarity_train_s"] else "-"
         lines.append(
-            f"| {domain} | {first['n_train']} | {split} | {embedder} | {rerank} | {'on' if flipped else 'off'} | "
-            f"{by_case['near-copy']['top1']:.3f} | {by_case['transformed']['top1']:.3f} | "
-            f"{by_case['mirror']['top1']:.3f} | {by_case['blend']['both_top3']:.3f} | "
-            f"{by_case['blend']['credit_on_two']:.3f} | {first['ms_per_image']:.1f} | {first['train_embed_ms']:.2f} | "
-            f"{first['similarity_train_s']:.0f} |".replace("| 0 |", "| - |")
+            f"| {domain} | {first['n_train']} | {split} | {embedder} | {rerank} | "
+            f"{'off' if ratio is None else f'on ({ratio})'} | {by_case['near-copy']['top1']:.3f} | "
+            f"{by_case['transformed']['top1']:.3f} | {by_case['mirror']['top1']:.3f} | "
+            f"{by_case['blend']['both_top3']:.3f} | {by_case['blend']['credit_on_two']:.3f} | "
+            f"{first['ms_per_image']:.1f} | {first['train_embed_ms']:.2f} | {trained} |"
         )
     return "\n".join(lines)
 
 
-def _last_line(heldout: list[dict], setting: dict, flips: bool) -> str:
-    chosen = pick(heldout, {**setting, "flips": flips})
+def _sweep(rows: list[dict], setting: dict) -> str:
+    """Mirror, near-copy and transformed top-1 on the tuning domains, upright and at each flip_ratio measured."""
+    cases = ("mirror", "near-copy", "transformed")
+    header = "| flip_ratio | " + " | ".join(f"{d} {c}" for d in TUNING for c in cases) + " |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    ratios = [None, *sorted({r["flip_ratio"] for r in pick(rows, {**setting, "flips": True})})]
+    for ratio in ratios:
+        cells = [
+            f"{top1(rows, d, c, **setting, flip_ratio=ratio):.3f}" if pick(rows, {**setting, "domain": d}) else "-"
+            for d in TUNING
+            for c in cases
+        ]
+        lines.append(f"| {'upright' if ratio is None else ratio} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _last_line(heldout: list[dict], setting: dict, ratio: float | None, shown: float) -> str:
+    chosen = pick(heldout, {**setting, "flip_ratio": ratio})
     copies = [r["top1"] for r in chosen if r["case"] in ("near-copy", "transformed")]
-    mirrored = [r["top1"] for r in pick(heldout, {**setting, "flips": True, "case": "mirror"})]
+    mirrored = [r["top1"] for r in pick(heldout, {**setting, "flip_ratio": shown, "case": "mirror"})]
     blends = [r["both_top3"] for r in chosen if r["case"] == "blend"]
     return (
         f"min_top1_heldout={min(copies, default=float('nan')):.3f} "

@@ -43,6 +43,7 @@ ONE_OFF = [
 MARGINAL = [
     ("embed generated images", "generated_embeddings", "seconds"),
     ("quality of generated images", "quality_scores", "score_seconds"),
+    ("embed mirror images (matches.flips)", "matches", "mirror_embed_seconds"),  # 0 with flips off
     ("match (search + exact re-score)", "matches", "search_seconds"),
     ("credit", "credits", "seconds"),
 ]
@@ -100,7 +101,7 @@ def main() -> None:
         start = time.perf_counter()
         assert run_valuation(home, instance, env=env, batches=[name]).success
         walls.append(time.perf_counter() - start)
-        per_batch.append([float(metadata(asset, name)[key]) for _, asset, key in MARGINAL])
+        per_batch.append([float(metadata(asset, name).get(key, 0.0)) for _, asset, key in MARGINAL])
         loads.append(float(metadata("quality_scores", name).get("load_seconds", 0.0)))
     print(
         f"\nmarginal, {args.batches} new batches of {m:,} generated images each against the existing index and "

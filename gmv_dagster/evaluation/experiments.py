@@ -16,6 +16,7 @@ import polars as pl
 
 from ..common.timing import timed
 from ..demo.generator import DemoGenerator
+from ..method.core import mirror
 from ..method.embedders import Embedder
 from ..method.matching import IndexShard
 from ..method.rerank import PairDistance
@@ -131,11 +132,12 @@ def run_methods(
         train = timed_call(
             embedded, "embed_train", embedder.embed, TrainingRows(train_images, len(sets.train_ids)), suite.device
         )
-        other = replace(
-            sets,
-            train=train,
-            gen=timed_call(embedded, "embed_generated", embedder.embed, generations.images, suite.device),
-        )
+        images = generations.images
+        if setup.settings.match.flips:  # matched as the pipeline matches: its mirror images by this embedder too
+            images = [*images, *(mirror(x) for x in images)]
+        gen = timed_call(embedded, "embed_generated", embedder.embed, images, suite.device)
+        m = len(generations.images)
+        other = replace(sets, train=train, gen=gen[:m], gen_mirrored=gen[m:] if len(gen) > m else None)
         log(f"gmv_{name}: GMValuator on {name} embeddings ({other.train.shape[1]} dimensions)")
         outputs.append(
             similarity_method(f"gmv_{name}", other, own_scale, exact=exact_search, device=suite.device, seed=suite.seed)

@@ -79,7 +79,8 @@ def match(
     nearest training image is nearer than `params.flip_ratio` x its own nearest's distance (`timings` receives how
     many were: "mirror_images"). One orientation per image, not the nearer of two per training image: that gives
     every training image two chances to look close, and on the demo, whose generator never mirrors, the top 10 took
-    in more look-alikes of other classes (C1@10 0.773 -> 0.756; per image at ratio 0.6: 0.773)."""
+    in more look-alikes of other classes (C1@10 0.773 -> 0.756; per image at the default ratio it stays within its
+    paired interval: bench/flip_ratio.py)."""
     timings = {} if timings is None else timings
     with timed(timings, "search_seconds", digits=None):
         idx, dist = search_shards(train, queries, params, shards, device)

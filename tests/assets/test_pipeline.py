@@ -1,7 +1,5 @@
 """The whole graph materialised in-process into a DuckDB file under tmp_path, then read back."""
 
-from dataclasses import replace
-
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -172,19 +170,18 @@ def test_flips_match_mirror_images_to_their_sources_as_the_api_does(tmp_path, re
         meta = result.asset_materializations_for_node("matches")[0].metadata
         return dict(zip(found["gen_id"], found["train_id"])), found["distance"].to_numpy(), meta
 
-    plain, _, meta = top1(FAST)
+    plain, _, meta = top1({"ops": {**FAST["ops"], "matches": {"config": {"flips": False}}}})
     assert meta["flips"].value is False
     training = read(home, "training_images", "id")
     ids = dict(zip(read(home, "generated_images", "id")["id"], [training["id"][s] for s in sources]))
     assert sum(plain[g] == t for g, t in ids.items()) < len(ids)  # the upright search misses some mirror images
 
-    flipped, distance, meta = top1({"ops": {**FAST["ops"], "matches": {"config": {"flips": True}}}})
+    flipped, distance, meta = top1(FAST)  # the default: flips on
     assert flipped == ids
     np.testing.assert_allclose(distance, 0.0, atol=1e-6)  # each mirror image is its source, flipped back
     assert meta["flips"].value is True and meta["mirror_embed_seconds"].value >= 0
 
-    config = ValuationConfig(backbone="pixels", quality_reference=36)
-    config = replace(config, method=replace(config.method, match=replace(config.method.match, flips=True)))
+    config = ValuationConfig(backbone="pixels", quality_reference=36)  # flips on, the default
     api = value_training_set(train_dir, gen_dir, config, work_dir=tmp_path)
     api_top1 = api.credits.filter(pl.col("rank") == 1)
     # the pipeline names a generated image within its batch (here "generated/"), the api by its file alone

@@ -8,6 +8,7 @@ import pytest
 from gmv_dagster.assets.reports import REPORT_ASSETS
 from gmv_dagster.assets.reports.tables import results_markdown
 from gmv_dagster.definitions import build_definitions
+from gmv_dagster.method.core import DEFAULTS
 from gmv_dagster.runner import run_valuation
 
 SMALL = {
@@ -63,9 +64,10 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
         "LDS",
     ):
         assert set(report.filter(pl.col("criterion") == criterion)["method"]) >= ran, criterion
-    # matching both ways round, beside gmv wherever the reports rerun the method (LDS lists its own methods)
+    # the flips setting the pipeline did not use, beside gmv wherever the reports rerun the method (LDS lists its own)
+    other = "gmv_upright" if DEFAULTS.match.flips else "gmv_flips"
     for criterion in ("C1 identical class", "C2 identical attributes", "C3 out-of-distribution", "reasonableness"):
-        flips = report.filter((pl.col("criterion") == criterion) & (pl.col("method") == "gmv_flips"))
+        flips = report.filter((pl.col("criterion") == criterion) & (pl.col("method") == other))
         assert flips.height and flips["value"].is_not_null().any(), criterion
     # lpips has no weights here: reported as not run, with the reason, never silently replaced
     lpips = report.filter(pl.col("method") == "gmv_rerank_lpips")

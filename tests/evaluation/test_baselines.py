@@ -104,7 +104,8 @@ def test_run_methods_on_near_copies_gives_every_method_credits_the_sources_and_h
     from gmv_dagster.method.rerank import l2_distance
 
     k = 5
-    suite = Suite(SimilaritySetup(MethodSettings(MatchParams(k=k, candidates=10)), depth=10), {"l2": l2_distance()})
+    upright = MatchParams(k=k, candidates=10, flips=False)  # a pipeline that matched upright: gmv_flips beside gmv
+    suite = Suite(SimilaritySetup(MethodSettings(upright), depth=10), {"l2": l2_distance()})
     outputs, skipped = run_methods(
         suite,
         sets,

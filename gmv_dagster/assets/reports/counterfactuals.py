@@ -409,12 +409,16 @@ def criterion_consistency(
         embedding_matrix(generated_embeddings),
         quality_scores.select("gen_id", "q"),
     )
+    # Upright, whatever the pipeline's flips: these rows compare search precision, which a mirror image's search
+    # shares (and this asset does not read the generated images to mirror them).
     setup = kit.suite.setup
-    searched = {"exact": similarity_method("exact", sets, setup, exact=True)}
+    searched = {"exact": similarity_method("exact", sets, setup, exact=True, flips=False)}
     dtype = setup.settings.hnsw.dtype  # the pipeline's index precision, against exact search and against f32
     for each in dict.fromkeys([dtype, "f32"]):
         index = build_hnsw(train_emb, replace(setup.settings.hnsw, dtype=each))
-        searched[each] = similarity_method(each, sets, setup, shards=[IndexShard(0, len(train_emb), index)])
+        searched[each] = similarity_method(
+            each, sets, setup, shards=[IndexShard(0, len(train_emb), index)], flips=False
+        )
     for metric, measure in rank_correlations(searched[dtype].values, searched["exact"].values).items():
         rows.add(metric, "gmv", f"ANN (HNSW {dtype}) vs exact", measure)
     for metric, measure in rank_correlations(searched[dtype].values, searched["f32"].values).items():

@@ -2,7 +2,7 @@
 
 The demo's generator (a VAE trained without flips) never emits mirror images, so on the demo `flips` can only cost:
 a generated image taken as a mirror image is matched in the orientation its generator did not draw. C1@10 (the share
-of each generated image's top 10 with its class, evaluation.criteria.agreement_at_k) is read from a demo home that
+of each generated image's top 10 with its class, evaluation.criteria.agreement_per_image) is read from a demo home that
 `gmv run` made, with the pipeline's stored vectors and embedder, by exact search. Each row's difference from upright
 is paired (the same generated images), with a seeded bootstrap 95% interval over the generated images: C1@10 "does
 not fall" at a ratio whose interval reaches 0 or above. The default ratio (method/matching.py) was chosen by
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gmv_dagster.assets.metadata import embedding_matrix, train_vectors  # noqa: E402
 from gmv_dagster.common.files import put_marked_section  # noqa: E402
+from gmv_dagster.evaluation.criteria import agreement_per_image  # noqa: E402
 from gmv_dagster.method.core import DEFAULTS, match, mirror  # noqa: E402
 from gmv_dagster.method.matching import IndexShard, MatchParams, matches_table  # noqa: E402
 from gmv_dagster.resources import EmbedderResource, GmvHome  # noqa: E402
@@ -63,13 +64,7 @@ def main() -> None:
         timings: dict = {}
         idx, dist = match(train, gen, params, shards, timings=timings, mirrored=None if ratio is None else mirrored)
         top = matches_table(gen_rows["id"], train_rows["id"], idx, dist, args.k)
-        shares = (
-            top.join(keys["gen"].rename({"id": "gen_id", "key": "gen_key"}), on="gen_id")
-            .join(keys["train"].rename({"id": "train_id", "key": "train_key"}), on="train_id")
-            .group_by("gen_id")
-            .agg(share=(pl.col("gen_key") == pl.col("train_key")).mean())
-            .sort("gen_id")
-        )
+        shares = agreement_per_image(top, keys["gen"], keys["train"], args.k).sort("gen_id")
         return shares, timings.get("mirror_images", 0) / len(gen)
 
     upright, _ = per_image(None)

@@ -55,14 +55,20 @@ def agreement_at_k(contributors: pl.DataFrame, gen_keys: pl.DataFrame, train_key
     Generated images with fewer than k contributors count over the ones they have; images whose own
     key is null are left out (nothing to agree with).
     """
+    return mean_interval(agreement_per_image(contributors, gen_keys, train_keys, k)["share"].to_numpy())
+
+
+def agreement_per_image(
+    contributors: pl.DataFrame, gen_keys: pl.DataFrame, train_keys: pl.DataFrame, k: int
+) -> pl.DataFrame:
+    """gen_id, share: agreement_at_k's share for each generated image, in no set order."""
     top = contributors.filter(pl.col("rank") <= k).select("gen_id", "train_id")
     joined = (
         top.join(gen_keys.rename({"id": "gen_id", "key": "gen_key"}), on="gen_id", how="inner")
         .join(train_keys.rename({"id": "train_id", "key": "train_key"}), on="train_id", how="left")
         .filter(pl.col("gen_key").is_not_null())
     )
-    per_image = joined.group_by("gen_id").agg(share=(pl.col("gen_key") == pl.col("train_key")).fill_null(False).mean())
-    return mean_interval(per_image["share"].to_numpy())
+    return joined.group_by("gen_id").agg(share=(pl.col("gen_key") == pl.col("train_key")).fill_null(False).mean())
 
 
 def attribute_keys(manifest: pl.DataFrame) -> dict[str, pl.DataFrame]:

@@ -56,6 +56,18 @@ def _chunk(device: DeviceResource) -> int:
     return max(device.batch_size * 16, 4096)
 
 
+def _embed_files(model, uris: list[str], device: DeviceResource, dtype, progress: Progress, turn=None) -> np.ndarray:
+    """The vectors of the images at `uris` (each through `turn` first, where given), a chunk of files at a time."""
+    dev, chunk = device.torch_device(), _chunk(device)
+    out = np.empty((len(uris), model.dim), dtype=np.float32)
+    for s in range(0, len(uris), chunk):
+        images = load_images(uris[s : s + chunk])
+        out[s : s + chunk] = model.embed(
+            images if turn is None else [turn(x) for x in images], dev, device.batch_size, dtype, progress
+        )
+    return out
+
+
 def _embedding_metadata(
     model, fingerprint: str, device: DeviceResource, reused: int, embedded: int, progress: Progress
 ) -> dict:
@@ -87,14 +99,11 @@ def embed_manifest(
     Rows of `previous` with the same id, content hash and embedder fingerprint are kept as they are;
     a new backbone, weights file, input size or dtype changes the fingerprint and re-embeds everything.
     """
-    model, dev, dtype, fingerprint = _loaded(embedder, device, trained)
+    model, _, dtype, fingerprint = _loaded(embedder, device, trained)
     reused = reusable_embeddings(previous, manifest, fingerprint)
     todo = still_to_embed(manifest, reused)
     progress = Progress(context.log, f"embedding with {model.name}", todo.height)
-    uris, chunk = todo["uri"].to_list(), _chunk(device)
-    emb = np.empty((len(uris), model.dim), dtype=np.float32)
-    for s in range(0, len(uris), chunk):
-        emb[s : s + chunk] = model.embed(load_images(uris[s : s + chunk]), dev, device.batch_size, dtype, progress)
+    emb = _embed_files(model, todo["uri"].to_list(), device, dtype, progress)
     fresh = embedding_frame(todo.select("id", "content_hash").with_columns(embedder=pl.lit(fingerprint)), emb)
     if "batch" in todo.columns:
         fresh = fresh.with_columns(batch=todo["batch"])
@@ -118,9 +127,8 @@ def mirrored_embeddings(
 ) -> np.ndarray:
     """The vectors of a batch's mirror images (left-right), by the embedder that gave the batch's own vectors (the
     stored one, checked by its fingerprint), in the order of `generated_embeddings`: for matching through a flip."""
-    model = embedder.load_stored(gmv_home)
-    dev, dtype = device.torch_device(), device.torch_dtype()
-    model.to(dev, dtype)
+    model, dtype = embedder.load_stored(gmv_home), device.torch_dtype()
+    model.to(device.torch_device(), dtype)
     fingerprint, used = model.fingerprint(dtype), set(generated_embeddings["embedder"].unique().to_list())
     if used - {fingerprint}:
         raise ValueError(
@@ -129,12 +137,8 @@ def mirrored_embeddings(
         )
     uris = dict(zip(generated_images["id"], generated_images["uri"]))
     order = [uris[i] for i in generated_embeddings["id"]]
-    progress, chunk = Progress(log, f"embedding mirror images with {model.name}", len(order)), _chunk(device)
-    out = np.empty((len(order), model.dim), dtype=np.float32)
-    for s in range(0, len(order), chunk):
-        images = [mirror(image) for image in load_images(order[s : s + chunk])]
-        out[s : s + chunk] = model.embed(images, dev, device.batch_size, dtype, progress)
-    return out
+    progress = Progress(log, f"embedding mirror images with {model.name}", len(order))
+    return _embed_files(model, order, device, dtype, progress, turn=mirror)
 
 
 def embed_training_vectors(

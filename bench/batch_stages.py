@@ -63,21 +63,19 @@ def child(work: Path, batch: str) -> None:
             .to_list()
         )
 
-    def references(rows):  # matched_detail's references: each image's top matches, read when scored
-        return (
-            [ImageSequence([train_uris[i] for i in row[: quality.references]]) for row in rows]
-            if quality.references
-            else None
-        )
+    def references(rows, dist):  # matched_detail's: of each image's top matches, those it takes, read when scored
+        if not quality.references:
+            return None
+        return [ImageSequence([train_uris[i] for i in row[:c]]) for row, c in zip(rows, quality.reference_counts(dist))]
 
     warm = embedder.embed(load_images(uris[:64]), "cpu", 256)
-    quality.score(ImageSequence(uris[:64]), references=references(search_shards(vectors, warm, params, [shard])[0]))
+    quality.score(ImageSequence(uris[:64]), references=references(*search_shards(vectors, warm, params, [shard])))
     start = time.perf_counter()
     emb = embedder.embed(load_images(uris), "cpu", 256)
     embedded = time.perf_counter()
-    rows, _ = search_shards(vectors, emb, params, [shard])
+    rows, dist = search_shards(vectors, emb, params, [shard])
     matched = time.perf_counter()
-    quality.score(ImageSequence(uris), references=references(rows))
+    quality.score(ImageSequence(uris), references=references(rows, dist))
     scored = time.perf_counter()
     seconds = (embedded - start, scored - matched, matched - embedded)
     print(json.dumps({stage: 1000 * s / len(uris) for stage, s in zip(STAGES, seconds)}))

@@ -11,8 +11,8 @@ photos-256   photo        256  tiles of 26 photos: mate-backgrounds' nature/ (12
                                wallpapers; apt-get install -y mate-backgrounds plasma-workspace-wallpapers
                                lomiri-wallpapers-20.04
 photos-512   photo        512  the same photos, 512 px tiles (only about 385 per seed; photos-256 has about 1,360)
-photos-64    photo        64   the same photos, 64 px tiles (bench/attribution.py's held-out photo crops; not a
-                               quality domain)
+photos-64    photo        64   the same photos, 64 px tiles (held out in bench/attribution.py and, since
+                               2026-12-07, in bench/quality_domains.py)
 drawings-96  drawing      96   Oxygen icon theme PNGs (shaded clip art), alpha over white;
                                apt-get install -y oxygen-icon-theme
 flat-64      flat-colour  64   Paper icon theme 512 px PNGs (flat design), alpha over white;

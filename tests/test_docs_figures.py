@@ -745,12 +745,11 @@ def test_readme_embedder_table_is_the_attribution_benchmarks():
 
 
 @pytest.fixture(scope="module")
-def definitions():
+def definitions(tmp_path_factory):
     from gmv_dagster.definitions import build_definitions
 
-    return build_definitions(ROOT / "no-such-home", {}), build_definitions(
-        ROOT / "no-such-home", {"GMV_TRAIN_SHARDS": "2"}
-    )
+    home = tmp_path_factory.mktemp("home")  # build_definitions makes the home's folders: not in the checkout
+    return build_definitions(home, {}), build_definitions(home, {"GMV_TRAIN_SHARDS": "2"})
 
 
 def test_designs_asset_graph_names_every_asset_check_job_and_sensor_and_nothing_else(definitions):

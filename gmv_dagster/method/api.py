@@ -120,8 +120,9 @@ def value_training_set(
         calibrate(cfg.quality_metric, reference, device, cfg.seed, work_dir or Path.cwd(), cfg.quality_weights_path),
         device,
     )
-    top = min(model.references, m.match.k)  # the pipeline's references: ranks 1..3 of the k matches, misses dropped
-    raw, q = model.score(gen_images, references=[load_train([i for i in row[:top] if i >= 0]) for row in idx])
+    # the pipeline's references: of ranks 1..3 of the k matches, those about as near as the nearest
+    counts = model.reference_counts(np.where(idx[:, : m.match.k] >= 0, dist[:, : m.match.k], np.inf))
+    raw, q = model.score(gen_images, references=[load_train(row[:c]) for row, c in zip(idx, counts)])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
     temperature = (

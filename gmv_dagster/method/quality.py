@@ -2,8 +2,9 @@
 
 The default, `matched_detail` (detail.py), compares each generated image with the training images it matched: q = 1
 when it keeps their detail without more noise or JPEG blocking than they have, falling toward 0 as it departs.
-Its raw score is the sum of its scaled departures, q = clip(1 - raw, 0, 1); it needs each generated image's
-references (`QualityModel.references` of its top matches).
+Its raw score is the worst of its scaled departures, q = clip(1 - raw, 0, 1); it needs each generated image's
+references (of its top `QualityModel.references` matches, those about as near as the nearest:
+`QualityModel.reference_counts`).
 
 The no-reference scorers give a raw score per image; a mapping anchored on the data turns it into q:
 q = 1 at the median raw score of held-out training images (what "clean" looks like here),
@@ -130,6 +131,13 @@ class QualityModel:
         q = np.ones(len(images)) if self.mapping is None else self.mapping(raw)
         return raw, np.where(np.isfinite(raw), q, 0.0), None
 
+    def reference_counts(self, distances: np.ndarray) -> np.ndarray:
+        """How many of each image's matches (distances (m, k), best first; NaN past an image's last) serve as its
+        references, the first that many (detail.reference_counts); 0 for a metric that takes none."""
+        if not self.references:
+            return np.zeros(len(distances), np.int64)
+        return detail.reference_counts(distances, self.raw_score.params)
+
     def unscored(self, raw: np.ndarray) -> list[str | None]:
         """Per image, why it has no score (q = 0), or None: the note stored beside q."""
         why = {"niqe_refit": UNSCORED_NIQE, DEFAULT_METRIC: UNSCORED_DETAIL}.get(
@@ -140,7 +148,7 @@ class QualityModel:
     def describe(self) -> dict:
         out = {"metric": self.metric, "params_file": self.params_file, "params_sha256": self.params_sha256}
         if self.references:
-            out.update(references=self.references)
+            out.update(references=self.references, reference_ratio=self.raw_score.params.reference_ratio)
         if self.mapping is not None:
             out.update(anchor_clean=self.mapping.good, anchor_noise=self.mapping.bad)
         if self.niqe_block is not None:

@@ -119,6 +119,37 @@ def test_q_is_one_within_the_margins_and_falls_linearly_to_zero():
     np.testing.assert_allclose(detail.q_from_raw(detail.raw_from_departures(dep, params)), [1.0, 0.5, 0.0, 1.0])
 
 
+def test_q_follows_the_worst_departure_not_their_sum():
+    """Half a scale of blur and half a scale of blocking: q = 0.5 (their sum would give 0)."""
+    params = detail.DetailParams()
+    dep = np.array(
+        [[params.blur_margin + params.blur_scale / 2, 0.0, params.blocking_margin + params.blocking_scale / 2]]
+    )
+    np.testing.assert_allclose(detail.q_from_raw(detail.raw_from_departures(dep, params)), [0.5])
+    assert np.isnan(detail.raw_from_departures(np.array([[np.nan, 0.0, 0.0]]), params)[0])
+
+
+def test_references_are_the_matches_about_as_near_as_the_nearest():
+    """Of the top 3, those within reference_ratio x the nearest's distance, a prefix of the sorted row: a near-copy
+    (source far nearer than the rest) keeps its source alone, a novel image (three about as near) all three."""
+    params = detail.DetailParams(reference_ratio=1.5)
+    distances = np.array(
+        [
+            [0.01, 0.20, 0.25, 0.30],  # a near-copy: its source
+            [0.20, 0.25, 0.29, 0.30],  # a novel image: all three (the fourth is beyond `references`)
+            [0.20, 0.31, 0.25, 0.30],  # (unsorted past the first miss: a prefix all the same)
+            [0.00, 0.00, 0.10, 0.10],  # an exact copy of two identical images
+            [-1e-7, 1e-7, 0.1, 0.2],  # cosine's rounding below 0
+            [0.10, np.inf, np.inf, np.inf],  # an image with one match
+            [0.10, np.nan, np.nan, np.nan],
+        ]
+    )
+    np.testing.assert_array_equal(detail.reference_counts(distances, params), [1, 3, 1, 2, 1, 1, 1])
+    np.testing.assert_array_equal(detail.reference_counts(distances[:, :0], params), [0] * 7)
+    with pytest.raises(ValueError, match="reference_ratio must be >= 1"):
+        detail.DetailParams(reference_ratio=0.9)
+
+
 def test_the_most_lenient_reference_counts():
     fences = detail.Fences((-1e9,) * 3, (1e9,) * 3)
     generated = np.array([[5.0, 2.0, 0.0]])

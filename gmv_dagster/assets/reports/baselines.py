@@ -104,9 +104,9 @@ class ReportKit:
         if quality.references:  # each generation's top matches by exact search (the reports start without re-rank)
             params = self.setup.settings.match
             shards, mirrored = [IndexShard(0, len(train_emb))], gen_mirrored if params.flips else None
-            idx, _ = match(train_emb, gen_emb, params, shards, self.suite.device, mirrored=mirrored)
-            top = min(quality.references, params.k)
-            references = [[train_images[i] for i in row[:top] if i >= 0] for row in idx]
+            idx, dist = match(train_emb, gen_emb, params, shards, self.suite.device, mirrored=mirrored)
+            counts = quality.reference_counts(np.where(idx[:, : params.k] >= 0, dist[:, : params.k], np.inf))
+            references = [[train_images[i] for i in row[:c]] for row, c in zip(idx, counts)]
         _, q = quality.score(generations.images, references=references)
         sets = EmbeddedSets(
             train_ids,

@@ -11,7 +11,7 @@ from pydantic import Field
 from ...common.sampling import seeded_rows
 from ...common.timing import timed
 from ...method import detail
-from ...method.quality import DEFAULT_METRIC, Calibration, load_quality_model
+from ...method.quality import DEFAULT_METRIC, Calibration, QualityModel, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
@@ -157,7 +157,7 @@ def quality_scores(
     timings: dict = {}
     with timed(timings, "load_seconds"):  # the fitted parameters, and NIQE's compiled CPU loops (niqe_kernels)
         model = load_quality_model(calibration, device)
-    references = reference_images(generated_images, matches, training_images, model.references)
+    references, counts = reference_images(generated_images, matches, training_images, model)
     measured = measured_references(matches, training_images, training_details, model.references)
     with timed(timings, "score_seconds"):
         raw, q, parts = model.score_parts(
@@ -199,6 +199,8 @@ def quality_scores(
         df,
         **{k: str(v) for k, v in model.describe().items()},
         mean_q=float(q.mean()) if len(q) else 0.0,
+        # how many matches served as references (detail.reference_counts): 1 where the source stands out (a copy)
+        **({} if counts is None or not len(counts) else {"mean_references": round(float(counts.mean()), 3)}),
         share_q_zero=zero,
         unscored=sum(n is not None for n in notes),
         device=str(device),
@@ -218,18 +220,20 @@ def quality_scores(
 
 
 def reference_images(
-    generated_images: pl.DataFrame, matches: pl.DataFrame, training_images: pl.DataFrame, top: int
-) -> list[ImageSequence] | None:
-    """Per generated image (in `generated_images`' order), its `top` matched training images, best first, loaded when
-    read; None where the metric takes none."""
+    generated_images: pl.DataFrame, matches: pl.DataFrame, training_images: pl.DataFrame, model: QualityModel
+) -> tuple[list[ImageSequence], np.ndarray] | tuple[None, None]:
+    """Per generated image (in `generated_images`' order), the matched training images that serve as its references,
+    best first, loaded when read (`model.reference_counts` of its top `model.references`), and how many each has;
+    (None, None) where the metric takes none."""
+    top = model.references
     if not top:
-        return None
+        return None, None
     uris = (
         matches.filter(pl.col("rank") <= top)
         .join(training_images.select("id", "uri"), left_on="train_id", right_on="id", how="left")
         .sort("gen_id", "rank")
         .group_by("gen_id", maintain_order=True)
-        .agg("uri")
+        .agg("uri", "distance")
     )
     unknown = uris.filter(pl.col("uri").list.eval(pl.element().is_null()).list.any())
     if unknown.height:
@@ -237,14 +241,19 @@ def reference_images(
             f"quality: generated image {unknown['gen_id'][0]} matched training images that are no longer "
             "in training_images: rematerialise matches for this batch first"
         )
-    by_gen = dict(zip(uris["gen_id"], uris["uri"]))
+    by_gen = {g: (u, d) for g, u, d in uris.iter_rows()}
     missing = [g for g in generated_images["id"] if g not in by_gen]
     if missing:
         raise ValueError(
             f"quality: {len(missing)} generated image(s) of the batch have no matches (first: {missing[0]}):"
             " rematerialise matches for this batch first"
         )
-    return [ImageSequence(list(by_gen[g])) for g in generated_images["id"]]
+    rows = [by_gen[g] for g in generated_images["id"]]
+    distances = np.full((len(rows), top), np.inf)
+    for j, (_, d) in enumerate(rows):
+        distances[j, : len(d)] = d
+    counts = model.reference_counts(distances)
+    return [ImageSequence(list(u[:c])) for (u, _), c in zip(rows, counts)], counts
 
 
 def measured_references(

@@ -54,7 +54,7 @@ from gmv_dagster.method import detail  # noqa: E402
 from gmv_dagster.method.core import match, mirror  # noqa: E402
 from gmv_dagster.method.embedders import Embedder  # noqa: E402
 from gmv_dagster.method.matching import IndexShard, MatchParams  # noqa: E402
-from gmv_dagster.method.quality import DEFAULT_METRIC, calibrate, load_quality_model  # noqa: E402
+from gmv_dagster.method.quality import DEFAULT_METRIC, REFERENCE_SIZE, calibrate, load_quality_model  # noqa: E402
 from gmv_dagster.method.similarity import SimilarityParams, embedder_kwargs, train_similarity  # noqa: E402
 from gmv_dagster.sources.images import ImageSequence  # noqa: E402
 
@@ -65,7 +65,6 @@ METRICS = (DEFAULT_METRIC, "niqe_refit")
 DEGRADED = ("blur 2", "blur 3", "noise 25", "noise 10", "jpeg 15", "jpeg 10")
 CLEAN_P10 = 0.5  # tune(): clean images keep most of their credit (the 10th percentile of their q at least this)
 TARGETS = {"blur": 0.95, "noise": 0.99, "jpeg": 0.90}  # issue 26: AUC at blur sigma >= 2, noise, JPEG quality <= 15
-REFERENCE_SIZE = 1000  # the quality_calibration asset's default
 # Domains with fewer distinct images than --train (bench/image_domains.py: about 1,360 photo tiles at 256 px, 385 at
 # 512, 667 drawings, 647 flat-colour icons) use this many.
 TRAIN_CAP = {"photos-256": 1200, "photos-512": 360, "drawings-96": 600, "flat-64": 600}

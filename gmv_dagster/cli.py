@@ -26,13 +26,13 @@ from pathlib import Path
 
 import yaml
 
-from .pipeline.database import DATABASE
+from .pipeline.database import DATABASE, home_folder
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
 def _home(args) -> Path:
-    return Path(args.home or os.environ.get("GMV_HOME", "gmv_home")).expanduser().resolve()
+    return home_folder(args.home, os.environ)
 
 
 def _instance(home: Path):

@@ -18,7 +18,7 @@ from ..sources.manifests import arrays_manifest, manifest_from_path
 from .core import MethodSettings, Reranking, fit_temperature, match, mirror, value
 from .embedders import DEFAULT_BACKBONE, Embedder, make_embedder
 from .matching import IndexShard, matches_table
-from .quality import DEFAULT_METRIC, calibrate, load_quality_model
+from .quality import DEFAULT_METRIC, REFERENCE_SIZE, calibrate, load_quality_model
 from .rerank import make_pair_distance
 from .search import build_hnsw
 from .similarity import SimilarityParams, embedder_kwargs, train_similarity
@@ -37,7 +37,7 @@ class ValuationConfig:
     rerank_weights_path: str | None = None
     quality_metric: str = DEFAULT_METRIC
     quality_weights_path: str | None = None
-    quality_reference: int = 1000
+    quality_reference: int = REFERENCE_SIZE
     seed: int = 0
 
 

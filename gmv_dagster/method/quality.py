@@ -45,6 +45,7 @@ WEIGHTED_METRICS = {
     "musiq": "MUSIQ checkpoint (musiq_koniq_ckpt-*.pth from the pyiqa release)",
 }
 DEFAULT_METRIC = "matched_detail"
+REFERENCE_SIZE = 1000  # training images that calibrate the scorer (a seeded sample)
 METRICS = (DEFAULT_METRIC, "niqe_refit", "piqe", "none", *WEIGHTED_METRICS)
 # NIQE measures blocks: an image is scaled (aspect kept) until its shorter side lies in [2, 4] blocks (cost grows
 # with pixels; larger images keep their detail up to there instead of being squeezed to one size), then cropped

@@ -5,12 +5,14 @@ these; the command line answers `gmv run` with nothing new, `gmv top` and `gmv s
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 DATABASE = "gmv.duckdb"  # the results' file in GMV_HOME
+DEFAULT_HOME = "gmv_home"  # GMV_HOME when unset, relative to the working directory
 # The IO manager's connection options; a second connection in one process must use the same ones.
 CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
 # Waiting for another process's lock on the file: attempts 0.1 s apart, doubling (about 100 s in all).
@@ -18,6 +20,11 @@ LOCK_RETRIES = 10
 # Each write's content version (the asset's data version), stored in the write's own transaction: readers take a
 # table's version from here instead of hashing a table that grows with the training set again.
 VERSIONS_TABLE = "gmv_content_versions"
+
+
+def home_folder(home: str | Path | None, env: Mapping[str, str]) -> Path:
+    """The GMV_HOME in use, absolute: `home` when given, else $GMV_HOME, else ./gmv_home."""
+    return Path(home or env.get("GMV_HOME", DEFAULT_HOME)).expanduser().resolve()
 
 
 def connect(database: str | Path) -> duckdb.DuckDBPyConnection:

@@ -9,8 +9,9 @@ import polars as pl
 from pydantic import Field
 
 from ..method.embedders import DEFAULT_BACKBONE
+from ..pipeline.database import DATABASE, DEFAULT_HOME, home_folder
 from ..sources.batches import DEMO, configured_batch_key, inbox_folder
-from ..sources.manifests import check_policy
+from ..sources.manifests import ON_BAD_IMAGE, check_policy
 from .device import DeviceResource
 from .embedder import EmbedderResource
 from .quality import QualityScorerResource
@@ -40,7 +41,7 @@ class GmvHome(dg.ConfigurableResource):
 
     @property
     def database(self) -> Path:
-        return self.root() / "gmv.duckdb"
+        return self.root() / DATABASE
 
     def stored_rows(self, table: str, batch: str | None = None) -> pl.DataFrame | None:
         """What a table asset holds now (one batch of it), for incremental work; None before its first run."""
@@ -64,10 +65,10 @@ class ImageSources(dg.ConfigurableResource):
 
     train: str = Field(default=DEMO, description="GMV_TRAIN_SOURCE: demo, a folder of images or a .npz")
     generated: str = Field(default=DEMO, description="GMV_GENERATED_SOURCE: demo, a folder of images or a .npz")
-    inbox: str = Field(default="gmv_home/inbox", description="GMV_INBOX: folder where new batches arrive")
+    inbox: str = Field(default=f"{DEFAULT_HOME}/inbox", description="GMV_INBOX: folder where new batches arrive")
     fashion_mnist_dir: str | None = Field(default=None, description="GMV_FASHION_MNIST_DIR")
     on_bad_image: str = Field(
-        default="fail",
+        default=ON_BAD_IMAGE,
         description="GMV_ON_BAD_IMAGE: fail (refuse the source, naming the "
         "first bad file) | skip (value the rest, list the bad ones in the manifest's metadata)",
     )
@@ -95,18 +96,20 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
     Read when Definitions are built (a code location load or a test), never at import.
     """
     env = os.environ if env is None else env
-    check_policy(env.get("GMV_ON_BAD_IMAGE", "fail"))  # a wrong value stops the code location loading, with the fix
-    home = Path(home or env.get("GMV_HOME", "gmv_home")).expanduser().resolve()
+    policy = env.get("GMV_ON_BAD_IMAGE", ON_BAD_IMAGE)
+    check_policy(policy)  # a wrong value stops the code location loading, with the fix
+    home = home_folder(home, env)
     home.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
+    gmv_home = GmvHome(path=str(home))
     resources = {
-        "io_manager": GmvDuckDBIOManager(database=str(home / "gmv.duckdb"), schema="main"),
-        "gmv_home": GmvHome(path=str(home)),
+        "io_manager": GmvDuckDBIOManager(database=str(gmv_home.database), schema="main"),
+        "gmv_home": gmv_home,
         "image_sources": ImageSources(
             train=env.get("GMV_TRAIN_SOURCE", DEMO),
             generated=env.get("GMV_GENERATED_SOURCE", DEMO),
             inbox=str(inbox_folder(home, env)),
             fashion_mnist_dir=env.get("GMV_FASHION_MNIST_DIR") or None,
-            on_bad_image=env.get("GMV_ON_BAD_IMAGE", "fail"),
+            on_bad_image=policy,
         ),
         "embedder": EmbedderResource(backbone=env.get("GMV_BACKBONE", DEFAULT_BACKBONE)),
         "quality_scorer": QualityScorerResource(),

@@ -18,7 +18,7 @@ import polars as pl
 from PIL import Image
 
 from .images import SourceError
-from .manifests import Scan, manifest_from_path
+from .manifests import ON_BAD_IMAGE, Scan, manifest_from_path
 
 COMPLETE_MARKER = "_COMPLETE"
 DEMO = "demo"  # a source so named is the built-in demo: Fashion-MNIST and the demo generator's images
@@ -92,7 +92,7 @@ def inbox_batch_path(inbox: Path, key: str) -> Path:
 def batch_manifest(
     key: str,
     source: str | Path,
-    on_bad_image: str = "fail",
+    on_bad_image: str = ON_BAD_IMAGE,
     known_good: Collection[str] = frozenset(),
     progress: Callable[[int, int], None] | None = None,
 ) -> Scan:

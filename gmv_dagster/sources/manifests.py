@@ -36,6 +36,7 @@ MANIFEST_SCHEMA = {
     "attributes": pl.String,  # JSON object, "{}" when none
 }
 BAD_IMAGE_POLICIES = ("fail", "skip")
+ON_BAD_IMAGE = "fail"  # the default: a bad file stops the run, named, before anything is written
 SKIPPED_SCHEMA = {"path": pl.String, "reason": pl.String}
 # Files a folder source may hold besides images (see batches.COMPLETE_MARKER).
 NOT_IMAGES = ("attributes.csv", "_COMPLETE")
@@ -120,7 +121,7 @@ SCAN_CHUNK = 1024
 
 def folder_manifest(
     folder: Path,
-    on_bad_image: str = "fail",
+    on_bad_image: str = ON_BAD_IMAGE,
     known_good: Collection[str] = frozenset(),
     progress: Callable[[int, int], None] | None = None,
 ) -> Scan:
@@ -176,7 +177,7 @@ def folder_manifest(
     return Scan(manifest, skipped, known)
 
 
-def npz_manifest(path: Path, on_bad_image: str = "fail") -> Scan:
+def npz_manifest(path: Path, on_bad_image: str = ON_BAD_IMAGE) -> Scan:
     """Rows of `images` with NaN or Inf pixels are bad images (float arrays)."""
     check_policy(on_bad_image)
     images, labels = load_npz(str(path.resolve()))
@@ -209,7 +210,7 @@ def arrays_manifest(
 
 def manifest_from_path(
     source: str,
-    on_bad_image: str = "fail",
+    on_bad_image: str = ON_BAD_IMAGE,
     known_good: Collection[str] = frozenset(),
     progress: Callable[[int, int], None] | None = None,
 ) -> Scan:

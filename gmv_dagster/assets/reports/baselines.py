@@ -18,7 +18,7 @@ from ...evaluation.methods import (
 )
 from ...method.core import DEFAULTS, MethodSettings, match, mirror
 from ...method.matching import IndexShard, MatchParams
-from ...method.quality import QualityModel
+from ...method.quality import REFERENCE_SIZE, QualityModel
 from ...method.search import HnswParams
 from ...resources import (
     DeviceResource,
@@ -176,7 +176,7 @@ def report_kit(
         spec,
         int(generator_md.get("n_samples", 0)),
         spec.params.seed if spec else 0,
-        int(quality_md.get("reference_size", 1000)),
+        int(quality_md.get("reference_size", REFERENCE_SIZE)),
         int(quality_md.get("seed", 0)),
     )
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from ...common.sampling import seeded_rows
 from ...common.timing import timed
 from ...method import detail
-from ...method.quality import DEFAULT_METRIC, Calibration, QualityModel, load_quality_model
+from ...method.quality import DEFAULT_METRIC, REFERENCE_SIZE, Calibration, QualityModel, load_quality_model
 from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
@@ -20,7 +20,7 @@ from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
 
 
 class QualityConfig(dg.Config):
-    reference_size: int = Field(default=1000, ge=10, description="training images that calibrate the scorer")
+    reference_size: int = Field(default=REFERENCE_SIZE, ge=10, description="training images that calibrate the scorer")
     seed: int = Field(default=0, description="seed of the reference sample (and of niqe_refit's noise anchor)")
 
 

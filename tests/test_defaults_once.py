@@ -8,12 +8,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gmv_dagster"
 
-# literal (as a regular expression over the source) -> the one file:line text that defines it
+# what -> (the literal, as a regular expression over the code, and the one line that defines it)
 DEFINED_ONCE = {
-    r"[\"']gmv\.duckdb[\"']": 'DATABASE = "gmv.duckdb"',
-    r"[\"']gmv_home[\"'](?!:)": 'DEFAULT_HOME = "gmv_home"',  # not the resource's key, "gmv_home": ...
-    r"(?<![=!<>])=\s*[\"']fail[\"']": 'ON_BAD_IMAGE = "fail"',  # an assignment or a default, not a comparison
-    r"(?i)refer.*\b1000\b|\b1000\b.*refer": "REFERENCE_SIZE = 1000",  # the quality calibration's sample
+    "results file": (r"[\"']gmv\.duckdb[\"']", 'DATABASE = "gmv.duckdb"'),
+    # not the resource's key, "gmv_home": ...
+    "default home": (r"[\"']gmv_home[\"'](?!:)", 'DEFAULT_HOME = "gmv_home"'),
+    # an assignment or a default, not a comparison
+    "bad-image policy": (r"(?<![=!<>])=\s*[\"']fail[\"']", 'ON_BAD_IMAGE = "fail"'),
+    "quality calibration sample": (r"(?i)refer.*\b1000\b|\b1000\b.*refer", "REFERENCE_SIZE = 1000"),
 }
 
 
@@ -24,9 +26,10 @@ def _code_lines():
             yield path.relative_to(PACKAGE.parent), number, code
 
 
-@pytest.mark.parametrize("literal", DEFINED_ONCE)
-def test_a_default_is_written_once(literal):
+@pytest.mark.parametrize("default", DEFINED_ONCE)
+def test_a_default_is_written_once(default):
+    literal, definition = DEFINED_ONCE[default]
     found = [f"{path}:{number}: {code.strip()}" for path, number, code in _code_lines() if re.search(literal, code)]
-    assert len(found) == 1 and found[0].endswith(DEFINED_ONCE[literal]), (
-        "written more than once (use the constant):\n" + "\n".join(found)
+    assert len(found) == 1 and found[0].endswith(definition), (
+        f"the {default} is written more than once (use the constant):\n" + "\n".join(found)
     )

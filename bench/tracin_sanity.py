@@ -35,7 +35,7 @@ from gmv_dagster.common.files import put_marked_section
 from gmv_dagster.common.sampling import seeded_rows
 from gmv_dagster.demo.generator import data_key, load_generator, train_cvae
 from gmv_dagster.evaluation.lds import vae_log_likelihoods
-from gmv_dagster.evaluation.tracin import TracInParams, projected_gradients
+from gmv_dagster.evaluation.tracin import TracInParams, projected_gradients, tracin_scores
 from gmv_dagster.method.embedders import make_embedder
 from gmv_dagster.sources.images import load_images
 
@@ -44,19 +44,6 @@ def ranks_of_self(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """1-based rank of training row rows[j] in scores[j] (higher first; ties count against it)."""
     own = scores[np.arange(len(rows)), rows]
     return 1 + (scores > own[:, None]).sum(axis=1)
-
-
-def tracin_matrix(generator, train, train_y, queries, query_y, params, normalise: bool) -> np.ndarray:
-    """(queries, train) TracIn scores summed over the snapshots, gradients unit-length where `normalise`."""
-    scores = np.zeros((len(queries), len(train)))
-    for state in generator.snapshots:
-        g_train = projected_gradients(generator.model, state, train, train_y, params).astype(np.float64)
-        g_query = projected_gradients(generator.model, state, queries, query_y, params).astype(np.float64)
-        if normalise:
-            g_train /= np.linalg.norm(g_train, axis=1, keepdims=True) + 1e-12
-            g_query /= np.linalg.norm(g_query, axis=1, keepdims=True) + 1e-12
-        scores += generator.spec.vae.learning_rate * (g_query @ g_train.T)
-    return scores
 
 
 def main() -> None:
@@ -92,11 +79,23 @@ def main() -> None:
 
     # 1. copies: the answer is the image itself
     rows = np.sort(seeded_rows(len(train), args.copies, args.seed))
-    copies, copy_y = [train[i] for i in rows], [train_y[i] for i in rows]
+    copies = [train[i] for i in rows]
     found = {}
+    copy_labels = [labels[i] for i in rows]
     for name, normalise in (("TracIn (inner product, as the reports)", False), ("TracIn, gradients normalised", True)):
         start = time.perf_counter()
-        ranks = ranks_of_self(tracin_matrix(generator, train, train_y, copies, copy_y, params, normalise), rows)
+        scores, _ = tracin_scores(
+            generator.model,
+            generator.snapshots,
+            generator.spec.vae.learning_rate,
+            generator.classes,
+            train,
+            labels,
+            copies,
+            copy_labels,
+            replace(params, normalise=normalise),
+        )
+        ranks = ranks_of_self(scores, rows)
         found[name] = (float(np.mean(ranks == 1)), float(np.median(ranks)), time.perf_counter() - start)
     if embedder is not None:
         t = embedder.embed(train)

@@ -28,6 +28,10 @@ class TracInParams:
     factor: int | None = 24  # per-layer projection factor p: p*p dimensions per layer; None = exact
     batch_size: int = 256
     seed: int = 0
+    # Each example's (projected) gradient scaled to length 1 at every snapshot: the cosine of the gradients, which
+    # takes out the gradient's length (with the inner product, a few training images of high loss top every list:
+    # bench/tracin_sanity.py). Off in the reports: TracIn as published.
+    normalise: bool = False
 
 
 def _linear_layers(model: nn.Module) -> list[nn.Linear]:
@@ -120,7 +124,10 @@ def tracin_scores(
     ygen = [position[str(label)] for label in generated_labels]
     scores = np.zeros((len(generated), len(train)), dtype=np.float64)
     for state in snapshots:
-        g_train = projected_gradients(model, state, train, ytr, params, progress)
-        g_gen = projected_gradients(model, state, generated, ygen, params, progress)
-        scores += learning_rate * (g_gen.astype(np.float64) @ g_train.T.astype(np.float64))
+        g_train = projected_gradients(model, state, train, ytr, params, progress).astype(np.float64)
+        g_gen = projected_gradients(model, state, generated, ygen, params, progress).astype(np.float64)
+        if params.normalise:
+            g_train /= np.linalg.norm(g_train, axis=1, keepdims=True) + 1e-12
+            g_gen /= np.linalg.norm(g_gen, axis=1, keepdims=True) + 1e-12
+        scores += learning_rate * (g_gen @ g_train.T)
     return scores, time.perf_counter() - start

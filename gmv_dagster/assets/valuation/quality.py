@@ -26,7 +26,7 @@ class QualityConfig(dg.Config):
 
 @dg.asset(
     group_name="quality",
-    code_version="7",
+    code_version="8",  # 8: matched_detail's margins and reference_ratio (2026-12-07)
     op_tags=GPU_TAGS,
     ins={"training_images": TRAIN_URIS},
     automation_condition=FOLLOWS_INPUTS,
@@ -130,7 +130,7 @@ def training_details(
 
 @dg.asset(
     group_name="quality",
-    code_version="8",
+    code_version="9",  # 9: the worst departure, references as near as the nearest (2026-12-07)
     op_tags=GPU_TAGS,
     partitions_def=generated_batches,
     metadata=BATCH_TABLE,

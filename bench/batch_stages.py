@@ -66,7 +66,7 @@ def child(work: Path, batch: str) -> None:
     def references(rows, dist):  # matched_detail's: of each image's top matches, those it takes, read when scored
         if not quality.references:
             return None
-        return [ImageSequence([train_uris[i] for i in row[:c]]) for row, c in zip(rows, quality.reference_counts(dist))]
+        return [ImageSequence([train_uris[i] for i in refs]) for refs in quality.reference_rows(rows, dist)]
 
     warm = embedder.embed(load_images(uris[:64]), "cpu", 256)
     quality.score(ImageSequence(uris[:64]), references=references(*search_shards(vectors, warm, params, [shard])))

@@ -140,8 +140,7 @@ def measure(
                 out["fences"] = detail.load_params(Path(calibration.params_file))[0]
             out["q"][metric], elapsed = {}, 0.0
             for name, images in sets.items():
-                counts = model.reference_counts(tops[f"{name}.distance"])
-                refs = [[train[i] for i in row[:c]] for row, c in zip(tops[name], counts)]
+                refs = [[train[i] for i in rows] for rows in model.reference_rows(tops[name], tops[f"{name}.distance"])]
                 start = time.perf_counter()
                 _, q, parts = model.score_parts(images, references=refs)
                 elapsed += time.perf_counter() - start
@@ -149,7 +148,7 @@ def measure(
                 if parts is not None:
                     out["parts"][name] = parts
             out["ms"][metric] = 1000 * elapsed / sum(len(v) for v in sets.values())
-            clean_refs = [row[:c] for row, c in zip(tops["clean"], model.reference_counts(tops["clean.distance"]))]
+            clean_refs = model.reference_rows(tops["clean"], tops["clean.distance"])
             out.setdefault("file_ms", {})[metric] = stage_ms(model, train, sets["clean"], clean_refs)
     return out
 

@@ -35,7 +35,7 @@ from gmv_dagster.common.files import put_marked_section
 from gmv_dagster.common.sampling import seeded_rows
 from gmv_dagster.demo.generator import data_key, load_generator, train_cvae
 from gmv_dagster.evaluation.lds import vae_log_likelihoods
-from gmv_dagster.evaluation.tracin import TracInParams, projected_gradients, tracin_scores
+from gmv_dagster.evaluation.tracin import TracInParams, tracin_scores
 from gmv_dagster.method.embedders import make_embedder
 from gmv_dagster.sources.images import load_images
 
@@ -76,8 +76,6 @@ def main() -> None:
     if not generator.snapshots:
         raise SystemExit(f"{checkpoints[0]} has no training snapshots: TracIn needs them")
     train = load_images(manifest["uri"].to_list())
-    position = {c: i for i, c in enumerate(generator.classes)}
-    train_y = [position[str(label)] for label in labels]
     params = TracInParams()
     similarity = sorted((args.home / "similarity").glob("similarity-*.pt"))
     embedder = make_embedder("similarity", weights_path=str(similarity[-1])) if similarity else None
@@ -133,10 +131,19 @@ def main() -> None:
     reseeded = loss(train_cvae(train, labels, replace(train_params, seed=train_params.seed + 1))[0]) - full
     without = loss(train_cvae([train[i] for i in kept], [labels[i] for i in kept], train_params)[0]) - full
     n = len(removed)
-    self_influence = np.zeros(n)
-    for state in generator.snapshots:  # TracIn(i, i) = sum_c lr |grad L_c(x_i)|^2
-        g = projected_gradients(generator.model, state, images[:n], [train_y[i] for i in removed], params)
-        self_influence += generator.spec.vae.learning_rate * (g.astype(np.float64) ** 2).sum(axis=1)
+    # TracIn(i, i) = sum_c lr |grad L_c(x_i)|^2: the diagonal of the removed images' scores against themselves
+    removed_scores, _ = tracin_scores(
+        generator.model,
+        generator.snapshots,
+        generator.spec.vae.learning_rate,
+        generator.classes,
+        images[:n],
+        probe_labels[:n],
+        images[:n],
+        probe_labels[:n],
+        params,
+    )
+    self_influence = np.diag(removed_scores)
     gap = without[:n] - without[n:].mean()  # each removed image's rise beyond the kept images' mean rise
     rho = float(spearmanr(self_influence, gap).statistic)
     rho_noise = float(spearmanr(self_influence, reseeded[:n] - reseeded[n:].mean()).statistic)

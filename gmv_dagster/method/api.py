@@ -121,8 +121,8 @@ def value_training_set(
         device,
     )
     # the pipeline's references: of ranks 1..3 of the k matches, those about as near as the nearest
-    counts = model.reference_counts(np.where(idx[:, : m.match.k] >= 0, dist[:, : m.match.k], np.inf))
-    raw, q = model.score(gen_images, references=[load_train(row[:c]) for row, c in zip(idx, counts)])
+    refs = model.reference_rows(idx[:, : m.match.k], dist[:, : m.match.k])
+    raw, q = model.score(gen_images, references=[load_train(rows) for rows in refs])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
     temperature = (

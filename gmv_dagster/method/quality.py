@@ -139,6 +139,12 @@ class QualityModel:
             return np.zeros(len(distances), np.int64)
         return detail.reference_counts(distances, self.raw_score.params)
 
+    def reference_rows(self, rows: np.ndarray, distances: np.ndarray) -> list[np.ndarray]:
+        """Per image, the training rows of its matches (rows, distances: (m, k), best first, -1 padding) that serve as
+        its references (reference_counts); empty for a metric that takes none."""
+        counts = self.reference_counts(np.where(rows >= 0, distances, np.inf))
+        return [row[:c] for row, c in zip(rows, counts)]
+
     def unscored(self, raw: np.ndarray) -> list[str | None]:
         """Per image, why it has no score (q = 0), or None: the note stored beside q."""
         why = {"niqe_refit": UNSCORED_NIQE, DEFAULT_METRIC: UNSCORED_DETAIL}.get(

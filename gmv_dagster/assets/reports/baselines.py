@@ -105,8 +105,8 @@ class ReportKit:
             params = self.setup.settings.match
             shards, mirrored = [IndexShard(0, len(train_emb))], gen_mirrored if params.flips else None
             idx, dist = match(train_emb, gen_emb, params, shards, self.suite.device, mirrored=mirrored)
-            counts = quality.reference_counts(np.where(idx[:, : params.k] >= 0, dist[:, : params.k], np.inf))
-            references = [[train_images[i] for i in row[:c]] for row, c in zip(idx, counts)]
+            refs = quality.reference_rows(idx[:, : params.k], dist[:, : params.k])
+            references = [[train_images[i] for i in rows] for rows in refs]
         _, q = quality.score(generations.images, references=references)
         sets = EmbeddedSets(
             train_ids,

@@ -27,14 +27,17 @@ def load_weights(path: Path | str) -> dict:
 
 def to_tensor_batch(images: list[np.ndarray], size: int, channels: int, resample: int = Image.BILINEAR) -> torch.Tensor:
     """(B, channels, size, size) float32 in [0, 1]; any input size, grey or colour."""
-    mode = "L" if channels == 1 else "RGB"
     if not len(images):
         return torch.empty((0, channels, size, size))
-    arrays = [
-        np.asarray(Image.fromarray(np.asarray(img)).convert(mode).resize((size, size), resample), dtype=np.float32)
-        for img in images
-    ]
-    batch = torch.from_numpy(np.stack(arrays)) / 255.0
+    mode, shape = ("L", (size, size)) if channels == 1 else ("RGB", (size, size, 3))
+
+    def pixels(image) -> np.ndarray:
+        a = np.asarray(image)
+        if a.dtype == np.uint8 and a.shape == shape:  # already what PIL's convert and resize would return
+            return a
+        return np.asarray(Image.fromarray(a).convert(mode).resize((size, size), resample))
+
+    batch = torch.from_numpy(np.stack([pixels(image) for image in images])).to(torch.float32) / 255.0
     return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()
 
 

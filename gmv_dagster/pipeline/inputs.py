@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..common.files import write_atomically
+from ..common.files import folder_files, write_atomically
 
 STATE_FILE = "valued_inputs.json"
 # Settings that choose where, when or how loudly work runs, never what it computes.
@@ -42,8 +41,9 @@ def _update(h, *parts) -> None:
 
 
 def files_digest(path: str | Path | None) -> str:
-    """Digest of a source's files: every file under a folder (relative path, size, mtime in ns), or one file's;
-    a source that does not exist has a digest of its own (its run fails, naming it)."""
+    """Digest of a source's files: every file under a folder (relative path, size, mtime in ns) as the manifests list
+    them (common.files.folder_files), or one file's; a source that does not exist has a digest of its own (its run
+    fails, naming it)."""
     h = hashlib.sha256()
     if path is None:
         return "none"
@@ -52,11 +52,8 @@ def files_digest(path: str | Path | None) -> str:
         stat = path.stat()
         _update(h, path.name, stat.st_size, stat.st_mtime_ns)
     elif path.is_dir():
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                stat = os.stat(os.path.join(root, name))
-                _update(h, os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns)
+        for f in folder_files(path):
+            _update(h, f.rel, f.size, f.mtime_ns)
     else:
         _update(h, "missing", path)
     return h.hexdigest()[:24]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..common.files import folder_files
 from ..common.sampling import chunks
 from .images import IMAGE_SUFFIXES, SourceError, array_hash, image_problem, load_npz
 
@@ -105,9 +106,10 @@ def _read_attributes(folder: Path, ids: list[str], left_out: list[str] = ()) -> 
     return by_id
 
 
-def _verdict(path: Path, known_good: Collection[str]) -> tuple[str, str | None, bool]:
+def _verdict(path: str, known_good: Collection[str]) -> tuple[str, str | None, bool]:
     """(sha256 of the file, why it is not an image or None, whether the decode was skipped as known good)."""
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest in known_good:
         return digest, None, True
@@ -117,6 +119,10 @@ def _verdict(path: Path, known_good: Collection[str]) -> tuple[str, str | None, 
 # File reads, hashing and PIL's decoders release the GIL; threads also overlap a network file system's latency.
 SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))
 SCAN_CHUNK = 1024
+
+
+def _verdicts(paths: list[str], known_good: Collection[str]) -> list[tuple[str, str | None, bool]]:
+    return [_verdict(path, known_good) for path in paths]
 
 
 def folder_manifest(
@@ -131,43 +137,53 @@ def folder_manifest(
     `progress(n, total)` is called as each chunk of `n` of the `total` image files is checked.
     """
     check_policy(on_bad_image)
-    everything = sorted(p for p in folder.rglob("*") if p.is_file())
-    candidates = [p for p in everything if p.suffix.lower() in IMAGE_SUFFIXES]
+    folder = Path(folder)
+    everything = folder_files(folder)
+    candidates = [f for f in everything if os.path.splitext(f.rel)[1].lower() in IMAGE_SUFFIXES]
     if not candidates:
         raise SourceError(f"no PNG or JPEG images under {folder}: point the source at a folder of images")
-    # A link may not take the pipeline outside the folder it was pointed at (the data root).
-    root = folder.resolve()
-    for p in candidates:
-        if not p.resolve().is_relative_to(root):
-            raise SourceError(
-                f"{p} links to {p.resolve()}, outside the data root {root}: copy the image into the "
-                "folder or point the source at a folder that holds it"
-            )
+    # A link may not take the pipeline outside the folder it was pointed at (the data root). Every other file was
+    # reached through no link, so its path under the real root is its real path.
+    root = os.path.realpath(folder)
+    uris = {}
+    for f in candidates:
+        if f.link:
+            target = os.path.realpath(f.path)
+            if not target.startswith(root + os.sep):
+                raise SourceError(
+                    f"{folder / f.rel} links to {target}, outside the data root {root}: copy the image into the "
+                    "folder or point the source at a folder that holds it"
+                )
+            uris[f.rel] = target
     others = [
-        (p, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)")
-        for p in everything
-        if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in NOT_IMAGES
+        (folder / f.rel, "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)")
+        for f in everything
+        if os.path.splitext(f.rel)[1].lower() not in IMAGE_SUFFIXES and f.rel.rsplit("/", 1)[-1] not in NOT_IMAGES
     ]
     files, hashes, bad, known = [], [], [], 0
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
-        # map keeps the files' order; a chunk at a time, so 10^6 files are not 10^6 pending futures
+        # a chunk at a time, so 10^6 files are not 10^6 pending futures; each thread takes a slice of it, so that a
+        # future costs more than one small file's read and decode
         for chunk in chunks(candidates, SCAN_CHUNK):
-            for p, (digest, problem, was_known) in zip(chunk, pool.map(lambda p: _verdict(p, known_good), chunk)):
+            step = -(-len(chunk) // SCAN_THREADS)
+            parts = [chunk[i : i + step] for i in range(0, len(chunk), step)]
+            verdicts = pool.map(lambda part: _verdicts([f.path for f in part], known_good), parts)
+            for f, (digest, problem, was_known) in zip(chunk, (v for part in verdicts for v in part)):
                 if problem is None:
-                    files.append(p)
+                    files.append(f)
                     hashes.append(digest)
                     known += was_known
                 else:
-                    bad.append((p, problem))
+                    bad.append((folder / f.rel, problem))
             if progress is not None:
                 progress(len(chunk), len(candidates))
     skipped = _left_out(folder, bad, on_bad_image, len(candidates), others)
-    ids = [p.relative_to(folder).as_posix() for p in files]
+    ids = [f.rel for f in files]
     attributes = _read_attributes(folder, ids, [p.relative_to(folder).as_posix() for p, _ in bad])
     manifest = pl.DataFrame(
         {
             "id": ids,
-            "uri": [str(p.resolve()) for p in files],
+            "uri": [uris.get(f.rel, f.path) for f in files],
             "content_hash": hashes,
             "label": [i.split("/")[0] if "/" in i else None for i in ids],
             "attributes": [attributes.get(i, "{}") for i in ids],

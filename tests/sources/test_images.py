@@ -278,3 +278,28 @@ def test_a_link_out_of_the_data_root_is_refused(tmp_path):
     (root / "sneaky.png").unlink()
     (root / "inside.png").symlink_to(root / "ok.png")  # a link that stays inside is fine
     assert folder_manifest(tmp_path / "train").manifest.height == 2
+
+
+def test_folder_listing_orders_by_path_parts_and_follows_only_links_to_files(tmp_path):
+    """folder_files, which the manifests and gmv run's change digest list with: ids sorted by their path parts ("a/"
+    before "a-b/", though "-" sorts before "/" as text), links to files followed (their uri the target), links to
+    folders and broken links left out, other files reported as skipped."""
+    src = tmp_path / "src"
+    for folder in ("a/deep", "a-b"):
+        (src / folder).mkdir(parents=True)
+    for i, name in enumerate(["a/x.png", "a-b/x.png", "a/deep/y.PNG", "a.png"]):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(src / name)
+    (src / "link.png").symlink_to(src / "a" / "x.png")
+    (src / "dirlink").symlink_to(src / "a")
+    (src / "broken.png").symlink_to(src / "nothing.png")
+    (src / "notes.txt").write_text("not an image")
+    scan = folder_manifest(src, on_bad_image="skip")
+    real = src.resolve()
+    assert scan.manifest.select("id", "uri", "label").rows() == [
+        ("a/deep/y.PNG", str(real / "a/deep/y.PNG"), "a"),
+        ("a/x.png", str(real / "a/x.png"), "a"),
+        ("a-b/x.png", str(real / "a-b/x.png"), "a-b"),
+        ("a.png", str(real / "a.png"), None),
+        ("link.png", str(real / "a/x.png"), None),
+    ]
+    assert scan.skipped.rows() == [(str(src / "notes.txt"), "not a PNG or JPEG file (only .png, .jpg, .jpeg are read)")]

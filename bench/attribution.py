@@ -17,7 +17,7 @@ Tuning domains (where the project's defaults were always chosen): fmnist (grey 2
 subset), crops (colour 64 px crops of scikit-learn's two photos and their flips / quarter turns). There every
 embedder x re-rank is measured with flips off, and the chosen one with flips on:
 - embedder and re-rank: the cheapest with near-copy top-1 >= 0.95 in every tuning domain (the rule since 2026-12-01);
-- flips (matches.flips): on when matching both orientations lifts mirror top-1 to >= 0.95 in every tuning domain
+- flips (method.flips): on when matching both orientations lifts mirror top-1 to >= 0.95 in every tuning domain
   and costs near-copy and transformed top-1 at most FLIP_COST in any.
 Held-out domains (bench/image_domains.py; no setting saw them): photos-64 (64 px tiles of 26 photos of other
 subjects), drawings-96 (shaded clip art), flat-64 (flat-colour icons), symbols-64 (glyphs: a mirrored letter is

@@ -43,7 +43,7 @@ ONE_OFF = [
 MARGINAL = [
     ("embed generated images", "generated_embeddings", "seconds"),
     ("quality of generated images", "quality_scores", "score_seconds"),
-    ("embed mirror images (matches.flips)", "matches", "mirror_embed_seconds"),  # 0 with flips off
+    ("embed mirror images (method.flips)", "matches", "mirror_embed_seconds"),  # 0 with flips off
     ("match (search + exact re-score)", "matches", "search_seconds"),
     ("credit", "credits", "seconds"),
 ]

@@ -23,11 +23,11 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gmv_dagster.assets.metadata import embedding_matrix, train_vectors  # noqa: E402
 from gmv_dagster.common.files import put_marked_section  # noqa: E402
 from gmv_dagster.evaluation.criteria import agreement_per_image  # noqa: E402
 from gmv_dagster.method.core import DEFAULTS, match, mirror  # noqa: E402
 from gmv_dagster.method.matching import IndexShard, MatchParams, matches_table  # noqa: E402
+from gmv_dagster.pipeline.vectors import embedding_matrix  # noqa: E402
 from gmv_dagster.resources import EmbedderResource, GmvHome  # noqa: E402
 from gmv_dagster.sources.images import load_images  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
     home = GmvHome(path=str(args.home))
     train_rows, gen_rows = home.stored_rows("train_embeddings"), home.stored_rows("generated_embeddings")
     training, generated = home.stored_rows("training_images"), home.stored_rows("generated_images")
-    train, gen = np.asarray(train_vectors(home, train_rows)), embedding_matrix(gen_rows)
+    train, gen = np.asarray(home.vector_store.train_vectors(train_rows)), embedding_matrix(gen_rows)
     uris = dict(zip(generated["id"], generated["uri"]))
     mirrored = (
         EmbedderResource().load_stored(home).embed([mirror(x) for x in load_images([uris[i] for i in gen_rows["id"]])])

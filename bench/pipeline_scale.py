@@ -139,7 +139,7 @@ BATCH_STAGES = [
 
 def value_batch(work: Path, generated: int, name: str, recall_sample: int | None = None) -> dict:
     """Value a new batch (`name`, a new inbox folder of `generated` other test images) against the home of a finished
-    `measure(n, ...)` in `work`, as the inbox sensor does (with matches.recall_sample set to `recall_sample` where
+    `measure(n, ...)` in `work`, as the inbox sensor does (with method.recall_sample set to `recall_sample` where
     given): {"wall", "peak" (GB), "steps": {step: (seconds, peak GB)}, "own": {asset: seconds}}."""
     from gmv_dagster.sources.batches import write_inbox_batch
 
@@ -159,7 +159,9 @@ def value_batch(work: Path, generated: int, name: str, recall_sample: int | None
     sampler = RssSampler()
     sampler.start()
     start = time.perf_counter()
-    run_config = {} if recall_sample is None else {"ops": {"matches": {"config": {"recall_sample": recall_sample}}}}
+    run_config = (
+        {} if recall_sample is None else {"resources": {"method": {"config": {"recall_sample": recall_sample}}}}
+    )
     if not run_valuation(work / "home", instance, run_config, env=env, batches=[name]).success:
         raise SystemExit("the second batch failed; see the Dagster log above")
     wall = time.perf_counter() - start
@@ -220,7 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--recall-sample",
         type=int,
-        help="matches.recall_sample for the second batch (0: no check against exact search; default: the pipeline's)",
+        help="method.recall_sample for the second batch (0: no check against exact search; default: the pipeline's)",
     )
     parser.add_argument("--no-second-batch", action="store_true", help="with --sizes: skip the second batch per size")
     args = parser.parse_args()

@@ -198,7 +198,7 @@ def subset_check(work: Path, n: int, shards: int, workers: int) -> bool:
         "GMV_BACKBONE": "pixels",
         "GMV_INBOX": str(folder / "inbox"),
     }
-    exact = {"ops": {"train_index": {"config": {"index_mode": "exact"}}}}
+    exact = {"resources": {"method": {"config": {"index_mode": "exact"}}}}
     start = time.perf_counter()
     plain = run_valuation(
         folder / "unsharded", dg.DagsterInstance.ephemeral(), exact, env={**env, "GMV_EXECUTOR": "in_process"}

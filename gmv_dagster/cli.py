@@ -234,10 +234,10 @@ LINEAGE = [
     "credits",
     "training_values",
 ]
-PER_BATCH = {"generated_images", "generated_embeddings", "matches", "quality_scores", "credits"}
 INPUT_TAG = "dagster/input_data_version/"  # Dagster records the data version of each input it read
 AUDIT_KEYS = (
     "config",
+    "method",
     "backbone",
     "embedder_fingerprint",
     "weights_sha256",
@@ -248,9 +248,6 @@ AUDIT_KEYS = (
     "median_spread",
     "temperature_source",
 )
-
-
-SHARDED = ("train_embeddings", "train_index")  # one partition per training shard when GMV_TRAIN_SHARDS > 1
 
 
 def shards_of(home: Path, train_id: str | None = None) -> list[str]:
@@ -269,13 +266,14 @@ def provenance(instance, assets: list[str], batch: str | None = None, shards: li
     `shards`): run, time, code and data version, and the settings that produced it."""
     import polars as pl
 
+    from .assets.automation import PER_BATCH_ASSETS, TRAIN_SHARDED
     from .assets.metadata import latest_materialization
 
     rows = []
     for name in assets:
-        if name in PER_BATCH and batch is not None:
+        if name in PER_BATCH_ASSETS and batch is not None:
             partitions = [batch]
-        elif name in SHARDED and shards:
+        elif name in TRAIN_SHARDED and shards:
             partitions = list(shards)
         else:
             partitions = [None]

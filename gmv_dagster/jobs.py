@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from .assets.valuation import credit, embeddings, matching, quality, sources
+from .assets.automation import PER_BATCH_ASSETS, TRAIN_SHARDED
+from .assets.valuation import embeddings, sources
 
 REPORTS = dg.AssetSelection.groups("reports")
-PER_BATCH = dg.AssetSelection.assets(
-    sources.generated_images, embeddings.generated_embeddings, quality.quality_scores, matching.matches, credit.credits
-)
-TRAIN_SIDE = dg.AssetSelection.assets(embeddings.train_embeddings, matching.train_index)
+PER_BATCH = dg.AssetSelection.assets(*PER_BATCH_ASSETS)
+TRAIN_SIDE = dg.AssetSelection.assets(*TRAIN_SHARDED)
 
 
 def build_jobs(sharded: bool) -> list:

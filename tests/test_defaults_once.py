@@ -33,3 +33,20 @@ def test_a_default_is_written_once(default):
     assert len(found) == 1 and found[0].endswith(definition), (
         f"the {default} is written more than once (use the constant):\n" + "\n".join(found)
     )
+
+
+def test_the_per_batch_and_sharded_asset_lists_are_the_definitions_partitioned_ones(tmp_path):
+    """automation.PER_BATCH_ASSETS and TRAIN_SHARDED, the one list each that the jobs, the runner and the audit use,
+    name exactly the assets partitioned by batch, and by training shard when there are shards."""
+    from gmv_dagster.assets.automation import PER_BATCH_ASSETS, TRAIN_SHARDED, generated_batches
+    from gmv_dagster.definitions import build_definitions
+
+    defs = build_definitions(tmp_path / "home", {"GMV_TRAIN_SHARDS": "2"})
+    graph = defs.resolve_asset_graph()
+    partitioned = {
+        key.to_user_string(): graph.get(key).partitions_def
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).partitions_def is not None
+    }
+    assert {name for name, p in partitioned.items() if p == generated_batches} == set(PER_BATCH_ASSETS)
+    assert {name for name, p in partitioned.items() if p != generated_batches} == set(TRAIN_SHARDED)

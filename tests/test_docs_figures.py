@@ -518,7 +518,7 @@ CLAIMS: list[tuple[str, str, Sources]] = [
     # docs/PERFORMANCE.md's tables, quoted in README and in PERFORMANCE's own summary of its targets
     (
         "README.md",
-        "**{} ms per generated image** with the defaults (`matched_detail`, `matches.flips`; {} ms matched upright "
+        "**{} ms per generated image** with the defaults (`matched_detail`, `method.flips`; {} ms matched upright "
         "with the quality default `matched_detail`",
         lambda: [end_to_end("2026-12-07", FLIPS_RUN), end_to_end("2026-12-07", "matched_detail")],
     ),

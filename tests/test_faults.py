@@ -44,7 +44,7 @@ KILL_IN = [
     "training_values",
 ]
 BASE = {"quality_calibration": {"config": {"reference_size": 36}}}
-NEW = {"ops": {**BASE, "credits": {"config": {"temperature": 0.01}}}}  # what the killed runs would write
+NEW = {"ops": BASE, "resources": {"method": {"config": {"temperature": 0.01}}}}  # what the killed runs would write
 
 
 # Columns that name where a home keeps its files, which differ between the homes compared.

@@ -19,7 +19,11 @@ generated_batches = dg.DynamicPartitionsDefinition(name="generated_batches")
 BATCH_TABLE = {"partition_expr": "batch"}
 # Consumers of the training side read every shard of it (or the one table when unsharded).
 ALL_SHARDS = dg.AllPartitionMapping()
-TRAIN_SHARDED = [dg.AssetKey("train_embeddings"), dg.AssetKey("train_index")]
+# The assets partitioned by batch of generated images, and the training side partitioned by shard when
+# GMV_TRAIN_SHARDS > 1: named once for the jobs, the runner and the audit (tests/test_defaults_once.py checks them
+# against the definitions).
+PER_BATCH_ASSETS = ("generated_images", "generated_embeddings", "matches", "quality_scores", "credits")
+TRAIN_SHARDED = ("train_embeddings", "train_index")
 # Tables that grow with the training set, read only as wide as a consumer needs (the IO manager adds the shard column).
 # Matching reads the training ids (and each vector's row) only: the vectors come memory-mapped from the vector store
 # that train_embeddings writes (pipeline/vectors.py).
@@ -41,7 +45,10 @@ def with_train_shards(assets: Sequence[dg.AssetsDefinition], n_shards: int) -> l
     def split(spec: dg.AssetSpec) -> dg.AssetSpec:
         return spec.replace_attributes(partitions_def=shards, metadata={**spec.metadata, "partition_expr": "shard"})
 
-    return [dg.map_asset_specs(split, [a])[0] if set(a.keys) & set(TRAIN_SHARDED) else a for a in assets]
+    return [
+        dg.map_asset_specs(split, [a])[0] if {k.to_user_string() for k in a.keys} & set(TRAIN_SHARDED) else a
+        for a in assets
+    ]
 
 
 def train_shards(n_shards: int) -> dg.StaticPartitionsDefinition | None:

@@ -150,7 +150,7 @@ def run_methods(
             continue
         log(
             f"{method}: re-ranking {len(generations.ids)} x "
-            f"{max(setup.settings.match.candidates, setup.depth)} candidates"
+            f"{setup.settings.match.at_depth(setup.depth).candidates} candidates"
         )
         # Its distances have their own scale: the temperature is fitted to them, as the pipeline would.
         outputs.append(

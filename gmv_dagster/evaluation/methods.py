@@ -8,7 +8,7 @@ quality scores; random, uniform and TracIn are the baselines the issue names.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -81,7 +81,7 @@ def similarity_method(
     seconds: dict[str, float] = {}
     settings = setup.settings
     depth = min(max(setup.depth, settings.match.k), len(sets.train))  # the reports' listing depth, at most every image
-    params = replace(settings.match, k=depth, candidates=max(settings.match.candidates, depth))  # flip_ratio too
+    params = settings.match.at_depth(depth)  # flips and flip_ratio too
     if exact:
         shards = [IndexShard(0, len(sets.train))]
     elif shards is None:
@@ -97,12 +97,14 @@ def similarity_method(
     seconds["match"] = timings["search_seconds"]
     if reranking is not None:
         seconds["rerank"] = timings["rerank_seconds"]
-    temperature = settings.temperature
-    if temperature is None:
+
+    def fitted() -> float:
         with timed(seconds, "temperature", digits=None):
-            temperature = fit_temperature(
+            return fit_temperature(
                 sets.train, settings.match, shards, device, pair_distance, load_train, seed=seed
             ).temperature
+
+    temperature = settings.temperature_or(fitted)
     with timed(seconds, "credit", digits=None):
         matches = matches_table(sets.gen_ids, sets.train_ids, idx, dist, settings.match.k)
         quality = sets.quality.with_columns(q=pl.lit(1.0)) if unit_quality else sets.quality

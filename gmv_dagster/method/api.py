@@ -125,9 +125,10 @@ def value_training_set(
     raw, q = model.score(gen_images, references=[load_train(rows) for rows in refs])
     quality = pl.DataFrame({"gen_id": gen_manifest["id"], "raw_score": raw, "q": q})
 
-    temperature = (
-        m.temperature
-        or fit_temperature(train_emb, m.match, shards, device, pair_distance, load_train, seed=cfg.seed).temperature
+    temperature = m.temperature_or(
+        lambda: (
+            fit_temperature(train_emb, m.match, shards, device, pair_distance, load_train, seed=cfg.seed).temperature
+        )
     )
     credits, values = value(matches, quality, train_manifest["id"], temperature)
     return ValuationResult(values, credits, quality, temperature, train_manifest, gen_manifest, cfg)

@@ -45,6 +45,10 @@ class MethodSettings:
                 f"the index metric ({self.hnsw.metric}) differs from the match metric ({self.match.metric})"
             )
 
+    def temperature_or(self, fitted: Callable[[], float]) -> float:
+        """tau: the configured one, else `fitted()` (the training set's: fit_temperature, or its stored fit)."""
+        return self.temperature if self.temperature is not None else fitted()
+
 
 DEFAULTS = MethodSettings()
 
@@ -162,7 +166,10 @@ def fit_temperature(
         raise ValueError(f"the temperature divisor must be > 0, got {divisor}")
     n = len(train)
     if n < 3:
-        raise ValueError(f"fitting the temperature needs at least 3 training images, got {n}: set credits.temperature")
+        raise ValueError(
+            f"fitting the temperature needs at least 3 training images, got {n}: set a temperature "
+            "(MethodSettings.temperature; in the pipeline, resources.method's)"
+        )
     k = min(params.k, n - 1)
     # One more than needed: each query finds itself (or an identical image) among its neighbours.
     search = MatchParams(
@@ -186,7 +193,8 @@ def fit_temperature(
     if not median > 0:
         raise ValueError(
             "the training images' nearest neighbours are all at one distance (duplicates?): "
-            "the temperature cannot be fitted; set credits.temperature"
+            "the temperature cannot be fitted; set a temperature (MethodSettings.temperature; in the pipeline, "
+            "resources.method's)"
         )
     quantiles = {f"spread_p{q}": float(np.quantile(spread, q / 100)) for q in (10, 50, 90)}
     return TemperatureFit(median / divisor, median, quantiles, len(rows), k, divisor)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 
+from ..common.arrays import RowBlocks
 from ..common.sampling import seeded_rows
 from .credit import MATCH_SCHEMA
 from .search import exact_topk, hnsw_search, recall_at_k, rescore, sort_neighbours
@@ -42,6 +43,10 @@ class MatchParams:
 
     def uses_exact(self, n_train: int) -> bool:
         return self.index_mode == "exact" or (self.index_mode == "auto" and n_train < self.exact_below)
+
+    def at_depth(self, k: int) -> MatchParams:
+        """These settings keeping the top `k`, recalling K' = max(candidates, k) (never fewer than kept)."""
+        return replace(self, k=k, candidates=max(self.candidates, k))
 
 
 def recall_candidates(
@@ -78,44 +83,16 @@ class IndexShard:
     vectors: np.ndarray | None = None
 
 
-class ShardVectors:
-    """The (n, d) training vectors of consecutive shards as one read-only array: slices and integer-array gathers
-    read only the rows asked for from each shard's memory-mapped vectors (never the whole set), and the method's
-    functions take it wherever they take the training matrix."""
+class ShardVectors(RowBlocks):
+    """The (n, d) training vectors of consecutive shards as one read-only array (common.arrays.RowBlocks): slices and
+    integer-array gathers read only the rows asked for from each shard's memory-mapped vectors."""
 
     def __init__(self, shards: Sequence[IndexShard]):
         if not shards or any(s.vectors is None for s in shards):
             raise ValueError("every shard needs its vectors (open the saved index with open_index)")
         if [s.start for s in shards] != [0, *(s.stop for s in shards[:-1])]:
             raise ValueError("shards must cover the training rows consecutively from row 0")
-        self.parts = [s.vectors for s in shards]
-        self.starts = np.array([s.start for s in shards])
-        self.shape = (shards[-1].stop, int(shards[0].vectors.shape[1]))
-        self.dtype = shards[0].vectors.dtype
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows) -> np.ndarray:
-        if isinstance(rows, slice):
-            rows = np.arange(*rows.indices(len(self)))
-        rows = np.asarray(rows)
-        if rows.dtype.kind not in "iu":  # a boolean mask or a tuple would otherwise gather rows 0 and 1
-            raise TypeError(f"ShardVectors takes a slice or integer row indices, got {rows.dtype}")
-        flat = rows.reshape(-1)
-        if flat.size and (flat.min() < -len(self) or flat.max() >= len(self)):
-            raise IndexError(f"training row out of range 0..{len(self) - 1}")
-        flat = np.where(flat < 0, flat + len(self), flat)
-        out = np.empty((flat.size, self.shape[1]), dtype=self.dtype)
-        part = np.searchsorted(self.starts, flat, side="right") - 1
-        for p in np.unique(part):
-            at = part == p
-            out[at] = self.parts[p][flat[at] - self.starts[p]]
-        return out.reshape(*rows.shape, self.shape[1])
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[slice(None)]
-        return out if dtype is None else out.astype(dtype, copy=False)
+        super().__init__([s.vectors for s in shards])
 
 
 def shard_vectors(shards: Sequence[IndexShard]) -> np.ndarray | ShardVectors:

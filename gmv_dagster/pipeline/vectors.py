@@ -6,16 +6,24 @@ name and renamed when whole. A file's name is the version of what determines its
 it always holds what its name says, and a rerun whose version exists writes nothing. Readers memory-map it: a batch
 gathers the rows of its candidates, a check or an index build reads it a block at a time, and no process holds the
 n x d matrix in its own memory (docs/DESIGN.md "Storage at scale").
+
+`VectorStore` is the one reader and naming of those files for a home (GmvHome.vector_store); the embeddings
+tables' own `embedding` column (generated images' vectors, and tables written before the store) converts here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
 
+from ..common.arrays import RowBlocks, joined_rows
 from ..common.files import write_atomically
+from .versions import embeddings_version
 
 SUFFIX = ".npy"
 
@@ -104,3 +112,147 @@ def finite_rows(vectors: np.ndarray, block: int = 65536) -> np.ndarray:
     for s in range(0, len(vectors), block):
         out[s : s + block] = np.isfinite(vectors[s : s + block]).all(axis=1)
     return out
+
+
+def embedding_frame(keys: pl.DataFrame, emb: np.ndarray) -> pl.DataFrame:
+    """`keys` (id, ...) with an `embedding` column FLOAT[] from the rows of `emb`.
+
+    A list, not a fixed-width array: while a new backbone is rolled out over the batches, one table holds
+    batches of both widths.
+    """
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    # Built as an Arrow list over the array's own buffer (offsets only are new): casts through a fixed-size array
+    # would copy every vector twice.
+    offsets = np.arange(len(emb) + 1, dtype=np.int64) * emb.shape[1]
+    values = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(emb.reshape(-1)))
+    return keys.with_columns(embedding=pl.Series("embedding", values))
+
+
+def embedding_matrix(df: pl.DataFrame) -> np.ndarray:
+    """The (n, d) float32 matrix of an embeddings table, in row order."""
+    col = df["embedding"]
+    if isinstance(col.dtype, pl.List):
+        col = col.list.to_array(len(col[0]))
+    return col.to_numpy().astype(np.float32, copy=False).reshape(df.height, -1)
+
+
+def shard_slices(train_embeddings: pl.DataFrame) -> list[tuple[str | None, int, int]]:
+    """(shard key, first row, row after the last) of each shard's rows of a training table read across shards (one
+    slice with key None when unsharded), in table order."""
+    if "shard" not in train_embeddings.columns:
+        return [(None, 0, train_embeddings.height)]
+    parts = (
+        train_embeddings.with_row_index("_row")
+        .group_by("shard", maintain_order=True)
+        .agg(pl.col("_row").min().alias("start"), pl.col("_row").max().alias("last"))
+    )
+    return [(key, start, last + 1) for key, start, last in parts.iter_rows()]
+
+
+@dataclass(frozen=True)
+class StoredShard:
+    """One shard's rows of a train_embeddings table (all of it, unsharded) and the vectors its stored version names."""
+
+    key: str | None
+    rows: slice
+    version: str
+    vectors: np.ndarray  # memory-mapped
+
+
+TRAIN = "train_embeddings"
+
+
+@dataclass(frozen=True)
+class VectorStore:
+    """The training vectors of one home: where each shard's file is, which one its stored embeddings version names,
+    and the vectors of a train_embeddings table read through them. `content_version(table, partition)` and
+    `stored_rows(table)` read the home's tables (GmvHome's, which retry a locked database inside a step)."""
+
+    folder: Path
+    content_version: Callable[[str, str | None], str | None]
+    stored_rows: Callable[[str], pl.DataFrame | None]
+
+    @staticmethod
+    def name(partition: str | None) -> str:
+        return TRAIN if partition is None else f"{TRAIN}@{partition}"
+
+    def file(self, partition: str | None, version: str) -> Path:
+        """Where train_embeddings (of shard `partition`) at embeddings `version` keeps its vectors."""
+        return vectors_path(self.folder, self.name(partition), version)
+
+    def version(self, asset: str, partition: str | None = None) -> str:
+        """The content version of an embeddings table (versions.embeddings_version) that its latest write (of
+        `partition`) computed and stored with its rows, so that readers need not hash a table that grows with the
+        training set again."""
+        version = self.content_version(asset, partition)
+        if version is None:
+            where = f" (partition {partition})" if partition else ""
+            raise ValueError(
+                f"{asset}{where} has no stored embeddings version (not materialised in this layout of shards "
+                f"yet, or by a version of gmv-dagster that did not store it): materialise {asset}, then what "
+                "was built from it (train_index); stored vectors are reused, nothing is embedded again"
+            )
+        return str(version)
+
+    def shards(self, train_embeddings: pl.DataFrame) -> list[StoredShard]:
+        """Each shard of these train_embeddings rows (one, unsharded) with its vectors memory-mapped from the file its
+        stored version names; refused where the rows are not that version's (written meanwhile) or not in the file's
+        order."""
+        out = []
+        for key, start, stop in shard_slices(train_embeddings):
+            version = self.version(TRAIN, key)
+            vectors = open_vectors(self.file(key, version), stop - start)
+            rows = train_embeddings[start:stop]
+            where = f" shard {key}" if key else ""
+            if "vector_row" in rows.columns and not (rows["vector_row"].to_numpy() == np.arange(stop - start)).all():
+                raise ValueError(
+                    f"train_embeddings{where} rows are not in the order of their vectors file: materialise "
+                    "train_embeddings"
+                )
+            # Where the rows carry what the version hashes, they must be the rows that version names (another run
+            # may have written the table between reading these rows and reading its version): exact, 1 s per 10^6.
+            if {"content_hash", "embedder"} <= set(rows.columns) and embeddings_version(rows) != version:
+                raise ValueError(
+                    f"train_embeddings{where} changed while it was read (its stored version is not that of "
+                    "these rows): run again once the write in progress has finished"
+                )
+            out.append(StoredShard(key, slice(start, stop), version, vectors))
+        return out
+
+    def train_vectors(self, train_embeddings: pl.DataFrame) -> np.ndarray | RowBlocks:
+        """The (n, d) training vectors of these train_embeddings rows (one shard's, or every shard's in table order),
+        memory-mapped: nothing n x d is read into memory."""
+        return joined_rows([shard.vectors for shard in self.shards(train_embeddings)])
+
+    def complete(self, path: Path, n: int, dim: int) -> bool:
+        """Whether `path` holds a whole (n, dim) vectors file."""
+        try:
+            open_vectors(path, n, dim)
+            return True
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def previous(self, fingerprint: str, warn: Callable[[str], None]) -> list[tuple[pl.DataFrame, np.ndarray]]:
+        """(keys: id, content_hash, embedder; their vectors) of every stored shard of train_embeddings by the embedder
+        `fingerprint`, memory-mapped: what a new write may reuse (reuse.reuse_plan). A table written before the vector
+        store (its vectors in an `embedding` column) is read whole, once: the upgrade re-embeds nothing. A shard that
+        cannot be read is left out with a `warn`ing: it costs its own images, not every shard's."""
+        stored = self.stored_rows(TRAIN)
+        if stored is None or stored.is_empty() or not (stored["embedder"] == fingerprint).any():
+            return []
+        if "embedding" in stored.columns:
+            stored = stored.filter(pl.col("embedder") == fingerprint)
+            return [(stored.select("id", "content_hash", "embedder"), embedding_matrix(stored))]
+        # In each shard's file order (vector_row), whatever order the table was read in.
+        stored = stored.sort(["shard", "vector_row"] if "shard" in stored.columns else "vector_row")
+        sources = []
+        for key, start, stop in shard_slices(stored):
+            try:
+                [shard] = self.shards(stored[start:stop])
+                sources.append((stored[start:stop].select("id", "content_hash", "embedder"), shard.vectors))
+            except (FileNotFoundError, ValueError) as e:
+                warn(
+                    f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "
+                    "their images are embedded again"
+                )
+        return sources

@@ -1,7 +1,8 @@
-"""ConfigurableResources: devices, storage, data sources, embedders, quality scorers."""
+"""ConfigurableResources: devices, storage, data sources, embedders, quality scorers, the method's settings."""
 
 from .device import DeviceResource
 from .embedder import EmbedderResource
+from .method import MethodResource
 from .quality import QualityScorerResource
 from .reports import ReportSettings
 from .storage import GmvHome, ImageSources, build_resources
@@ -11,6 +12,7 @@ __all__ = [
     "EmbedderResource",
     "GmvHome",
     "ImageSources",
+    "MethodResource",
     "QualityScorerResource",
     "ReportSettings",
     "build_resources",

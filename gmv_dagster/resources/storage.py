@@ -10,10 +10,12 @@ from pydantic import Field
 
 from ..method.embedders import DEFAULT_BACKBONE
 from ..pipeline.database import DATABASE, DEFAULT_HOME, home_folder
+from ..pipeline.vectors import VectorStore
 from ..sources.batches import DEMO, configured_batch_key, inbox_folder
 from ..sources.manifests import ON_BAD_IMAGE, check_policy
 from .device import DeviceResource
 from .embedder import EmbedderResource
+from .method import MethodResource
 from .quality import QualityScorerResource
 from .reports import ReportSettings
 from .warehouse import (
@@ -50,6 +52,11 @@ class GmvHome(dg.ConfigurableResource):
     def content_version(self, table: str, partition: str | None = None) -> str | None:
         """The content version stored with a table asset's latest write (of one partition); None before it."""
         return read_content_version(self.database, table, partition)
+
+    @property
+    def vector_store(self) -> VectorStore:
+        """The training vectors' files under GMV_HOME/vectors, read through the versions stored with their tables."""
+        return VectorStore(self.subdir("vectors"), self.content_version, self.stored_rows)
 
     def content_versions(self, table: str) -> dict[str | None, str]:
         """{partition (None: unpartitioned): content version} of every stored write of a table asset."""
@@ -113,6 +120,7 @@ def build_resources(home: str | Path | None = None, env: Mapping[str, str] | Non
         ),
         "embedder": EmbedderResource(backbone=env.get("GMV_BACKBONE", DEFAULT_BACKBONE)),
         "quality_scorer": QualityScorerResource(),
+        "method": MethodResource(),
         "report_settings": ReportSettings(),
         # One device resource per torch-running asset group, each overridable in run config.
         "embedding_device": DeviceResource(device=env.get("GMV_EMBEDDING_DEVICE", "auto")),

@@ -60,20 +60,22 @@ def test_invalid_config_values_are_refused_naming_the_field(tmp_path):
     import pydantic
     import pytest
 
-    from gmv_dagster.assets.valuation.credit import CreditConfig
-    from gmv_dagster.assets.valuation.matching import MatchesConfig, TrainIndexConfig
+    from gmv_dagster.assets.valuation.matching import TrainIndexConfig
     from gmv_dagster.assets.valuation.quality import QualityConfig
     from gmv_dagster.definitions import build_definitions
+    from gmv_dagster.resources import MethodResource
 
     job = build_definitions(tmp_path / "home", PIXELS).resolve_job_def("valuation")
     with pytest.raises(
-        dg.DagsterInvalidConfigError, match=r'Invalid scalar at path root:ops:matches:config:candidates. Value "fifty"'
+        dg.DagsterInvalidConfigError,
+        match=r'Invalid scalar at path root:resources:method:config:candidates. Value "fifty"',
     ):
-        dg.validate_run_config(job, {"ops": {"matches": {"config": {"candidates": "fifty"}}}})
+        dg.validate_run_config(job, {"resources": {"method": {"config": {"candidates": "fifty"}}}})
     for config, field, bad, bound in [
-        (MatchesConfig, "k", 0, "greater than 0"),
-        (CreditConfig, "temperature", -1.0, "greater than 0"),
-        (TrainIndexConfig, "connectivity", 0, "greater than 0"),
+        (MethodResource, "k", 0, "greater than 0"),
+        (MethodResource, "temperature", -1.0, "greater than 0"),
+        (MethodResource, "connectivity", 0, "greater than 0"),
+        (TrainIndexConfig, "threads", -1, "greater than or equal to 0"),
         (QualityConfig, "reference_size", 5, "greater than or equal to 10"),
     ]:
         with pytest.raises(pydantic.ValidationError, match=rf"(?s){field}.*{bound}"):

@@ -3,12 +3,12 @@
 import numpy as np
 import polars as pl
 
-from gmv_dagster.assets.metadata import embedding_frame
 from gmv_dagster.assets.valuation.checks import (
     credits_name_known_images,
     generated_embeddings_finite,
     quality_in_unit_interval,
 )
+from gmv_dagster.pipeline.vectors import embedding_frame
 from gmv_dagster.resources import EmbedderResource, GmvHome
 
 

@@ -90,18 +90,24 @@ def test_credits_use_the_temperature_fitted_to_the_same_ranking(tmp_path, image_
     assert fit["temperature"] == pytest.approx(fit["median_spread"] / 4, rel=1e-12)
     assert (fit["k"], fit["candidates"], fit["rerank"]) == (10, 50, "none")
 
-    # matches ranked another way than the temperature was fitted to: refused, naming both and the fix
-    other_k = {"ops": {**FAST["ops"], "matches": {"config": {"k": 5}}}}
+    # one setting for every asset of a run: k = 5 in the method resource ranks the matches and fits tau alike
+    other_k = {**FAST, "resources": {"method": {"config": {"k": 5}}}}
     result = materialise(home, env, other_k)
+    assert result.success, failure_message(result)
+    assert read(home, "credit_temperature").select("k", "candidates", "rerank").row(0) == (5, 50, "none")
+    assert read(home, "credits").group_by("gen_id").len()["len"].to_list() == [5] * 6
+    # a batch valued alone with other settings than the stored temperature's fit: refused, naming both and the fix
+    batch = read(home, "generated_images")["batch"][0]
+    result = run_valuation(home, dg.DagsterInstance.ephemeral(), FAST, env=env, batches=[batch])
     assert not result.success
     message = failure_message(result)
-    assert "credit_temperature was fitted to another ranking" in message and "k 10 there, 5 in matches" in message
+    assert "credit_temperature was fitted to another ranking than the method's settings (k 5 there, 10 now)" in message
     # an explicit temperature is used as given, and the metadata says where tau came from
-    explicit = {"ops": {**other_k["ops"], "credits": {"config": {"temperature": 0.02}}}}
+    explicit = {**FAST, "resources": {"method": {"config": {"k": 5, "temperature": 0.02}}}}
     result = materialise(home, env, explicit)
     assert result.success, failure_message(result)
     meta = result.asset_materializations_for_node("credits")[0].metadata
-    assert (meta["temperature"].value, meta["temperature_source"].value) == (0.02, "config")
+    assert (meta["temperature"].value, meta["temperature_source"].value) == (0.02, "method")
     weights = read(home, "credits").filter(pl.col("rank") <= 2).sort("gen_id", "rank")
     first, second = weights["distance"].to_numpy().reshape(-1, 2).T
     ratio = weights["weight"].to_numpy().reshape(-1, 2).T
@@ -115,9 +121,9 @@ def test_demo_on_a_small_fashion_mnist_subset(tmp_path, fashion_mnist_dir, read)
             "training_images": {"config": {"demo_size": 400}},
             "demo_generator": {"config": {"epochs": 1, "n_samples": 20}},
             "quality_calibration": {"config": {"reference_size": 40}},
-            "train_index": {"config": {"index_mode": "hnsw"}},
             "similarity_model": {"config": {"steps": 20}},  # the default backbone, trained briefly
-        }
+        },
+        "resources": {"method": {"config": {"index_mode": "hnsw"}}},
     }
     result = materialise(home, {"GMV_FASHION_MNIST_DIR": str(fashion_mnist_dir)}, config)
     assert result.success
@@ -170,7 +176,7 @@ def test_flips_match_mirror_images_to_their_sources_as_the_api_does(tmp_path, re
         meta = result.asset_materializations_for_node("matches")[0].metadata
         return dict(zip(found["gen_id"], found["train_id"])), found["distance"].to_numpy(), meta
 
-    plain, _, meta = top1({"ops": {**FAST["ops"], "matches": {"config": {"flips": False}}}})
+    plain, _, meta = top1({**FAST, "resources": {"method": {"config": {"flips": False}}}})
     assert meta["flips"].value is False
     training = read(home, "training_images", "id")
     ids = dict(zip(read(home, "generated_images", "id")["id"], [training["id"][s] for s in sources]))

@@ -18,12 +18,12 @@ SMALL = {
         # quality (matched_detail) rightly values 0, every one of them, leaving the reports nothing to compare
         "demo_generator": {"config": {"epochs": 60, "n_samples": 60, "diffusion_steps": 20, "sample_steps": 4}},
         "quality_calibration": {"config": {"reference_size": 40}},
-        "train_index": {"config": {"index_mode": "hnsw"}},
         "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
         "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
         "criterion_lds": {"config": {"subsets": 8}},
         "criterion_ood": {"config": {"k": 20, "n_generated": 60}},  # C3's own k and generations (defaults 50, 5,000)
-    }
+    },
+    "resources": {"method": {"config": {"index_mode": "hnsw"}}},
 }
 
 

@@ -12,7 +12,7 @@ from gmv_dagster.runner import run_valuation
 # Pipeline mechanics, not the embedder: pixels, so that no test trains a similarity it does not look at.
 PIXELS = {"GMV_BACKBONE": "pixels"}
 
-HNSW = {"ops": {"train_index": {"config": {"index_mode": "hnsw"}}}}
+HNSW = {"resources": {"method": {"config": {"index_mode": "hnsw"}}}}
 
 
 def materialisations(instance, asset):

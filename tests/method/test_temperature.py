@@ -95,8 +95,12 @@ def test_with_the_fitted_temperature_a_near_copy_takes_nearly_all_its_credit(dom
 
 
 def test_a_set_without_a_distance_scale_is_refused_with_the_setting_to_use():
-    with pytest.raises(ValueError, match="at least 3 training images.*credits.temperature"):
+    with pytest.raises(
+        ValueError, match=r"at least 3 training images.*MethodSettings.temperature; in the pipeline, resources.method's"
+    ):
         fit_temperature(_unit_rows(2, 4, 0), MatchParams(k=1, candidates=1), [IndexShard(0, 2)])
     same = np.ones((10, 4), dtype=np.float32) / 2
-    with pytest.raises(ValueError, match="one distance.*credits.temperature"):
+    with pytest.raises(
+        ValueError, match=r"one distance.*MethodSettings.temperature; in the pipeline, resources.method's"
+    ):
         fit_temperature(same, MatchParams(k=3, candidates=5), [IndexShard(0, 10)])

@@ -34,7 +34,7 @@ def test_settings_that_change_results_count_and_where_or_how_loudly_it_runs_does
     base = settings_digest({"GMV_BACKBONE": "pixels", "PATH": "/bin"}, {"loggers": {"console": {}}})
     assert settings_digest({"GMV_BACKBONE": "pixels", "PATH": "/usr/bin", "GMV_EXECUTOR": "celery"}, {}) == base
     assert settings_digest({"GMV_BACKBONE": "similarity"}, {}) != base
-    assert settings_digest({"GMV_BACKBONE": "pixels"}, {"ops": {"matches": {"config": {"k": 5}}}}) != base
+    assert settings_digest({"GMV_BACKBONE": "pixels"}, {"resources": {"method": {"config": {"k": 5}}}}) != base
 
 
 def test_the_plan_runs_only_what_changed(tmp_path):

@@ -5,7 +5,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from gmv_dagster.assets.metadata import stored_embeddings_version
 from gmv_dagster.resources import GmvHome
 from gmv_dagster.resources.warehouse import (
     GmvDuckDBIOManager,
@@ -185,8 +184,8 @@ def test_each_write_stores_its_content_version_in_its_own_transaction(tmp_path):
         match=r"versioned_batch \(partition b2\) has no stored embeddings version .*"
         r"materialise versioned_batch, then what was built from it \(train_index\); stored vectors are reused",
     ):
-        stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b2")
-    assert stored_embeddings_version(GmvHome(path=str(tmp_path)), "versioned_batch", "b1") == "b1-v2"
+        GmvHome(path=str(tmp_path)).vector_store.version("versioned_batch", "b2")
+    assert GmvHome(path=str(tmp_path)).vector_store.version("versioned_batch", "b1") == "b1-v2"
     # an input that names columns reads only those, and the partition column
     assert dg.materialize([versioned_batch, narrow], selection=[narrow], instance=instance, resources=resources).success
     assert read_stored_rows(database, "narrow").columns == ["x", "batch"]

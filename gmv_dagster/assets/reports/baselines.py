@@ -1,6 +1,6 @@
 """GMValuator and every baseline on the pipeline's own data, and the kit the criterion assets share."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 
 import dagster as dg
 import numpy as np
@@ -16,40 +16,46 @@ from ...evaluation.methods import (
     method_contributors_table,
     method_values_table,
 )
-from ...method.core import DEFAULTS, MethodSettings, match, mirror
-from ...method.matching import IndexShard, MatchParams
+from ...method.core import match, mirror
+from ...method.matching import IndexShard
 from ...method.quality import REFERENCE_SIZE, QualityModel
-from ...method.search import HnswParams
+from ...pipeline.vectors import embedding_matrix
 from ...resources import (
     DeviceResource,
     EmbedderResource,
     GmvHome,
     ImageSources,
+    MethodResource,
     QualityScorerResource,
     ReportSettings,
 )
+from ...resources.warehouse import read_stored_rows
 from ...sources.images import ImageSequence, load_images
-from ..metadata import (
-    GPU_TAGS,
-    embedding_matrix,
-    latest_metadata,
-    table_metadata,
-    train_vectors,
-)
+from ..metadata import latest_metadata, table_metadata
+from ..steps import GPU_TAGS
 from ..valuation.matching import open_index_shards
 from ..valuation.sources import train_demo_generator
 
-# Reports read the pipeline's settings from these assets' latest materialisations, so they run after them.
-SETTINGS_FROM = ["demo_generator", "train_index", "matches", "credits", "quality_calibration", "quality_scores"]
+# Reports rerun the pipeline as it ran (the method resource's settings, credit_temperature's stored fit, the quality
+# and generator settings of their latest materialisations), so they run after these.
+SETTINGS_FROM = [
+    "demo_generator",
+    "train_index",
+    "credit_temperature",
+    "matches",
+    "credits",
+    "quality_calibration",
+    "quality_scores",
+]
 
 
 @dataclass
 class ReportKit:
-    """The pipeline's settings (read from its latest materialisations) and the models to rerun it."""
+    """The pipeline's settings (the method resource's; the quality and generator settings from their latest
+    materialisations) and the models to rerun it."""
 
     context: object
     setup: SimilaritySetup
-    index_mode: str
     suite: Suite
     embedder: object
     embed_device: DeviceResource
@@ -123,7 +129,8 @@ class ReportKit:
             train_labels,
             generations,
             generator,
-            exact_search=self.index_mode == "exact",
+            # searched as the pipeline would search a training set of this size
+            exact_search=self.setup.settings.match.uses_exact(len(train_ids)),
             log=self.log,
         )
 
@@ -131,6 +138,7 @@ class ReportKit:
 def report_kit(
     context,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -139,33 +147,30 @@ def report_kit(
     generator_device: DeviceResource,
     matching_device: DeviceResource,
 ) -> ReportKit:
-    # The index settings of the latest train_index materialisation (every shard is built with one config).
-    index_md = latest_metadata(context, "train_index")
-    hnsw = HnswParams(**{f.name: index_md[f.name] for f in fields(HnswParams)})
-    matches_md, credits_md = latest_metadata(context, "matches"), latest_metadata(context, "credits")
+    """The kit with the method's settings as the pipeline ran them: the method resource's, the temperature the
+    stored credit_temperature fitted where none is set."""
+    if method.rerank != "none":
+        raise ValueError(
+            "the reports compare re-rank choices themselves and start from matches without re-ranking: "
+            "set resources.method's rerank to none and materialise the pipeline, then the reports"
+        )
     quality_md, generator_md = (
         latest_metadata(context, "quality_calibration"),
         latest_metadata(context, "demo_generator"),
     )
-    if matches_md.get("rerank", "none") != "none":
-        raise ValueError(
-            "the reports compare re-rank choices themselves and start from matches without re-ranking: "
-            "materialise matches with rerank: none, then the reports"
-        )
-    match = MatchParams(
-        k=int(matches_md["k"]),
-        candidates=int(matches_md["candidates"]),
-        metric=hnsw.metric,
-        # absent: matched before the setting existed, upright
-        flips=bool(matches_md.get("flips", False)),
-        flip_ratio=float(matches_md.get("flip_ratio", DEFAULTS.match.flip_ratio)),
-    )
-    setup = SimilaritySetup(MethodSettings(match, hnsw, float(credits_md["temperature"])))
+    configured = method.settings()
+
+    def fitted() -> float:
+        stored = read_stored_rows(gmv_home.database, "credit_temperature")
+        if stored is None or not stored.height:
+            raise ValueError("the reports need credit_temperature's fit: materialise the pipeline first")
+        return float(stored["temperature"][0])
+
+    setup = SimilaritySetup(replace(configured, temperature=configured.temperature_or(fitted)))
     spec = GeneratorSpec.from_dict(generator_md["generator_spec"]) if "generator_spec" in generator_md else None
     return ReportKit(
         context,
         setup,
-        index_md["mode"],
         report_settings.suite(setup, matching_device.torch_device(), embedder.backbone),
         embedder.load_stored(gmv_home),
         embedding_device,
@@ -222,6 +227,7 @@ def method_valuations(
     training_values: pl.DataFrame,
     image_sources: ImageSources,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -234,6 +240,7 @@ def method_valuations(
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,
@@ -251,7 +258,7 @@ def method_valuations(
     sets = EmbeddedSets(
         train_embeddings["id"].to_list(),
         generated_embeddings["id"].to_list(),
-        np.asarray(train_vectors(gmv_home, train_embeddings)),
+        np.asarray(gmv_home.vector_store.train_vectors(train_embeddings)),
         embedding_matrix(generated_embeddings),
         quality_scores.select("gen_id", "q"),
         kit.embed([mirror(image) for image in gen_images]),

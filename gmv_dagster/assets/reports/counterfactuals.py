@@ -34,15 +34,17 @@ from ...evaluation.pollution import (
 from ...method.matching import IndexShard
 from ...method.quality import Calibration, load_quality_model
 from ...method.search import build_hnsw
+from ...pipeline.vectors import embedding_matrix
 from ...resources import (
     DeviceResource,
     EmbedderResource,
     GmvHome,
+    MethodResource,
     QualityScorerResource,
     ReportSettings,
 )
 from ...sources.images import ImageSequence, array_hash, load_images
-from ..metadata import GPU_TAGS, embedding_matrix, train_vectors
+from ..steps import GPU_TAGS
 from .baselines import SETTINGS_FROM, ReportKit, pipeline_generator, report_kit
 from .tables import Rows, bar_plot, pivot_markdown, report_metadata
 
@@ -77,6 +79,7 @@ def criterion_reasonableness(
     training_images: pl.DataFrame,
     train_embeddings: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -89,6 +92,7 @@ def criterion_reasonableness(
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,
@@ -110,7 +114,13 @@ def criterion_reasonableness(
     # Rankings do not depend on q, so the copies are not scored (q = 1) and no scorer is fit here.
     unit_quality = load_quality_model(Calibration("none"))
     outputs, skipped = kit.value(
-        ids, images, labels, planted, generator, unit_quality, np.asarray(train_vectors(gmv_home, train_embeddings))
+        ids,
+        images,
+        labels,
+        planted,
+        generator,
+        unit_quality,
+        np.asarray(gmv_home.vector_store.train_vectors(train_embeddings)),
     )
     truth = pl.DataFrame({"gen_id": planted.ids, "source": [ids[r] for r in sources]})
     for out in outputs:
@@ -158,6 +168,7 @@ def criterion_ood(
     config: OodConfig,
     training_images: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -171,6 +182,7 @@ lower value."""
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,
@@ -183,7 +195,7 @@ lower value."""
     # ranks beyond the pipeline's k get less credit than a temperature fitted at C3's k would give them; any positive
     # credit is what breaks C3's ties.
     settings = kit.suite.setup.settings
-    match = replace(settings.match, k=config.k, candidates=max(settings.match.candidates, config.k))
+    match = settings.match.at_depth(config.k)
     kit = replace(
         kit, suite=replace(kit.suite, setup=replace(kit.suite.setup, settings=replace(settings, match=match)))
     )
@@ -272,6 +284,7 @@ def criterion_fidelity(
     train_embeddings: pl.DataFrame,
     generated_embeddings: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -285,6 +298,7 @@ generations move?"""
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,
@@ -300,7 +314,10 @@ generations move?"""
     position = {i: r for r, i in enumerate(ids)}
     images = load_images(training_images["uri"].to_list())
     hashes, labels = training_images["content_hash"].to_list(), training_images["label"].to_list()
-    train_emb, before = np.asarray(train_vectors(gmv_home, train_embeddings)), embedding_matrix(generated_embeddings)
+    train_emb, before = (
+        np.asarray(gmv_home.vector_store.train_vectors(train_embeddings)),
+        embedding_matrix(generated_embeddings),
+    )
     measured: dict[tuple[str, ...], dict] = {}  # removal set -> measures (the random arm is shared)
     available = set(method_values["method"].unique())
     if "uniform" in available and "uniform" not in config.methods:
@@ -367,6 +384,7 @@ def criterion_consistency(
     generated_embeddings: pl.DataFrame,
     quality_scores: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -380,6 +398,7 @@ def criterion_consistency(
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,
@@ -390,7 +409,7 @@ def criterion_consistency(
     )
     rows = Rows("consistency")
     ids, labels = training_images["id"].to_list(), training_images["label"].to_list()
-    train_emb = np.asarray(train_vectors(gmv_home, train_embeddings))
+    train_emb = np.asarray(gmv_home.vector_store.train_vectors(train_embeddings))
     base = {m: part for (m,), part in method_values.group_by("method", maintain_order=True)}
 
     def compare(setting: str, outputs, skipped) -> None:
@@ -481,6 +500,7 @@ def criterion_lds(
     training_images: pl.DataFrame,
     generated_images: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     embedder: EmbedderResource,
     quality_scorer: QualityScorerResource,
     report_settings: ReportSettings,
@@ -497,6 +517,7 @@ def criterion_lds(
     kit = report_kit(
         context,
         gmv_home,
+        method,
         embedder,
         quality_scorer,
         report_settings,

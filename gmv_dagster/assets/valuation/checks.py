@@ -11,10 +11,9 @@ import polars as pl
 from pydantic import Field
 
 from ...method.matching import sample_recall, shard_vectors
-from ...pipeline.vectors import finite_rows
-from ...resources import DeviceResource, EmbedderResource, GmvHome
+from ...pipeline.vectors import embedding_matrix, finite_rows
+from ...resources import DeviceResource, EmbedderResource, GmvHome, MethodResource
 from ..automation import TRAIN_IDS, TRAIN_URIS, generated_batches, train_shards
-from ..metadata import embedding_matrix, train_vectors
 from . import credit, embeddings, matching, quality
 from .matching import open_index_shards
 
@@ -48,7 +47,9 @@ def train_embeddings_finite(
 ) -> dg.AssetCheckResult:
     """Every training embedding (of the shard) is finite and has the embedder's dimension (read from the vector store
     a block at a time)."""
-    return _embeddings_ok(train_embeddings["id"], train_vectors(gmv_home, train_embeddings), embedder, gmv_home)
+    return _embeddings_ok(
+        train_embeddings["id"], gmv_home.vector_store.train_vectors(train_embeddings), embedder, gmv_home
+    )
 
 
 @dg.asset_check(asset=embeddings.generated_embeddings, blocking=True, partitions_def=generated_batches)
@@ -62,42 +63,49 @@ def generated_embeddings_finite(
 
 
 class RecallCheckConfig(dg.Config):
-    k: int = Field(default=10, gt=0)
-    sample: int = Field(default=200, gt=0, description="training vectors used as queries")
     threshold: float = Field(default=0.95, ge=0, le=1, description="lowest acceptable recall@k against exact search")
-    seed: int = 0
 
 
 def index_recall(
     config: RecallCheckConfig,
     train_embeddings: pl.DataFrame,
     gmv_home: GmvHome,
+    method: MethodResource,
     matching_device: DeviceResource,
 ) -> dg.AssetCheckResult:
-    """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample, above a threshold."""
+    """recall@k of the saved HNSW index (of the shard) against exact search, on a seeded sample of training vectors
+    (the method's recall_k, recall_sample and seed), above a threshold."""
     specs, shards = open_index_shards(gmv_home, train_embeddings)
     if all(shard.index is None for shard in shards):
         return dg.AssetCheckResult(
             passed=True, metadata={"mode": "exact", "recall": 1.0, "threshold": config.threshold}
         )
+    if not method.recall_sample:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="not measured: the method's recall_sample is 0",
+            metadata={"mode": "hnsw", "sample": 0, "threshold": config.threshold},
+        )
     train = shard_vectors(shards)
+    k = min(method.recall_k, len(train))
     recall = sample_recall(
         train,
         train,
         shards,
-        config.k,
+        k,
         specs[0]["params"]["metric"],
-        config.sample,
-        config.seed,
+        method.recall_sample,
+        method.seed,
         matching_device.torch_device(),
     )
     return dg.AssetCheckResult(
         passed=recall >= config.threshold,
         metadata={
             "mode": "hnsw",
-            f"recall@{config.k}": recall,
+            f"recall@{k}": recall,
             "threshold": config.threshold,
-            "sample": config.sample,
+            "sample": method.recall_sample,
             "vectors": len(train),
         },
     )

@@ -7,20 +7,15 @@ from pydantic import Field
 from ...common.timing import timed
 from ...method.credit import compute_credits
 from ...method.credit import training_values as value_training_images
+from ...resources import MethodResource
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
 from ..galleries import contributors_image, picture, values_gallery_image, values_histogram_image
-from ..metadata import config_metadata, latest_metadata, versioned
+from ..metadata import config_metadata, versioned
 
 SUM_TOLERANCE = 1e-6  # relative
 
 
 class CreditConfig(dg.Config):
-    temperature: float | None = Field(
-        default=None,
-        gt=0,
-        description="tau of the softmax over distances; unset: "
-        "credit_temperature's, fitted to the similarity's distance scale",
-    )
     gallery_size: int = Field(default=8, ge=0, description="generated images shown beside their contributors")
 
 
@@ -41,9 +36,13 @@ def credits(
     credit_temperature: pl.DataFrame,
     training_images: pl.DataFrame,
     generated_images: pl.DataFrame,
+    method: MethodResource,
 ) -> dg.Output[pl.DataFrame]:
-    """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k, for one batch."""
-    temperature = config.temperature or fitted_temperature(context, credit_temperature)
+    """credit_ij = q_j * softmax(-d_ij / tau) over each generated image's top k, for one batch; tau is the method's,
+    else credit_temperature's."""
+    check_ranking(context.partition_key, matches, training_images.height, credit_temperature, method)
+    settings = method.settings()
+    temperature = settings.temperature_or(lambda: float(credit_temperature["temperature"][0]))
     timings: dict = {}
     with timed(timings, "seconds"):
         df = compute_credits(matches, quality_scores, temperature)
@@ -52,10 +51,10 @@ def credits(
     return versioned(
         df,
         temperature=temperature,
-        temperature_source="config" if config.temperature else "credit_temperature",
+        temperature_source="method" if settings.temperature is not None else "credit_temperature",
         mean_top1_weight=float(top1.mean() or 0.0),
         **timings,
-        **config_metadata(config),
+        **config_metadata(config, method),
         contributors=picture(
             context,
             "contributors",
@@ -72,21 +71,30 @@ def credits(
     )
 
 
-def fitted_temperature(context, credit_temperature: pl.DataFrame) -> float:
-    """credit_temperature's tau, refused where it was fitted to another ranking than this batch's matches had."""
-    fit = credit_temperature.row(0, named=True)
-    used = latest_metadata(context, "matches", context.partition_key)
-    differs = {
-        key: (fit[key], used[key]) for key in ("k", "candidates", "rerank") if key in used and fit[key] != used[key]
-    }
-    if differs:
-        shown = ", ".join(f"{key} {a!r} there, {b!r} in matches" for key, (a, b) in differs.items())
+def check_ranking(
+    batch: str, matches: pl.DataFrame, n_train: int, credit_temperature: pl.DataFrame, method: MethodResource
+) -> None:
+    """Refuses to credit a batch whose stored matches or fitted temperature belong to another ranking than the method's
+    settings now: the top k of the matches table (k per generated image, or every training image where there are
+    fewer), and the ranking credit_temperature recorded beside its fit (a temperature holds only for its ranking)."""
+    ranking = method.ranking()
+    expected = min(ranking["k"], n_train)
+    k = int(matches["rank"].max()) if matches.height else expected
+    if k != expected:
         raise ValueError(
-            f"credit_temperature was fitted to another ranking than batch {context.partition_key!r}'s matches "
-            f"({shown}): give credit_temperature the matches' k, candidates and rerank and materialise it, "
-            "or set credits.temperature"
+            f"batch {batch!r}'s matches keep the top {k}, the method's k is {ranking['k']}: materialise the batch's "
+            "matches with the current settings (resources.method), then its credits"
         )
-    return float(fit["temperature"])
+    if method.temperature is not None:
+        return
+    fit = credit_temperature.row(0, named=True)
+    differs = {key: (fit[key], value) for key, value in ranking.items() if fit[key] != value}
+    if differs:
+        shown = ", ".join(f"{key} {a!r} there, {b!r} now" for key, (a, b) in differs.items())
+        raise ValueError(
+            f"credit_temperature was fitted to another ranking than the method's settings ({shown}): materialise "
+            "credit_temperature with the current settings (resources.method), or set resources.method's temperature"
+        )
 
 
 @dg.asset(

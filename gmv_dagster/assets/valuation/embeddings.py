@@ -21,24 +21,13 @@ from ...pipeline.reuse import (
     still_to_embed,
 )
 from ...pipeline.shards import shard_slice, sibling_keys
-from ...pipeline.vectors import open_vectors, remove_superseded, write_vectors
+from ...pipeline.vectors import embedding_frame, remove_superseded, write_vectors
 from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, generated_batches
-from ..metadata import (
-    GPU_TAGS,
-    Progress,
-    config_metadata,
-    embedding_frame,
-    embedding_matrix,
-    own_partition,
-    shard_slices,
-    stored_train_vectors,
-    train_vectors_file,
-    train_vectors_name,
-    versioned,
-)
+from ..metadata import config_metadata, versioned
+from ..steps import GPU_TAGS, Progress, own_partition
 
 _SIM = SimilarityParams()
 
@@ -160,12 +149,12 @@ def embed_training_vectors(
     df = manifest.select("id", "content_hash").with_columns(
         embedder=pl.lit(fingerprint), vector_row=pl.int_range(manifest.height, dtype=pl.Int64)
     )
-    version = embeddings_version(df)
-    path = train_vectors_file(gmv_home, shard, version)
-    complete = _complete(path, df.height, model.dim)  # this version's file exists: nothing to write
+    version, store = embeddings_version(df), gmv_home.vector_store
+    path = store.file(shard, version)
+    complete = store.complete(path, df.height, model.dim)  # this version's file exists: nothing to write
     if complete:
         os.utime(path)  # now in use again: another shard's cleanup keeps files newer than the stored ones
-    sources = [] if complete else previous_training_vectors(gmv_home, fingerprint, context.log)
+    sources = [] if complete else store.previous(fingerprint, context.log.warning)
     plan = reuse_plan(df, sources)
     todo = np.empty(0, dtype=np.int64) if complete else np.flatnonzero(plan["source"].to_numpy() < 0)
     progress = Progress(context.log, f"embedding with {model.name}", len(todo))
@@ -189,11 +178,11 @@ def embed_training_vectors(
     # every stored file, go; the stored ones, this layout's not yet stored (this run's, a concurrent shard's) and any
     # newer one stay (the table may still name the stored one if this run's write fails).
     live = {
-        train_vectors_name(key): train_vectors_file(gmv_home, key, version)
+        store.name(key): store.file(key, version)
         for key, version in gmv_home.content_versions("train_embeddings").items()
     }
-    layout = [train_vectors_name(k) for k in ([None] if shard is None else sibling_keys(shard))]
-    remove_superseded(gmv_home.subdir("vectors"), train_vectors_name(None), live, layout)
+    layout = [store.name(k) for k in ([None] if shard is None else sibling_keys(shard))]
+    remove_superseded(store.folder, store.name(None), live, layout)
     reused = df.height - len(todo)
     context.log.info(f"{df.height} training vectors in {path.name}: {reused} reused, {len(todo)} computed")
     if shard is not None:
@@ -205,39 +194,6 @@ def embed_training_vectors(
         vectors_bytes=path.stat().st_size,
         **_embedding_metadata(model, fingerprint, device, reused, len(todo), progress),
     )
-
-
-def previous_training_vectors(gmv_home: GmvHome, fingerprint: str, log) -> list[tuple[pl.DataFrame, np.ndarray]]:
-    """(keys: id, content_hash, embedder; their vectors) of every stored shard of train_embeddings by this embedder,
-    memory-mapped. A table written before the vector store (its vectors in an `embedding` column) is read whole, once:
-    the upgrade re-embeds nothing."""
-    stored = gmv_home.stored_rows("train_embeddings")
-    if stored is None or stored.is_empty() or not (stored["embedder"] == fingerprint).any():
-        return []
-    if "embedding" in stored.columns:
-        stored = stored.filter(pl.col("embedder") == fingerprint)
-        return [(stored.select("id", "content_hash", "embedder"), embedding_matrix(stored))]
-    # In each shard's file order (vector_row), whatever order the table was read in.
-    stored = stored.sort(["shard", "vector_row"] if "shard" in stored.columns else "vector_row")
-    sources = []
-    for key, start, stop in shard_slices(stored):
-        try:  # each shard on its own: one missing or changing shard costs its own images, not every shard's
-            [(_, _, _, vectors)] = stored_train_vectors(gmv_home, stored[start:stop])
-            sources.append((stored[start:stop].select("id", "content_hash", "embedder"), vectors))
-        except (FileNotFoundError, ValueError) as e:
-            log.warning(
-                f"stored training vectors{f' of shard {key}' if key else ''} cannot be reused ({e}): "
-                "their images are embedded again"
-            )
-    return sources
-
-
-def _complete(path, n: int, dim: int) -> bool:
-    try:
-        open_vectors(path, n, dim)
-        return True
-    except (FileNotFoundError, ValueError):
-        return False
 
 
 class SimilarityConfig(dg.Config):

@@ -16,7 +16,8 @@ from ...resources import DeviceResource, GmvHome, QualityScorerResource
 from ...sources.images import ImageSequence
 from ..automation import BATCH_TABLE, FOLLOWS_INPUTS, TRAIN_URIS, generated_batches
 from ..galleries import picture, quality_gallery_image, quality_histogram_image
-from ..metadata import GPU_TAGS, Progress, config_metadata, versioned
+from ..metadata import config_metadata, versioned
+from ..steps import GPU_TAGS, Progress
 
 
 class QualityConfig(dg.Config):

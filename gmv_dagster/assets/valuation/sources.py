@@ -20,7 +20,8 @@ from ..automation import (
     REFRESHES_WITH_INPUTS,
     generated_batches,
 )
-from ..metadata import GPU_TAGS, Progress, config_metadata, latest_metadata, versioned
+from ..metadata import config_metadata, latest_metadata, versioned
+from ..steps import GPU_TAGS, Progress
 
 DEMO_SAMPLES = "demo_{family}.npz"
 

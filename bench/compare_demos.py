@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from gmv_dagster.assets.reports import CRITERIA
 from gmv_dagster.assets.reports.tables import headline
 from gmv_dagster.common.files import put_marked_section
 
@@ -27,7 +28,7 @@ COVERAGE = "coverage (share with value > 0)"
 def report(home: Path) -> pl.DataFrame:
     with duckdb.connect(str(home / "gmv.duckdb"), read_only=True) as con:
         df = con.sql("SELECT * FROM criterion_report").pl()
-    numbers = headline(df).select("method", "setting", "value")
+    numbers = headline(df, CRITERIA).select("method", "setting", "value")
     coverage = df.filter((pl.col("criterion") == "diversity") & (pl.col("metric") == COVERAGE)).select(
         "method", setting=pl.lit("coverage"), value=pl.col("value").cast(pl.Float64)
     )

@@ -184,6 +184,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     import platform
 
+    from .assets.reports import CRITERIA
     from .assets.reports.tables import results_markdown
 
     home = _home(args)
@@ -204,7 +205,7 @@ def cmd_report(args) -> int:
         "quality (q = 1); `gmv_exact` exact search instead of HNSW; `gmv_rerank_*` re-ranked candidates; `random`, "
         "`uniform`; `tracin` = TracIn on the demo VAE (gradients over 3 checkpoints, Kronecker random projection).\n"
     )
-    page = results_markdown(df, header)
+    page = results_markdown(df, header, CRITERIA)
     print(page)
     if args.markdown:
         from .common.files import marked_sections

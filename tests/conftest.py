@@ -143,6 +143,7 @@ def asset_names() -> set[str]:
         "criterion_fidelity",
         "criterion_consistency",
         "criterion_lds",
+        "criterion_group_lds",
         "criterion_report",
     }
 

@@ -45,6 +45,27 @@ def random_subsets(n: int, count: int, fraction: float = 0.5, seed: int = 0) -> 
     return masks
 
 
+def group_subsets(groups: np.ndarray, count: int, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """(count, n) boolean masks over the n training images that keep or drop whole groups: each mask keeps
+    round(fraction x G) of the G groups (`groups`: each image's group, any labels), drawn without replacement,
+    seeded. Group-level LDS (the datamodel over groups, as GUDA's) correlates with these."""
+    keys, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    if len(keys) < 2:
+        raise ValueError(f"group subsets need at least 2 groups, got {len(keys)}")
+    return random_subsets(len(keys), count, fraction, seed)[:, group_of]
+
+
+def random_groups(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Each of n training images' group: a seeded random partition into groups of `size` (the last may be
+    smaller)."""
+    if not 1 <= size < n:
+        raise ValueError(f"random groups need 1 <= size < n, got size {size} for n = {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.arange(n) // size
+    return out
+
+
 def linear_datamodeling_score(
     attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
 ) -> LdsResult:
@@ -147,6 +168,19 @@ def ddpm_log_likelihoods(
                 loss += ((eps - noise) ** 2).flatten(1).mean(1).double()
             out.append(-(loss / points).numpy())
     return np.concatenate(out) if out else np.empty(0)
+
+
+def marginal_vae_outputs(generator: DemoGenerator, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Group LDS's model output for a retrained demo VAE, whose classes may lack the sample's: log of the mean over
+    the classes it was trained on of exp(minus the negative ELBO under that class), the ELBO of a uniform mixture of
+    its classes. Defined whichever classes a subset kept; higher = the model explains the image better."""
+    if generator.spec.family != "vae":
+        raise ValueError("the marginal output is the demo VAE's (a class-free DDPM output is not defined here)")
+    per_class = np.stack(
+        [vae_log_likelihoods(generator.model, generator.classes, images, [c] * len(images)) for c in generator.classes]
+    )
+    top = per_class.max(axis=0)
+    return top + np.log(np.exp(per_class - top).mean(axis=0))
 
 
 def model_outputs(

@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from gmv_dagster.assets.reports import REPORT_ASSETS
+from gmv_dagster.assets.reports import CRITERIA, REPORT_ASSETS
 from gmv_dagster.assets.reports.tables import results_markdown
 from gmv_dagster.definitions import build_definitions
 from gmv_dagster.method.core import DEFAULTS
@@ -21,6 +21,7 @@ SMALL = {
         "criterion_fidelity": {"config": {"methods": ["gmv", "tracin", "random"]}},
         "similarity_model": {"config": {"steps": 20}},  # the default backbone (learned), trained briefly
         "criterion_lds": {"config": {"subsets": 8}},
+        "criterion_group_lds": {"config": {"subsets": 4, "group_size": 100}},  # 10 classes; 6 random groups
         "criterion_ood": {"config": {"k": 20, "n_generated": 60}},  # C3's own k and generations (defaults 50, 5,000)
     },
     "resources": {"method": {"config": {"index_mode": "hnsw"}}},
@@ -53,6 +54,7 @@ def test_every_criterion_covers_the_method_and_every_baseline(criteria_run):
         "consistency",
         "reasonableness",
         "LDS",
+        "group LDS",
     }
     ran = {"gmv", "gmv_q1", "gmv_exact", "gmv_pixels", "gmv_rerank_l2", "random", "uniform", "tracin"}  # gmv: learned
     for criterion in (
@@ -125,6 +127,20 @@ def test_lds_has_a_bracketed_correlation_for_every_attributing_method(criteria_r
     assert uniform["value"].is_null().all() and "every subset sums to the same" in uniform["note"][0]
 
 
+def test_group_lds_scores_every_attributing_method_on_classes_and_on_random_groups(criteria_run):
+    _, report, _, _ = criteria_run
+    groups = report.filter(pl.col("criterion") == "group LDS")
+    assert set(groups["setting"]) == {"classes", "random groups of 100"}
+    scored = groups.filter(pl.col("value").is_not_null())
+    for setting in ("classes", "random groups of 100"):
+        assert set(scored.filter(pl.col("setting") == setting)["method"]) >= {"gmv", "gmv_pixels", "random", "tracin"}
+    assert scored["value"].is_between(-1, 1).all() and (scored["n"] > 0).all()
+    assert ((scored["ci_low"] <= scored["value"] + 1e-12) & (scored["value"] <= scored["ci_high"] + 1e-12)).all()
+    assert set(scored.filter(pl.col("setting") == "classes")["note"].str.extract(r"^(\d+) groups").to_list()) == {"10"}
+    uniform = groups.filter(pl.col("method") == "uniform")
+    assert uniform["value"].is_null().all() and "only the subset's size varies" in uniform["note"][0]
+
+
 def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criteria_run):
     result, report, _, _ = criteria_run
     for asset in (
@@ -134,6 +150,7 @@ def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criter
         "criterion_fidelity",
         "criterion_consistency",
         "criterion_lds",
+        "criterion_group_lds",
         "criterion_diversity",
         "criterion_efficiency",
         "criterion_report",
@@ -144,8 +161,9 @@ def test_criterion_assets_carry_a_plot_and_a_summary_and_the_page_renders(criter
     c3 = result.asset_materializations_for_node("criterion_ood")[0].metadata
     assert (c3["k"].value, c3["n_generated"].value) == (20, 60)  # its own k and generations, from its config
     assert "60 generations, each crediting its k = 20 nearest (the pipeline's temperature)" in c3["summary"].value
-    page = results_markdown(report, "# header\n")
+    page = results_markdown(report, "# header\n", CRITERIA)
     assert "## Headline" in page and "| gmv |" in page and "| tracin |" in page and "C3 AUC" in page
+    assert "group LDS (classes)" in page and "## group LDS: group LDS" in page  # the registry's new criterion
 
 
 def test_report_tables_describe_every_column(criteria_run):

@@ -14,8 +14,11 @@ from gmv_dagster.demo.diffusion import (
 from gmv_dagster.demo.generator import DemoGenerator, GeneratorSpec
 from gmv_dagster.evaluation.lds import (
     ddpm_log_likelihoods,
+    group_subsets,
     linear_datamodeling_score,
+    marginal_vae_outputs,
     model_outputs,
+    random_groups,
     random_subsets,
 )
 
@@ -28,6 +31,26 @@ def test_random_subsets_are_seeded_halves():
     assert len({m.tobytes() for m in masks}) == 32
     with pytest.raises(ValueError, match="0 < fraction < 1"):
         random_subsets(100, 32, 1.0)
+
+
+def test_group_subsets_keep_or_drop_whole_groups_and_random_groups_partition_the_images():
+    groups = np.array(["a", "b", "c", "d"] * 25)  # 4 groups of 25, interleaved
+    masks = group_subsets(groups, 12, 0.5, seed=2)
+    assert masks.shape == (12, 100) and (masks.sum(1) == 50).all()  # 2 of the 4 groups each time
+    for mask in masks:  # every image of a group shares its fate
+        assert all(len(set(mask[groups == g])) == 1 for g in "abcd")
+    assert np.array_equal(masks, group_subsets(groups, 12, 0.5, seed=2))
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        group_subsets(np.zeros(10), 4)
+    parts = random_groups(250, 100, seed=1)
+    assert sorted(np.bincount(parts).tolist()) == [50, 100, 100]
+    assert not np.array_equal(parts, random_groups(250, 100, seed=2))
+    # a datamodel over groups: each group's effect is carried by its images' summed attribution
+    rng = np.random.default_rng(0)
+    effect = rng.normal(size=(5, 4))  # 5 samples x 4 groups
+    attribution = effect[:, np.searchsorted(np.array(list("abcd")), groups)] / 25
+    outputs = masks.astype(float) @ attribution.T
+    assert linear_datamodeling_score(attribution, masks, outputs).mean == pytest.approx(1.0)
 
 
 def test_an_exact_linear_datamodel_scores_one_its_negation_minus_one_and_noise_about_zero():
@@ -86,6 +109,13 @@ def test_a_vae_explains_the_images_it_was_trained_on_better_than_noise():
     np.testing.assert_array_equal(seen, vae_log_likelihoods(model, classes, images[:8], labels[:8]))  # z = mu
     with pytest.raises(ValueError, match="are not classes of the generator"):
         vae_log_likelihoods(model, classes, images[:1], ["cat"])
+    # the output over a subset's classes: log-mean-exp of the ELBOs under each class the model knows, whatever the
+    # image's own label (float64 sums of the same ELBOs: equal to rounding)
+    generator = DemoGenerator(GeneratorSpec(), model, classes)
+    per_class = np.stack([vae_log_likelihoods(model, classes, noise, [c] * len(noise)) for c in classes])
+    expected = np.log(np.exp(per_class - per_class.max(0)).mean(0)) + per_class.max(0)
+    np.testing.assert_allclose(marginal_vae_outputs(generator, noise), expected, rtol=1e-12)
+    assert (marginal_vae_outputs(generator, images[:8]) > marginal_vae_outputs(generator, noise)).all()
 
 
 def test_the_ddpm_output_is_minus_its_seeded_denoising_loss_and_grows_with_training():

@@ -1,4 +1,8 @@
-"""The long criterion table's rows, and the plots and markdown that go into report metadata."""
+"""The long criterion table's rows, the plots and markdown that go into report metadata, and what a criterion declares
+for the report (Criterion: its asset, its sections of the results page, its headline columns)."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -133,161 +137,74 @@ def report_metadata(df: pl.DataFrame, summary: str, plot: str, **extra) -> dict:
     }
 
 
-RESULTS_SECTIONS = [
-    (
-        "C1 identical class",
-        "C1@k",
-        "setting",
-        "Share of each generated image's top-k contributors with its class (mean over generated images).",
-    ),
-    (
-        "C2 identical attributes",
-        "C2@10",
-        "setting",
-        (
-            "Share of the top-10 contributors with the generated image's attribute (derived attributes are image "
-            "statistics cut at the training median)."
-        ),
-    ),
-    ("C2 identical attributes", "C2@1", "setting", "The same for the top-1 contributor."),
-    (
-        "reasonableness",
-        None,
-        "metric",
-        (
-            "Generated near-copies of known training images (shifted one pixel, contrast 0.9, noise sd 8): share whose "
-            "source is the top-1 / in the top-10 contributors."
-        ),
-    ),
-    (
-        "C3 out-of-distribution",
-        None,
-        "metric|all kinds",
-        (
-            "OOD images (5%) added to the training set, generator retrained, every method run again on 5,000 of its "
-            "generations, GMValuator crediting each generation's k = 50 nearest (the pipeline's k is 10; its credit "
-            "temperature, fitted to 10 neighbours, is kept, so ranks 11 to 50 get less credit than a temperature "
-            "fitted at k = 50 would give them). AUC = P(a clean image is valued above an OOD image), ties half; "
-            "precision at bottom-k with k = the number of OOD images (expected under random tie-breaking). A "
-            "similarity method leaves every training image outside all top k at value 0, tied with the OOD images it "
-            "leaves there, so a method whose values are never negative (all here but TracIn) cannot exceed AUC (1 + "
-            "coverage of the clean images) / 2, shown per method. At k = 10 no number of generations tried reaches "
-            "coverage 0.8 (0.52 after 5,000; nearest neighbours favour typical images: `bench/c3_coverage.py` below), "
-            "so C3 would measure the coverage more than the method; at k = 50, 5,000 generations reach about 0.81 with "
-            "the learned similarity (`gmv`'s coverage in the table below). The OOD share of the total value (the OOD "
-            "share of the training set if they were "
-            "valued like the rest) is the sharper number."
-        ),
-    ),
-    ("C3 out-of-distribution", "AUC (OOD valued lower)", "setting", "AUC by kind of OOD image."),
-    (
-        "C4 efficiency",
-        None,
-        "setting",
-        "Seconds per generated image, per stage and end to end (training-side stages divided by the generated images).",
-    ),
-    (
-        "fidelity",
-        "distance_to_removed_gain",
-        "setting",
-        (
-            "Remove p% of the training set, retrain from the same seed, regenerate from the same noise: mean increase "
-            "of each generation's distance to the nearest removed image. Expected: top > random > bottom."
-        ),
-    ),
-    (
-        "fidelity",
-        "displacement",
-        "setting",
-        "Mean cosine distance between each generation and its counterpart from the same noise.",
-    ),
-    (
-        "fidelity",
-        "frechet_gain",
-        "setting",
-        "Change of the Fréchet distance (embedding space) from the generations to the full training set.",
-    ),
-    ("diversity", None, "metric|all", "How widely value spreads over the training images."),
-    ("diversity", "value share by class", "setting", "Share of the total value by class."),
-    ("consistency", "spearman", "setting", "Spearman rank correlation of the values with the pipeline's run."),
-    ("consistency", "kendall", "setting", "Kendall tau-b of the same."),
-    (
-        "LDS",
-        "LDS",
-        "setting",
-        (
-            "Linear datamodeling score (TRAK; D-TRAK's protocol): the demo VAE retrained on S random halves of the "
-            "training set; for each generated sample, the Spearman correlation over the subsets between the method's "
-            "attribution summed over the subset and the retrained model's log-likelihood of the sample (minus its "
-            "negative ELBO); the mean over samples, 95% bootstrap interval in `criterion_report`. Attributions are "
-            "each method's listed contributors (GMValuator's credit is exactly its top k; TracIn is cut to its top "
-            "50). Published on CIFAR-2 generated samples (another data set and a DDPM, validation samples in "
-            "brackets): pixel similarity 0.05 (0.08), CLIP similarity 0.04 (0.09), TRAK 0.16 (0.24), D-TRAK 0.26 "
-            "(0.34)."
-        ),
-    ),
-]
+@dataclass(frozen=True)
+class Section:
+    """One section of the results page: the rows of `criterion` (of `metric`; all of them when None) as a method x
+    `columns` table, where `columns` is "setting", "metric", or "metric|<setting>" (the metrics of the rows with
+    that setting)."""
+
+    criterion: str
+    metric: str | None
+    columns: str
+    text: str
+    digits: int = 4
 
 
-def results_markdown(df: pl.DataFrame, header: str) -> str:
-    """The results page: the headline numbers, then one method x setting table per criterion."""
-    out = [header, "## Headline\n", pivot_markdown(headline(df)), ""]
-    for criterion, metric, columns, text in RESULTS_SECTIONS:
-        part = df.filter(pl.col("criterion") == criterion)
-        if metric is not None:
-            part = part.filter(pl.col("metric") == metric)
+def _rows_of(df: pl.DataFrame, criterion: str, metric: str, setting: str | None) -> pl.DataFrame:
+    part = df.filter((pl.col("criterion") == criterion) & (pl.col("metric") == metric))
+    return part if setting is None else part.filter(pl.col("setting") == setting)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One column (`label`) of the headline table: per method, the value of the row of `criterion`, `metric` and
+    `setting`, or `reduce` of its rows (all settings when `setting` is None) to one (method, value) row each.
+    `share`: a share in [0, 1], drawn in the headline plot."""
+
+    label: str
+    criterion: str
+    metric: str
+    setting: str | None = None
+    share: bool = False
+    reduce: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+
+    def rows(self, df: pl.DataFrame) -> pl.DataFrame:
+        part = _rows_of(df, self.criterion, self.metric, self.setting)
+        if self.reduce is not None:
+            part = self.reduce(part)
+        return part.with_columns(setting=pl.lit(self.label))
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A criterion as the report gathers it: its asset (a table of REPORT_SCHEMA rows), its sections of the results
+    page and its headline columns. One file declares all three; assets/reports/__init__.py lists them (CRITERIA), in
+    the order of the page."""
+
+    asset: dg.AssetsDefinition
+    sections: tuple[Section, ...]
+    headline: tuple[Headline, ...] = ()
+
+
+def results_markdown(df: pl.DataFrame, header: str, criteria: Sequence[Criterion]) -> str:
+    """The results page: the headline numbers, then each criterion's sections."""
+    out = [header, "## Headline\n", pivot_markdown(headline(df, criteria)), ""]
+    for section in (section for criterion in criteria for section in criterion.sections):
+        part = df.filter(pl.col("criterion") == section.criterion)
+        if section.metric is not None:
+            part = part.filter(pl.col("metric") == section.metric)
+        columns = section.columns
         if "|" in columns:
             columns, setting = columns.split("|")
             part = part.filter(pl.col("setting") == setting)
-        title = criterion + (f": {metric}" if metric else "")
-        out += [
-            f"## {title}\n",
-            text,
-            "",
-            pivot_markdown(part, columns=columns, digits=5 if criterion.startswith("C4") else 4),
-            "",
-        ]
+        title = section.criterion + (f": {section.metric}" if section.metric else "")
+        out += [f"## {title}\n", section.text, "", pivot_markdown(part, columns=columns, digits=section.digits), ""]
     return "\n".join(out)
 
 
-HEADLINE = [
-    ("C1 identical class", "C1@k", "k=10", "C1@10"),
-    ("reasonableness", "source in top-1", "near-copies", "near-copy source top-1"),
-    ("C3 out-of-distribution", "AUC (OOD valued lower)", "all kinds", "C3 AUC"),
-    ("C3 out-of-distribution", "precision at bottom-k", "all kinds", "C3 precision@bottom"),
-    ("C4 efficiency", "seconds per generated image", "end to end", "C4 s / image"),
-    ("diversity", "Gini", "all", "Gini"),
-    ("consistency", "spearman", "generation seed", "consistency seeds"),
-]
-HEADLINE_SHARES = ["C1@10", "near-copy source top-1", "C3 AUC", "consistency seeds"]
-
-
-def headline(df: pl.DataFrame) -> pl.DataFrame:
-    """One number per criterion and method (C2 and fidelity as their means over attributes / arms)."""
-    parts = [
-        df.filter((pl.col("criterion") == c) & (pl.col("metric") == m) & (pl.col("setting") == s)).with_columns(
-            setting=pl.lit(label)
-        )
-        for c, m, s, label in HEADLINE
-    ]
-    c2 = df.filter((pl.col("criterion") == "C2 identical attributes") & (pl.col("metric") == "C2@10"))
-    parts.append(
-        c2.group_by("method", maintain_order=True)
-        .agg(pl.col("value").mean())
-        .with_columns(setting=pl.lit("C2@10 (mean)"))
-    )
-    gap = df.filter((pl.col("criterion") == "fidelity") & (pl.col("metric") == "distance_to_removed_gain"))
-    parts.append(
-        gap.group_by("method", maintain_order=True)
-        .agg(
-            value=pl.col("value").filter(pl.col("setting").str.starts_with("top")).first()
-            - pl.col("value").filter(pl.col("setting").str.starts_with("bottom")).first()
-        )
-        .with_columns(setting=pl.lit("fidelity top - bottom"))
-    )
-    parts.append(
-        df.filter((pl.col("criterion") == "LDS") & (pl.col("metric") == "LDS")).with_columns(setting=pl.lit("LDS"))
-    )
+def headline(df: pl.DataFrame, criteria: Sequence[Criterion]) -> pl.DataFrame:
+    """One number per headline column and method, columns in the criteria's order."""
+    parts = [h.rows(df) for criterion in criteria for h in criterion.headline]
     return pl.concat(
         [
             p.select("method", "setting", "value", *([c for c in ("note",) if c in p.columns])).with_columns(
@@ -297,3 +214,8 @@ def headline(df: pl.DataFrame) -> pl.DataFrame:
         ],
         how="diagonal_relaxed",
     )
+
+
+def headline_shares(criteria: Sequence[Criterion]) -> list[str]:
+    """The headline columns that are shares in [0, 1] (drawn in the headline plot)."""
+    return [h.label for criterion in criteria for h in criterion.headline if h.share]

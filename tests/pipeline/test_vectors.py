@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gmv_dagster.pipeline.reuse import reuse_plan
 from gmv_dagster.pipeline.shards import sibling_keys
 from gmv_dagster.pipeline.vectors import (
     finite_rows,
     open_vectors,
     remove_superseded,
+    reuse_plan,
     vectors_path,
     write_vectors,
 )

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from gmv_dagster.pipeline.reuse import (
+from gmv_dagster.pipeline.vectors import (
     in_manifest_order,
     reusable_embeddings,
     still_to_embed,

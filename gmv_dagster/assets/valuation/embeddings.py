@@ -14,14 +14,16 @@ from ...common.files import sha256_file, write_atomically
 from ...method.core import mirror
 from ...method.similarity import FORMAT as SIMILARITY_FORMAT
 from ...method.similarity import SimilarityParams, load_similarity, train_similarity
-from ...pipeline.reuse import (
+from ...pipeline.shards import shard_slice, sibling_keys
+from ...pipeline.vectors import (
+    embedding_frame,
     in_manifest_order,
+    remove_superseded,
     reusable_embeddings,
     reuse_plan,
     still_to_embed,
+    write_vectors,
 )
-from ...pipeline.shards import shard_slice, sibling_keys
-from ...pipeline.vectors import embedding_frame, remove_superseded, write_vectors
 from ...pipeline.versions import embeddings_version
 from ...resources import DeviceResource, EmbedderResource, GmvHome
 from ...sources.images import ImageSequence, load_images

@@ -108,7 +108,7 @@ def _valuation_inputs(home: Path, run_config: dict):
     """This run's inputs as pipeline/inputs.py digests them, from the environment as build_resources reads it
     (no Dagster import: `gmv run` with nothing new must answer in about a second)."""
     from .pipeline.inputs import valuation_inputs
-    from .sources.batches import DEMO, configured_batch_key, inbox_folder, scan_inbox
+    from .sources.batches import DEMO, batch_order, configured_batch_key, inbox_folder
     from .sources.fashion_mnist import DEBIAN_FASHION_MNIST
 
     env = os.environ
@@ -117,7 +117,7 @@ def _valuation_inputs(home: Path, run_config: dict):
     key = configured_batch_key(generated)
     inbox = inbox_folder(home, env)
     batches = {key: demo if generated == DEMO else [generated]}
-    batches |= {k: [inbox / k] for k in scan_inbox(inbox)[0] if k != key}
+    batches |= {k: [inbox / k] for k in batch_order(key, inbox)[1:]}
     return valuation_inputs(env, run_config, demo if train == DEMO else [train], batches)
 
 
@@ -373,7 +373,7 @@ def cmd_batches(args) -> int:
     import polars as pl
 
     from .resources import build_resources
-    from .sources.batches import scan_inbox
+    from .sources.batches import batch_order, scan_inbox
 
     home = _home(args)
     sources = build_resources(home)["image_sources"]
@@ -386,7 +386,7 @@ def cmd_batches(args) -> int:
     )
     with pl.Config(tbl_rows=1000, tbl_hide_dataframe_shape=True):
         print(f"batches in {home / DATABASE}:\n{stored}")
-    new = [k for k in ready if k not in set(stored["batch"]) and k != sources.source_batch]
+    new = [k for k in batch_order(sources.source_batch, sources.inbox_path())[1:] if k not in set(stored["batch"])]
     print(
         f"\ninbox {sources.inbox_path()}: {len(ready)} complete folder(s), {len(new)} not valued yet"
         + (f" ({', '.join(new)})" if new else "")

@@ -282,18 +282,6 @@ CLAIMS: list[tuple[str, str, Sources]] = [
             attribution("crops", "similarity", "similarity training s"),
         ],
     ),
-    # flips on the demo (bench/flip_ratio.py's section), quoted in the banner of RESULTS.md
-    (
-        "RESULTS.md",
-        "flips take {}% of the 1,000 generated images as mirror images and move C1@10 from {} to {} (paired difference "
-        "{}, 95% interval [{}, {}]",
-        lambda: [
-            pct(flip_ratio("flips, flip_ratio 0.8", "matched as mirror images")),
-            flip_ratio("upright", "C1@10"),
-            flip_ratio("flips, flip_ratio 0.8", "C1@10"),
-            *flip_interval("flips, flip_ratio 0.8"),
-        ],
-    ),
     # README, "Measured on the demo" and "What the demo shows": docs/RESULTS.md's report
     (
         "README.md",
@@ -333,6 +321,11 @@ CLAIMS: list[tuple[str, str, Sources]] = [
         "README.md",
         "brightness agrees only {}% of the time with pixels; the learned similarity {}%, L2 re-ranking {}%",
         lambda: [pct(c2(m, "derived:brightness")) for m in ("gmv_pixels", "gmv", "gmv_rerank_l2")],
+    ),
+    (
+        "README.md",
+        "on the 10 classes {} for GMValuator, {} on pixels, {} for TracIn, {} for random",
+        lambda: [headline(m, "group LDS (classes)") for m in ("gmv", "gmv_pixels", "tracin", "random")],
     ),
     (
         "README.md",
@@ -498,22 +491,6 @@ CLAIMS: list[tuple[str, str, Sources]] = [
             )
             for f in (min, max)
         ],
-    ),
-    # docs/RESULTS.md's own words next to its tables
-    (
-        "RESULTS.md",
-        "at k = 50, 5,000 generations reach about {} with the learned similarity",
-        lambda: [c3("gmv", "coverage of clean images (value > 0)")],
-    ),
-    (
-        "RESULTS.md",
-        "against {} with `niqe_refit` below and {} with q = 1",
-        lambda: [c3("gmv", "AUC (OOD valued lower)"), c3("gmv_q1", "AUC (OOD valued lower)")],
-    ),
-    (
-        "README.md",
-        "median q {}, {}% at 0, where NIQE gave {}",
-        lambda: quoted("RESULTS.md", "median q {}, {}% of them 0 (NIQE: {})"),
     ),
     # docs/PERFORMANCE.md's tables, quoted in README and in PERFORMANCE's own summary of its targets
     (
@@ -781,11 +758,6 @@ def test_readme_quotes_the_quality_benchmarks_last_line_as_written():
     written = re.findall(r"min_auc_blur=[\d.]+ min_auc_noise=[\d.]+ zero_q_clean=[\d.]+", results)
     quoted_lines = re.findall(r"min_auc_blur=[\d.]+ min_auc_noise=[\d.]+ zero_q_clean=[\d.]+", page("README.md"))
     assert len(written) == 1 and quoted_lines == written
-
-
-def test_readme_quotes_c3_with_the_default_quality_as_results_gives_it():
-    found = re.search(r"with `matched_detail` C3 is ([\d.]+)", page("README.md"))
-    assert found and f"**AUC {found.group(1)}**" in page("RESULTS.md")
 
 
 def quality_stage_ms() -> dict[tuple[str, str], str]:

@@ -171,8 +171,8 @@ CRITERION = Criterion(
                 "TracIn) cannot exceed AUC (1 + coverage of the clean images) / 2, shown per method. At k = 10 no "
                 "number of generations tried reaches coverage 0.8 (0.52 after 5,000; nearest neighbours favour "
                 "typical images: `bench/c3_coverage.py` below), so C3 would measure the coverage more than the "
-                "method; at k = 50, 5,000 generations reach about 0.81 with the learned similarity (`gmv`'s coverage "
-                "in the table below). The OOD share of the total value (the OOD share of the training set if they "
+                "method; at k = 50, 5,000 generations reach far more (`gmv`'s coverage in the table below). "
+                "The OOD share of the total value (the OOD share of the training set if they "
                 "were valued like the rest) is the sharper number."
             ),
         ),

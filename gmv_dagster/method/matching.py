@@ -11,7 +11,7 @@ import polars as pl
 from ..common.arrays import RowBlocks
 from ..common.sampling import seeded_rows
 from .credit import MATCH_SCHEMA
-from .search import exact_topk, hnsw_search, recall_at_k, rescore, sort_neighbours
+from .search import DEFAULT_METRIC, exact_topk, hnsw_search, recall_at_k, rescore, sort_neighbours
 
 INDEX_MODES = ("auto", "exact", "hnsw")
 
@@ -20,7 +20,7 @@ INDEX_MODES = ("auto", "exact", "hnsw")
 class MatchParams:
     k: int = 10
     candidates: int = 50  # K': recalled before re-ranking; >= k
-    metric: str = "cos"
+    metric: str = DEFAULT_METRIC
     index_mode: str = "auto"  # auto: exact below `exact_below` training images, HNSW above
     exact_below: int = 5000
     # Matching through a left-right flip (core.match, which takes the mirror images' embeddings from its caller): a

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 METRICS = ("cos", "l2sq")
+DEFAULT_METRIC = "cos"  # the one default of the index, the matching and the exact search
 DTYPES = ("f32", "f16", "bf16", "i8")
 
 
@@ -37,7 +38,7 @@ def exact_topk(
     train: np.ndarray,
     queries: np.ndarray,
     k: int,
-    metric: str = "cos",
+    metric: str = DEFAULT_METRIC,
     device: str | torch.device = "cpu",
     query_block: int = 1024,
     train_block: int = 16384,
@@ -116,7 +117,7 @@ def rescore(
 
 @dataclass(frozen=True)
 class HnswParams:
-    metric: str = "cos"
+    metric: str = DEFAULT_METRIC
     # bf16 by measurement (docs/PERFORMANCE.md, "Index in bf16"): the same recall@10 as f16 once the K' candidates are
     # re-scored in float64 (demo 128-d, Fashion-MNIST pixels 1,024-d, 1M x 1,024); with AVX-512 BF16 it builds about
     # 1.25x and searches 1.2 to 1.6x faster at 60k, about as fast at 1M x 1,024 (memory-bound there). usearch's kernel

@@ -66,26 +66,25 @@ def random_groups(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def linear_datamodeling_score(
-    attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
-) -> LdsResult:
-    """LDS of `attributions` (m generated x n training) against `outputs` (S subsets x m) of models retrained on
-    `subsets` (S x n masks). A sample whose predicted sums are constant over the subsets (all attribution on
-    images in every subset or none, e.g. all zero) has no correlation: NaN, left out of the mean and counted."""
-    a, masks, y = np.asarray(attributions, np.float64), np.asarray(subsets, bool), np.asarray(outputs, np.float64)
-    if a.ndim != 2 or masks.ndim != 2 or y.shape != (masks.shape[0], a.shape[0]) or masks.shape[1] != a.shape[1]:
-        raise ValueError(
-            f"shapes do not fit: attributions {a.shape} (m x n), subsets {masks.shape} (S x n), "
-            f"outputs {y.shape} (S x m)"
-        )
+def columnwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(m,) Spearman correlation of each column of `a` with the same column of `b` (both S x m): the Pearson
+    correlation of their average ranks, as scipy's spearmanr; NaN where either column is constant."""
     from scipy import stats  # loaded where used: scipy.stats is 0.6 s of every `gmv run`'s launch
 
-    predicted = masks.astype(np.float64) @ a.T  # (S, m): each subset's summed attribution per sample
-    per_sample = np.full(a.shape[0], np.nan)
-    for j in range(a.shape[0]):
-        p, o = predicted[:, j], y[:, j]
-        if np.ptp(p) > 0 and np.ptp(o) > 0:
-            per_sample[j] = stats.spearmanr(p, o).statistic
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"columnwise Spearman needs two S x m arrays of one shape, got {a.shape} and {b.shape}")
+    ra, rb = stats.rankdata(a, axis=0), stats.rankdata(b, axis=0)
+    ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+    scale = np.sqrt((ra * ra).sum(0) * (rb * rb).sum(0))  # ranks are half-integers: 0 exactly when constant
+    out = np.full(a.shape[1], np.nan)
+    ok = scale > 0
+    out[ok] = (ra * rb).sum(0)[ok] / scale[ok]
+    return out
+
+
+def _summarise(per_sample: np.ndarray, n_bootstrap: int, seed: int) -> LdsResult:
+    """Mean over the samples with a defined correlation, with a bootstrap 95% interval over those samples."""
     ok = per_sample[np.isfinite(per_sample)]
     if not len(ok):
         return LdsResult(float("nan"), float("nan"), float("nan"), per_sample, 0)
@@ -93,6 +92,111 @@ def linear_datamodeling_score(
     means = ok[rng.integers(0, len(ok), size=(n_bootstrap, len(ok)))].mean(1)
     low, high = np.quantile(means, [0.025, 0.975])
     return LdsResult(float(ok.mean()), float(low), float(high), per_sample, len(ok))
+
+
+def _check_shapes(n: int, m: int, masks: np.ndarray, y: np.ndarray, what: str) -> None:
+    if masks.ndim != 2 or y.shape != (masks.shape[0], m) or masks.shape[1] != n:
+        raise ValueError(f"shapes do not fit: {what}, subsets {masks.shape} (S x n), outputs {y.shape} (S x m)")
+
+
+def linear_datamodeling_score(
+    attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+) -> LdsResult:
+    """LDS of `attributions` (m generated x n training) against `outputs` (S subsets x m) of models retrained on
+    `subsets` (S x n masks). A sample whose predicted sums are constant over the subsets (all attribution on
+    images in every subset or none, e.g. all zero) has no correlation: NaN, left out of the mean and counted."""
+    a, masks, y = np.asarray(attributions, np.float64), np.asarray(subsets, bool), np.asarray(outputs, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"shapes do not fit: attributions {a.shape} must be m x n")
+    _check_shapes(a.shape[1], a.shape[0], masks, y, f"attributions {a.shape} (m x n)")
+    predicted = masks.astype(np.float64) @ a.T  # (S, m): each subset's summed attribution per sample
+    return _summarise(columnwise_spearman(predicted, y), n_bootstrap, seed)
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """How much of what LDS correlates with is the retrain's seed: the same subsets retrained with `seeds` seeds.
+
+    `agreement` is the mean over samples of the Spearman correlation, over the subsets, of two seeds' outputs (the
+    retrain's reliability r; averaged over the pairs of seeds). An attribution that predicted the outputs' mean over
+    all seeds exactly would correlate with one seed's output at most sqrt(r), and with the mean of R seeds' at most
+    sqrt(R r / (1 + (R - 1) r)) (Spearman-Brown); as the square root is concave, these bounds computed from the mean
+    r also bound the mean over samples."""
+
+    agreement: float
+    per_sample: np.ndarray  # (m,) each sample's r, NaN where a seed's outputs are constant
+    seeds: int
+
+    def ceiling(self, averaged: int = 1) -> float:
+        """The LDS that seed noise permits against the mean of `averaged` seeds' outputs."""
+        r = max(self.agreement, 0.0)
+        return float(np.sqrt(averaged * r / (1 + (averaged - 1) * r)))
+
+
+def seed_noise(outputs: np.ndarray) -> SeedNoise:
+    """SeedNoise of `outputs` (R seeds x S subsets x m samples), R >= 2."""
+    y = np.asarray(outputs, np.float64)
+    if y.ndim != 3 or y.shape[0] < 2:
+        raise ValueError(f"seed noise needs outputs of at least 2 seeds (R x S x m), got shape {y.shape}")
+    pairs = [columnwise_spearman(y[i], y[j]) for i in range(len(y)) for j in range(i + 1, len(y))]
+    per_sample = np.mean(pairs, axis=0)
+    ok = per_sample[np.isfinite(per_sample)]
+    return SeedNoise(float(ok.mean()) if len(ok) else float("nan"), per_sample, len(y))
+
+
+RIDGE_PENALTIES = np.logspace(-3, 3, 13)  # times the mean eigenvalue of the training subsets' Gram matrix
+
+
+def ridge_datamodel_lds(
+    subsets: np.ndarray,
+    outputs: np.ndarray,
+    features: np.ndarray | None = None,
+    folds: int = 4,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> LdsResult:
+    """The LDS that a linear datamodel fitted to these retrains reaches on subsets it was not fitted on (the
+    datamodels of Ilyas et al. 2022, with the retrains at hand): per sample, a ridge regression of the outputs on
+    the subset masks (or on `features`, S x d, e.g. each subset's count per class), fitted on all folds but one of
+    the subsets; one penalty per fold for every sample, chosen from RIDGE_PENALTIES by leave-one-out error on the
+    fold's training subsets (each sample's outputs standardised). The fitted weights per training image are an
+    attribution, scored as LDS scores one: the Spearman correlation over the held-out fold's subsets of its predicted
+    and observed outputs, averaged over the folds (not pooled: each fold's model has its own offset, and pooling
+    them correlates the held-out outputs negatively with the means they were left out of). This is what a linear
+    attribution learned from S - S/folds retrains reaches: a floor under the best linear attribution, which more
+    retrains raise."""
+    masks, y = np.asarray(subsets, bool), np.asarray(outputs, np.float64)
+    x = masks.astype(np.float64) if features is None else np.asarray(features, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(y) < 2 * folds or folds < 2:
+        raise ValueError(
+            f"a cross-fitted datamodel needs S x d inputs and S x m outputs with S >= 2 x folds (folds >= 2), got "
+            f"{x.shape}, {y.shape}, folds {folds}"
+        )
+    order = np.random.default_rng(seed).permutation(len(y))
+    per_fold = []
+    for fold in np.array_split(order, folds):
+        train = np.setdiff1d(order, fold)
+        centre, offset = x[train].mean(0), y[train].mean(0)
+        xt, xf = x[train] - centre, x[fold] - centre
+        spread = y[train].std(0)
+        yt = (y[train] - offset) / np.where(spread > 0, spread, 1.0)
+        values, vectors = np.linalg.eigh(xt @ xt.T)
+        values = np.clip(values, 0, None)
+        rotated = vectors.T @ yt
+        best, best_error = None, np.inf
+        for penalty in RIDGE_PENALTIES * max(values.mean(), 1e-12):
+            shrink = values / (values + penalty)
+            fitted = vectors @ (shrink[:, None] * rotated)
+            leverage = (vectors**2) @ shrink
+            error = float((((yt - fitted) / (1 - leverage)[:, None]) ** 2).sum())
+            if error < best_error:
+                best, best_error = penalty, error
+        dual = vectors @ (rotated / (values + best)[:, None])
+        per_fold.append(columnwise_spearman((xf @ xt.T) @ dual, y[fold]))
+    stacked = np.stack(per_fold)
+    defined = np.isfinite(stacked).sum(0)
+    total = np.where(np.isfinite(stacked), stacked, 0.0).sum(0)
+    return _summarise(np.where(defined > 0, total / np.maximum(defined, 1), np.nan), n_bootstrap, seed)
 
 
 def attribution_matrix(contributors: pl.DataFrame, gen_ids: Sequence[str], train_ids: Sequence[str]) -> np.ndarray:

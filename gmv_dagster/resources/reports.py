@@ -1,5 +1,7 @@
 """Settings every criterion report shares: which baselines run and how deep rankings go."""
 
+import os
+
 import dagster as dg
 from pydantic import Field
 
@@ -21,11 +23,21 @@ class ReportSettings(dg.ConfigurableResource):
     )
     tracin_factor: int = Field(default=24, gt=0, description="TracIn projection: factor^2 dimensions per layer")
     seed: int = Field(default=0, description="seed of the random baselines and the random removal set")
+    retrain_workers: int = Field(
+        default=0,
+        ge=0,
+        description="processes that retrain the demo generator for LDS and group LDS on the CPU, one torch thread "
+        "each (0: one per CPU core; 1: one after another in the step's process)",
+    )
     embedders: list[str] = Field(
         default=["pixels"],
         description="other backbones GMValuator also runs with (method gmv_<backbone>, its own "
         "temperature), beside the configured one; the configured one is skipped",
     )
+
+    def workers(self) -> int:
+        """The retrain pool's size: retrain_workers, or one per CPU core."""
+        return self.retrain_workers or os.cpu_count() or 1
 
     def suite(self, setup: SimilaritySetup, device, backbone: str) -> Suite:
         reranks = {}

@@ -115,16 +115,33 @@ def test_report_values_are_in_range_and_intervals_bracket_them(criteria_run):
     assert tracin_family["value"].is_null().all() and "needs the demo VAE" in tracin_family["note"][0]
 
 
-def test_lds_has_a_bracketed_correlation_for_every_attributing_method(criteria_run):
+def test_lds_has_a_bracketed_correlation_for_every_attributing_method_and_its_ceilings_beside(criteria_run):
+    """Two seeds per subset (the default): every method against their mean and against one seed, and beside them the
+    ceiling that seed noise leaves (from the two seeds' agreement, named in the note) and the ridge datamodel's."""
     _, report, _, _ = criteria_run
     lds = report.filter(pl.col("criterion") == "LDS")
-    assert set(lds["setting"]) == {"S=8, 50% subsets"}
-    scored = lds.filter(pl.col("value").is_not_null())
-    assert set(scored["method"]) >= {"gmv", "gmv_pixels", "gmv_rerank_l2", "random", "tracin"}
+    assert set(lds["setting"]) == {"against the seeds' mean", "against one seed"}
+    methods = lds.filter(pl.col("metric") == "LDS")
+    scored = methods.filter(pl.col("value").is_not_null())
+    for setting in ("against the seeds' mean", "against one seed"):
+        ran = set(scored.filter(pl.col("setting") == setting)["method"])
+        assert ran >= {"gmv", "gmv_pixels", "gmv_rerank_l2", "random", "tracin"}
     assert scored["value"].is_between(-1, 1).all() and (scored["n"] > 0).all()
     assert ((scored["ci_low"] <= scored["value"] + 1e-12) & (scored["value"] <= scored["ci_high"] + 1e-12)).all()
-    uniform = lds.filter(pl.col("method") == "uniform")
+    uniform = methods.filter(pl.col("method") == "uniform")
     assert uniform["value"].is_null().all() and "every subset sums to the same" in uniform["note"][0]
+    ceilings = lds.filter(pl.col("metric") == "LDS ceiling").sort("method", "setting")
+    assert ceilings.select("method", "setting").rows() == [
+        ("ceiling: ridge datamodel", "against one seed"),
+        ("ceiling: ridge datamodel", "against the seeds' mean"),
+        ("ceiling: seed noise", "against one seed"),
+        ("ceiling: seed noise", "against the seeds' mean"),
+    ]
+    noise = ceilings.filter(pl.col("method") == "ceiling: seed noise")
+    assert noise["value"].is_between(0, 1).all() and noise["note"].str.contains(r"r = -?\d\.\d{3}").all()
+    one, mean = noise.sort("setting")["value"].to_list()  # averaging two seeds never lowers the ceiling
+    assert mean >= one
+    assert ceilings.filter(pl.col("method") == "ceiling: ridge datamodel")["value"].is_between(-1, 1).all()
 
 
 def test_group_lds_scores_every_attributing_method_on_classes_and_on_random_groups(criteria_run):

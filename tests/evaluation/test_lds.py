@@ -157,3 +157,86 @@ def test_the_ddpm_output_is_minus_its_seeded_denoising_loss_and_grows_with_train
     )
     with pytest.raises(ValueError, match=r"labels \['grey'\] are not classes of the generator"):
         ddpm_log_likelihoods(trained, classes, images[:1], ["grey"], params.timesteps)
+
+
+def test_columnwise_spearman_is_scipys_spearman_per_column_and_nan_where_constant():
+    from scipy import stats
+
+    from gmv_dagster.evaluation.lds import columnwise_spearman
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 5)), rng.normal(size=(30, 5))
+    a[:, 1] = np.round(a[:, 1])  # ties
+    b[:, 2] = a[:, 2] ** 3  # monotone: 1
+    a[:, 4] = 7.0  # constant: undefined
+    got = columnwise_spearman(a, b)
+    for j in range(4):  # float64 sums of the same ranks in another order: equal to rounding
+        assert got[j] == pytest.approx(stats.spearmanr(a[:, j], b[:, j]).statistic, abs=1e-12)
+    assert got[2] == pytest.approx(1.0) and np.isnan(got[4])
+
+
+def test_the_seed_noise_ceiling_is_what_the_true_datamodel_reaches_through_that_noise():
+    """Outputs = an exact linear datamodel + independent noise per seed of the same size as the signal: the two
+    seeds agree r ~ 0.5, the true attribution's LDS against one seed is sqrt(r) ~ 0.71 and against their mean
+    sqrt(2r / (1 + r)) ~ 0.82; the ceilings computed from r alone match both (sampling error over 64 subsets and
+    200 samples is about 0.01; the tolerance is 0.03)."""
+    from gmv_dagster.evaluation.lds import seed_noise
+
+    rng = np.random.default_rng(0)
+    m, n, S = 200, 400, 64
+    true = rng.normal(size=(m, n)) * (rng.random((m, n)) < 0.05)
+    masks = random_subsets(n, S, seed=1)
+    signal = masks.astype(float) @ true.T
+    outputs = np.stack([signal + rng.normal(size=signal.shape) * signal.std(0) for _ in range(2)])
+    noise = seed_noise(outputs)
+    assert noise.seeds == 2 and noise.agreement == pytest.approx(0.5, abs=0.05)
+    assert noise.ceiling(1) == pytest.approx(linear_datamodeling_score(true, masks, outputs[0]).mean, abs=0.03)
+    assert noise.ceiling(2) == pytest.approx(linear_datamodeling_score(true, masks, outputs.mean(0)).mean, abs=0.03)
+    assert noise.ceiling(2) > noise.ceiling(1)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_noise(outputs[:1])
+
+
+def test_the_ridge_datamodel_learns_a_linear_law_it_can_see_and_finds_nothing_in_noise():
+    """Outputs that follow each subset's count per group (4 groups) are predicted on held-out subsets from those
+    counts (LDS near 1); outputs of pure noise are not (LDS near 0, a little below: a held-out subset's own output is
+    missing from the mean its prediction shrinks to)."""
+    from gmv_dagster.evaluation.lds import ridge_datamodel_lds
+
+    rng = np.random.default_rng(1)
+    groups = np.arange(200) % 4
+    masks = random_subsets(200, 40, seed=2)
+    counts = np.stack([masks[:, groups == g].sum(1) for g in range(4)], 1).astype(float)
+    outputs = counts @ rng.normal(size=(4, 30)) + 0.1 * rng.normal(size=(40, 30))
+    learned = ridge_datamodel_lds(masks, outputs, features=counts)
+    assert learned.mean > 0.9 and learned.defined == 30
+    noise = ridge_datamodel_lds(masks, rng.normal(size=(40, 30)))
+    assert -0.25 < noise.mean < 0.1
+    with pytest.raises(ValueError, match="S >= 2 x folds"):
+        ridge_datamodel_lds(masks[:6], outputs[:6])
+
+
+def test_retrained_outputs_are_cached_and_do_not_depend_on_the_pool(tmp_path):
+    """Two seeds x three subsets of a tiny VAE, in a pool of 2 spawned processes (one thread each) and one after
+    another here: the same outputs (to float32 rounding of one thread against several), and a second call trains
+    nothing (every checkpoint reused)."""
+    from gmv_dagster.demo.generator import TrainParams
+    from gmv_dagster.evaluation.retrain import OutputOf, TrainingSet, retrain_seeds, retrained_outputs
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(24)]
+    labels = ["a", "b"] * 12
+    train = TrainingSet(images, [f"h{i}" for i in range(24)], labels)
+    spec = GeneratorSpec(vae=TrainParams(epochs=1, prior_components=0, snapshots=0, seed=5))
+    masks = random_subsets(24, 3, seed=0)
+    output = OutputOf(images[:4], labels[:4])
+    seeds = retrain_seeds(spec, 2)
+    assert seeds == [5, 6]
+    pooled = retrained_outputs(spec, train, masks, seeds, output, tmp_path / "pool", workers=2)
+    here = retrained_outputs(spec, train, masks, seeds, output, tmp_path / "here", workers=1)
+    assert pooled.shape == (2, 3, 4) and not np.array_equal(pooled[0], pooled[1])  # the seeds differ
+    np.testing.assert_allclose(pooled, here, rtol=1e-4)
+    trained = sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert len(trained) == 6
+    again = retrained_outputs(spec, train, masks, seeds, output, tmp_path / "here", workers=1)
+    assert np.array_equal(again, here) and sorted(p.name for p in (tmp_path / "here").iterdir()) == trained

@@ -16,6 +16,7 @@ from ...evaluation.methods import (
     method_contributors_table,
     method_values_table,
 )
+from ...evaluation.retrain import OutputOf, TrainingSet, retrained_outputs
 from ...method.core import match, mirror
 from ...method.matching import IndexShard
 from ...method.quality import REFERENCE_SIZE, QualityModel
@@ -68,6 +69,23 @@ class ReportKit:
     generation_seed: int
     reference_size: int
     quality_seed: int
+    retrain_workers: int
+
+    def retrained_outputs(
+        self, train: TrainingSet, subsets: np.ndarray, seeds: list[int], output: OutputOf
+    ) -> np.ndarray:
+        """(seeds, subsets, m) outputs of the demo generator retrained on each subset with each seed (cached)."""
+        return retrained_outputs(
+            self.generator_spec,
+            train,
+            subsets,
+            seeds,
+            output,
+            self.gmv_home.subdir("checkpoints"),
+            str(self.generator_device.torch_device()),
+            self.retrain_workers,
+            self.log,
+        )
 
     def log(self, message: str) -> None:
         self.context.log.info(message)
@@ -183,6 +201,7 @@ def report_kit(
         spec.params.seed if spec else 0,
         int(quality_md.get("reference_size", REFERENCE_SIZE)),
         int(quality_md.get("seed", 0)),
+        report_settings.workers(),
     )
 
 

@@ -15,9 +15,9 @@ from ...evaluation.lds import (
     attribution_matrix,
     group_subsets,
     linear_datamodeling_score,
-    marginal_vae_outputs,
     random_groups,
 )
+from ...evaluation.retrain import OutputOf, TrainingSet, retrain_seeds
 from ...resources import (
     DeviceResource,
     EmbedderResource,
@@ -47,7 +47,7 @@ class GroupLdsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="reports", code_version="1", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
+    group_name="reports", code_version="2", op_tags=GPU_TAGS, deps=SETTINGS_FROM, kinds={"duckdb", "polars", "pytorch"}
 )
 def criterion_group_lds(
     context,
@@ -100,9 +100,9 @@ def criterion_group_lds(
         df = rows.frame()
         context.add_output_metadata(report_metadata(df, "not run: the generator is a DDPM", ""))
         return df
-    images = load_images(training_images["uri"].to_list())
+    train = TrainingSet(load_images(training_images["uri"].to_list()), hashes, labels)
     gen_ids = generated_images["id"].to_list()
-    gen = load_images(generated_images["uri"].to_list())
+    output = OutputOf(load_images(generated_images["uri"].to_list()), None)
     attributions = {
         name: attribution_matrix(contributors, gen_ids, ids)
         for (name,), contributors in method_contributors.group_by("method", maintain_order=True)
@@ -110,18 +110,9 @@ def criterion_group_lds(
     started, retrained = time.perf_counter(), 0
     for setting, group in groups.items():
         masks = group_subsets(group, config.subsets, config.fraction, config.seed)
-        outputs = np.empty((config.subsets, len(gen_ids)))
-        for s, mask in enumerate(masks):
-            keep = np.flatnonzero(mask)
-            generator = kit.generator(
-                kit.generator_spec, [images[r] for r in keep], [hashes[r] for r in keep], [labels[r] for r in keep]
-            )
-            outputs[s] = marginal_vae_outputs(generator, gen)
-            retrained += 1
-            kit.log(
-                f"group LDS ({setting}): model {s + 1}/{config.subsets} on {len(keep)} training images "
-                f"({(time.perf_counter() - started) / retrained:.1f} s per model)"
-            )
+        kit.log(f"group LDS ({setting}): {config.subsets} subsets")
+        outputs = kit.retrained_outputs(train, masks, retrain_seeds(kit.generator_spec, 1), output)[0]
+        retrained += len(masks)
         n_groups = len(np.unique(group))
         for name, attribution in attributions.items():
             if name == "uniform":

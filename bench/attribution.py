@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", type=int, default=3000, help="training images per domain (fmnist: 5000)")
     ap.add_argument("--queries", type=int, default=300, help="generated images per case")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--conditions", help="what else the machine ran, for the page (timings depend on it)")
     ap.add_argument("--steps", type=int, default=None, help="similarity training steps (default: the params' default)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--json", type=Path, default=None, help="write every number here")
@@ -311,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - began
     table, sweep = _table(rows, shown), _sweep(rows, setting)
     last = _last_line(heldout, setting, ratio, shown)
-    print(f"{table}\n\n{sweep}\n\n{why}\n\n{last}")
+    closing = _closing(rows, setting, ratio, args.conditions)
+    print(f"{table}\n\n{sweep}\n\n{why}\n\n{last}\n\n{closing}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "setting": setting, "flip_ratio": ratio, "seconds": total}))
     if args.markdown:
@@ -326,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
             f"({', '.join(HELD_OUT)}) saw no setting. Cases and rules: the script's docstring.\n\n{table}\n\n"
             f"Flips on the tuning domains ({setting['embedder']}, re-rank {setting['rerank']}), top-1 by flip_ratio:"
             f"\n\n{sweep}\n\nchosen: embedder={setting['embedder']} rerank={setting['rerank']} "
-            f"flips={'on' if ratio else 'off'} flip_ratio={shown}: {why}\n\n`{last}`",
+            f"flips={'on' if ratio else 'off'} flip_ratio={shown}: {why}\n\n`{last}`\n\n{closing}",
         )
 
 
@@ -371,6 +373,24 @@ def _sweep(rows: list[dict], setting: dict) -> str:
         ]
         lines.append(f"| {'upright' if ratio is None else ratio} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _closing(rows: list[dict], setting: dict, ratio: float | None, conditions: str | None) -> str:
+    """The similarity's training seconds by split (with the run's conditions, where given) and how far blends are
+    from being attributed."""
+    trained = {}
+    for r in rows:
+        if r["similarity_train_s"] and r["case"] == "near-copy":
+            trained.setdefault("tuning" if r["domain"] in TUNING else "held-out", set()).add(r["similarity_train_s"])
+    spans = [f"{split} {min(s):.0f} to {max(s):.0f} s" for split, s in trained.items()]
+    blends = [r["both_top3"] for r in pick(rows, {**setting, "flip_ratio": ratio}) if r["case"] == "blend"]
+    text = f"The similarity's training: {', '.join(spans)} (wall time{f': {conditions}' if conditions else ''}). "
+    return text + (
+        f"Blends: both sources in the top 3 for at most {max(blends):.3f} of them in any domain with the chosen "
+        "setting (the target is 0.8)."
+        if blends
+        else ""
+    )
 
 
 def _last_line(heldout: list[dict], setting: dict, ratio: float | None, shown: float) -> str:

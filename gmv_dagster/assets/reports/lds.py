@@ -193,7 +193,9 @@ CRITERION = Criterion(
                 "can show: `ceiling: seed noise` is the LDS that an attribution predicting the retrains' expected "
                 "output exactly would reach, given how little two seeds' outputs agree (r in the note); `ceiling: "
                 "ridge datamodel` is what a linear attribution fitted (ridge) to the outputs of 3/4 of the subsets "
-                "reaches on the other 1/4. Published on CIFAR-2 generated samples (another data set and a DDPM, "
+                "reaches on the other 1/4. How the ceiling and the interval move with S (and which S brings "
+                "GMValuator's interval within +-0.01), the k and temperature sweep and the DDPM's LDS: "
+                "`bench/lds_ceiling.py` below. Published on CIFAR-2 generated samples (another data set and a DDPM, "
                 "validation samples in brackets): pixel similarity 0.05 (0.08), CLIP similarity 0.04 (0.09), TRAK "
                 "0.16 (0.24), D-TRAK 0.26 (0.34)."
             ),

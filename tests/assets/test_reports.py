@@ -141,6 +141,10 @@ def test_lds_has_a_bracketed_correlation_for_every_attributing_method_and_its_ce
     assert noise["value"].is_between(0, 1).all() and noise["note"].str.contains(r"r = -?\d\.\d{3}").all()
     one, mean = noise.sort("setting")["value"].to_list()  # averaging two seeds never lowers the ceiling
     assert mean >= one
+    # each method's row names the ceilings of its setting (the headline shows them in its notes)
+    gmv = methods.filter(pl.col("method") == "gmv").sort("setting")
+    assert gmv["note"].str.starts_with("ceilings against one seed: seed noise ").to_list() == [True, False]
+    assert f"seed noise {mean:.3f}, ridge datamodel " in gmv["note"][1]
     assert ceilings.filter(pl.col("method") == "ceiling: ridge datamodel")["value"].is_between(-1, 1).all()
 
 

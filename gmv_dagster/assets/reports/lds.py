@@ -61,8 +61,27 @@ def lds_rows(
 ) -> None:
     """Each method's LDS against the seeds' mean and against the first seed's retrains, and beside them the
     ceilings: what seed noise permits (two or more seeds) and what a ridge datamodel fitted to the other subsets'
-    retrains reaches (cross-fitted)."""
+    retrains reaches (cross-fitted); each method's row names both in its note, so the headline carries them."""
     targets = {AVERAGED: outputs.mean(0), ONE_SEED: outputs[0]} if len(outputs) > 1 else {ONE_SEED: outputs[0]}
+    noise = seed_noise(outputs) if len(outputs) > 1 else None
+    beside = {}
+    for setting, target in targets.items():
+        ridge = ridge_datamodel_lds(masks, target, seed=seed)
+        fitted = "fitted on 3/4 of the subsets, held out"
+        rows.add(
+            CEILING,
+            "ceiling: ridge datamodel",
+            setting,
+            Measure(ridge.mean, ridge.defined, ridge.low, ridge.high, fitted),
+        )
+        beside[setting] = f"ridge datamodel {ridge.mean:.3f}"
+        if noise is not None:
+            averaged = len(outputs) if setting == AVERAGED else 1
+            agreement = (
+                f"the retrains' agreement: mean Spearman of two seeds' outputs per sample r = {noise.agreement:.3f}"
+            )
+            rows.add(CEILING, "ceiling: seed noise", setting, noise.ceiling(averaged), len(noise.per_sample), agreement)
+            beside[setting] = f"seed noise {noise.ceiling(averaged):.3f}, {beside[setting]}"
     for method, attribution in attributions.items():
         for setting, target in targets.items():
             if method == "uniform":
@@ -70,27 +89,13 @@ def lds_rows(
                 continue
             result = linear_datamodeling_score(attribution, masks, target, seed=seed)
             undefined = len(target.T) - result.defined
-            note = (
-                f"{undefined} of {len(target.T)} samples undefined (no attribution varies over the subsets)"
+            note = f"ceilings {setting}: {beside[setting]}" + (
+                f"; {undefined} of {len(target.T)} samples undefined (no attribution varies over the subsets)"
                 if undefined
-                else None
+                else ""
             )
             value = None if result.defined == 0 else result.mean
             rows.add(NAME, method, setting, Measure(value, result.defined, result.low, result.high, note))
-    if len(outputs) > 1:
-        noise = seed_noise(outputs)
-        note = f"the retrains' agreement: mean Spearman of two seeds' outputs per sample r = {noise.agreement:.3f}"
-        for setting in targets:
-            averaged = len(outputs) if setting == AVERAGED else 1
-            rows.add(CEILING, "ceiling: seed noise", setting, noise.ceiling(averaged), len(noise.per_sample), note)
-    for setting, target in targets.items():
-        result = ridge_datamodel_lds(masks, target, seed=seed)
-        rows.add(
-            CEILING,
-            "ceiling: ridge datamodel",
-            setting,
-            Measure(result.mean, result.defined, result.low, result.high, "fitted on 3/4 of the subsets, held out"),
-        )
 
 
 @dg.asset(

@@ -82,6 +82,8 @@ def marked_sections(text: str) -> list[str]:
 
 def put_marked_section(path: Path, name: str, body: str) -> None:
     """Write `body` as the block NAME of the page at `path`: in place of the old block, else at the end."""
+    if not re.fullmatch(r"[\w./-]+", name):  # a name the markers cannot be found by again would be appended each run
+        raise ValueError(f"a marked section's name is letters, digits and . / - _ only, got {name!r}")
     block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->\n"
     text = path.read_text() if path.is_file() else ""
     old = next((m for m in _SECTION.finditer(text) if m.group("name") == name), None)

@@ -97,7 +97,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="retrain processes (0: one per core)")
     parser.add_argument("--sweep", action="store_true", help="also sweep k and the temperature (LDS, C1@10, C3)")
     parser.add_argument("--seed", type=int, default=0, help="of the subsets (the report's: 0)")
-    parser.add_argument("--markdown", type=Path, help="write the tables into this page (section bench/lds_ceiling.py-<family>)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help="write the tables into this page (section bench/lds_ceiling.py-<family>)",
+    )
     parser.add_argument("--plot", type=Path, help="with --sweep: the sweep's plot (PNG)")
     args = parser.parse_args()
     began = time.perf_counter()

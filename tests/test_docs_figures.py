@@ -364,8 +364,8 @@ CLAIMS: list[tuple[str, str, Sources]] = [
     ),
     (
         "README.md",
-        "does no better: {} at S = {}). S = {} brings",
-        lambda: [lds_ceiling("vae", "own class", 64), "64", lds_smallest_s()],
+        "does about as well: {} at S = {}, GMValuator {}). S = {} brings",
+        lambda: [lds_ceiling("vae", "own class", 64), "64", lds_ceiling("vae", "gmv", 64), lds_smallest_s()],
     ),
     (
         "README.md",

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gmv_dagster.common.files import put_marked_section  # noqa: E402
 from gmv_dagster.common.sampling import seeded_rows  # noqa: E402
 from gmv_dagster.demo.generator import cached_generator, data_key, load_generator  # noqa: E402
-from gmv_dagster.evaluation.criteria import auc_lower_value  # noqa: E402
+from gmv_dagster.evaluation.criteria import agreement_at_k, auc_lower_value  # noqa: E402
 from gmv_dagster.evaluation.lds import (  # noqa: E402
     attribution_matrix,
     linear_datamodeling_score,
@@ -58,7 +58,7 @@ from gmv_dagster.evaluation.pollution import POLLUTION_KINDS, make_pollution, ne
 from gmv_dagster.evaluation.retrain import OutputOf, TrainingSet, retrain_seeds, retrained_outputs  # noqa: E402
 from gmv_dagster.method.core import DEFAULTS, match, mirror  # noqa: E402
 from gmv_dagster.method.credit import softmax_weights  # noqa: E402
-from gmv_dagster.method.matching import IndexShard  # noqa: E402
+from gmv_dagster.method.matching import IndexShard, matches_table  # noqa: E402
 from gmv_dagster.method.quality import REFERENCE_SIZE  # noqa: E402
 from gmv_dagster.resources import EmbedderResource, GmvHome, QualityScorerResource  # noqa: E402
 from gmv_dagster.sources.images import array_hash, load_images  # noqa: E402
@@ -81,11 +81,6 @@ def credit_matrix(idx: np.ndarray, dist: np.ndarray, q: np.ndarray, n: int, k: i
 def values_of(idx: np.ndarray, dist: np.ndarray, q: np.ndarray, n: int, k: int, temperature: float) -> np.ndarray:
     weights = softmax_weights(dist[:, :k], temperature) * q[:, None]
     return np.bincount(idx[:, :k].ravel(), weights=weights.ravel(), minlength=n)
-
-
-def class_agreement(idx: np.ndarray, train_labels: np.ndarray, gen_labels: np.ndarray, k: int) -> float:
-    """C1@k: the mean share of each generated image's top min(k, K) contributors with its class."""
-    return float((train_labels[idx[:, :k]] == gen_labels[:, None]).mean())
 
 
 def main() -> None:
@@ -241,11 +236,14 @@ def main() -> None:
         copies = [near_copy(images[r], rng) for r in sources]
         copy_mirrored = embedder.embed([mirror(x) for x in copies]) if DEFAULTS.match.flips else None
         copy_idx, copy_dist = match(train_vectors, embedder.embed(copies), params, shards, mirrored=copy_mirrored)
+        # C1@10 as criterion_classes computes it: the share of each sample's top min(k, 10) with its class
+        top10 = matches_table(gen_ids, ids, idx, dist, 10)
+        keys = {"gen": generated.select("id", key="label"), "train": training.select("id", key="label")}
         for k_sweep in KS:
             for factor in TAU_FACTORS:
                 tau = temperature * factor
                 lds = linear_datamodeling_score(credit_matrix(idx, dist, q, n, k_sweep, tau), masks, mean_outputs)
-                c1 = class_agreement(idx, train_labels, gen_label_array, min(k_sweep, 10))
+                c1 = agreement_at_k(top10, keys["gen"], keys["train"], min(k_sweep, 10)).value
                 values = values_of(c3["idx"], c3["dist"], c3["q"], len(c3["ood"]), k_sweep, tau)
                 auc = auc_lower_value(values, c3["ood"]).value
                 weights = softmax_weights(copy_dist[:, :k_sweep], tau)

@@ -94,11 +94,6 @@ def _summarise(per_sample: np.ndarray, n_bootstrap: int, seed: int) -> LdsResult
     return LdsResult(float(ok.mean()), float(low), float(high), per_sample, len(ok))
 
 
-def _check_shapes(n: int, m: int, masks: np.ndarray, y: np.ndarray, what: str) -> None:
-    if masks.ndim != 2 or y.shape != (masks.shape[0], m) or masks.shape[1] != n:
-        raise ValueError(f"shapes do not fit: {what}, subsets {masks.shape} (S x n), outputs {y.shape} (S x m)")
-
-
 def linear_datamodeling_score(
     attributions: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
 ) -> LdsResult:
@@ -106,9 +101,11 @@ def linear_datamodeling_score(
     `subsets` (S x n masks). A sample whose predicted sums are constant over the subsets (all attribution on
     images in every subset or none, e.g. all zero) has no correlation: NaN, left out of the mean and counted."""
     a, masks, y = np.asarray(attributions, np.float64), np.asarray(subsets, bool), np.asarray(outputs, np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"shapes do not fit: attributions {a.shape} must be m x n")
-    _check_shapes(a.shape[1], a.shape[0], masks, y, f"attributions {a.shape} (m x n)")
+    if a.ndim != 2 or masks.ndim != 2 or y.shape != (masks.shape[0], a.shape[0]) or masks.shape[1] != a.shape[1]:
+        raise ValueError(
+            f"shapes do not fit: attributions {a.shape} (m x n), subsets {masks.shape} (S x n), "
+            f"outputs {y.shape} (S x m)"
+        )
     predicted = masks.astype(np.float64) @ a.T  # (S, m): each subset's summed attribution per sample
     return _summarise(columnwise_spearman(predicted, y), n_bootstrap, seed)
 

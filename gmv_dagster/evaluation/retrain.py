@@ -66,9 +66,9 @@ def retrain_seeds(spec: GeneratorSpec, count: int) -> list[int]:
     return [spec.params.seed + i for i in range(count)]
 
 
-def _retrain_one(spec, train: TrainingSet, keep, output: OutputOf, folder: Path, device, log) -> np.ndarray:
+def _retrain_one(spec, train: TrainingSet, keep, output: OutputOf, folder: Path, device) -> np.ndarray:
     images, key, labels = train.subset(keep)
-    generator, _ = cached_generator(spec, images, labels, key, folder, device, log)
+    generator, _ = cached_generator(spec, images, labels, key, folder, device)
     return output(generator)
 
 
@@ -83,7 +83,7 @@ def _worker_init(train: TrainingSet, output: OutputOf, folder: Path, threads: in
 
 
 def _worker_task(spec: GeneratorSpec, keep: np.ndarray) -> np.ndarray:
-    return _retrain_one(spec, _WORKER["train"], keep, _WORKER["output"], _WORKER["folder"], "cpu", None)
+    return _retrain_one(spec, _WORKER["train"], keep, _WORKER["output"], _WORKER["folder"], "cpu")
 
 
 def retrained_outputs(
@@ -114,7 +114,7 @@ def retrained_outputs(
 
     if workers <= 1 or str(device) != "cpu":
         for count, (r, s, job_spec, keep) in enumerate(jobs, 1):
-            out[r, s] = _retrain_one(job_spec, train, keep, output, folder, device, None)
+            out[r, s] = _retrain_one(job_spec, train, keep, output, folder, device)
             done(count)
         return out
     threads = max(1, (os.cpu_count() or 1) // workers)

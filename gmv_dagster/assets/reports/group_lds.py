@@ -10,7 +10,6 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from ...evaluation.criteria import Measure
 from ...evaluation.lds import (
     attribution_matrix,
     group_subsets,
@@ -29,6 +28,7 @@ from ...resources import (
 from ...sources.images import load_images
 from ..steps import GPU_TAGS
 from .baselines import SETTINGS_FROM, report_kit
+from .lds import lds_measure
 from .retrain import not_run_without_generator
 from .tables import Criterion, Headline, Rows, Section, bar_plot, pivot_markdown, report_metadata
 
@@ -119,14 +119,7 @@ def criterion_group_lds(
                 rows.not_run(NAME, name, setting, "equal attribution to every image: only the subset's size varies")
                 continue
             result = linear_datamodeling_score(attribution, masks, outputs, seed=config.seed)
-            undefined = len(gen_ids) - result.defined
-            note = f"{n_groups} groups" + (
-                f"; {undefined} of {len(gen_ids)} samples undefined (no attribution varies over the subsets)"
-                if undefined
-                else ""
-            )
-            value = None if result.defined == 0 else result.mean
-            rows.add(NAME, name, setting, Measure(value, result.defined, result.low, result.high, note))
+            rows.add(NAME, name, setting, lds_measure(result, f"{n_groups} groups"))
     df = rows.frame()
     summary = (
         f"Group LDS over {config.subsets} generators per grouping, each retrained on a random "

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ...evaluation.criteria import Measure
 from ...evaluation.lds import (
+    LdsResult,
     attribution_matrix,
     linear_datamodeling_score,
     random_subsets,
@@ -56,6 +57,15 @@ class LdsConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the subsets")
 
 
+def lds_measure(result: LdsResult, note: str) -> Measure:
+    """A method's LDS as a report row's measure (no value where no sample has a correlation), its note followed by
+    how many samples are undefined, where any are."""
+    undefined = len(result.per_sample) - result.defined
+    if undefined:
+        note += f"; {undefined} of {len(result.per_sample)} samples undefined (no attribution varies over the subsets)"
+    return Measure(None if result.defined == 0 else result.mean, result.defined, result.low, result.high, note)
+
+
 def lds_rows(
     rows: Rows, attributions: dict[str, np.ndarray], masks: np.ndarray, outputs: np.ndarray, seed: int
 ) -> None:
@@ -88,14 +98,7 @@ def lds_rows(
                 rows.not_run(NAME, method, setting, "equal attribution to every image: every subset sums to the same")
                 continue
             result = linear_datamodeling_score(attribution, masks, target, seed=seed)
-            undefined = len(target.T) - result.defined
-            note = f"ceilings {setting}: {beside[setting]}" + (
-                f"; {undefined} of {len(target.T)} samples undefined (no attribution varies over the subsets)"
-                if undefined
-                else ""
-            )
-            value = None if result.defined == 0 else result.mean
-            rows.add(NAME, method, setting, Measure(value, result.defined, result.low, result.high, note))
+            rows.add(NAME, method, setting, lds_measure(result, f"ceilings {setting}: {beside[setting]}"))
 
 
 @dg.asset(
